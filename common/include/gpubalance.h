@@ -1,0 +1,415 @@
+/*
+ * gpubalance.h - the one public header of libgpubalance.
+ *
+ * libgpubalance places each video encode on the right encoder of the host:
+ * NVENC on one of several NVIDIA GPUs, VA-API on one of several render
+ * nodes, or the CPU. Every process on the host that uses the library shares
+ * one ledger of encode sessions, so placement accounts for all of them.
+ *
+ * Typical use by a front end (an encoder element, a wrapper codec):
+ *
+ *     gpubalance_context *ctx;
+ *     gpubalance_stream *stream;
+ *     gpubalance_lease *lease;
+ *
+ *     if (gpubalance_context_open(NULL, &ctx) < 0)
+ *         die(gpubalance_last_error());
+ *     gpubalance_stream_new(&stream);
+ *     gpubalance_stream_set_codec(stream, GPUBALANCE_CODEC_H264);
+ *     gpubalance_stream_set_size(stream, 1920, 1080);
+ *     gpubalance_stream_set_fps(stream, 30.0);
+ *     if (gpubalance_lease_acquire(ctx, stream, &lease) < 0)
+ *         die(gpubalance_last_error());
+ *     for (;;) {
+ *         // open gpubalance_lease_ffmpeg_encoder(lease) on
+ *         // gpubalance_lease_cuda_ordinal(lease) / _render_node(lease)
+ *         if (gpubalance_lease_check_open(lease) == 0 && open_ok) {
+ *             gpubalance_lease_mark_opened(lease);
+ *             break;
+ *         }
+ *         if (gpubalance_lease_report_failure(&lease,
+ *                 GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)") < 0)
+ *             die(gpubalance_last_error());  // every candidate failed
+ *     }
+ *     ... encode ...
+ *     gpubalance_lease_release(lease);
+ *     gpubalance_stream_free(stream);
+ *     gpubalance_context_close(ctx);
+ *
+ * Conventions:
+ * - Every type is opaque except the read-only records of a snapshot.
+ * - Functions that can fail return 0 or a positive value on success and a
+ *   negative gpubalance_status on failure. gpubalance_strerror() names the
+ *   code; gpubalance_last_error() gives the full sentence for the calling
+ *   thread's last failure (which file, which key, which device, and why).
+ * - All functions are safe to call from many threads at once, on one
+ *   context or several. A single lease or stream must not be used by two
+ *   threads at the same time.
+ * - A lease is held by the kernel as a lock on an open file description: it
+ *   ends when released, when the process exits, or when it is killed.
+ */
+#ifndef GPUBALANCE_H
+#define GPUBALANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPUBALANCE_VERSION_MAJOR 0
+#define GPUBALANCE_VERSION_MINOR 1
+#define GPUBALANCE_VERSION_MICRO 0
+
+/** Status codes. Success is 0; every failure is negative. */
+typedef enum {
+    GPUBALANCE_OK = 0,
+    /** A bad argument or value (an unknown codec, policy, size...). */
+    GPUBALANCE_ERR_INVALID_ARGUMENT = -1,
+    /** Out of memory. */
+    GPUBALANCE_ERR_NO_MEMORY = -2,
+    /** The configuration file is missing, unreadable or invalid. */
+    GPUBALANCE_ERR_CONFIG = -3,
+    /** The ledger directory or file cannot be created, opened or locked. */
+    GPUBALANCE_ERR_LEDGER_IO = -4,
+    /** The ledger file is damaged, truncated or not a ledger at all. */
+    GPUBALANCE_ERR_LEDGER_DAMAGED = -5,
+    /** The ledger was written by a newer gpubalance with another format. */
+    GPUBALANCE_ERR_LEDGER_NEWER = -6,
+    /** The ledger directory or file is a symlink, foreign-owned or
+     *  writable by others: refusing to trust it. */
+    GPUBALANCE_ERR_LEDGER_UNSAFE = -7,
+    /** Every device that could take the stream is full (when-full=fail). */
+    GPUBALANCE_ERR_FULL = -8,
+    /** when-full=wait and no device freed up before the timeout. */
+    GPUBALANCE_ERR_TIMEOUT = -9,
+    /** Every candidate was tried and reported as failed. */
+    GPUBALANCE_ERR_NO_CANDIDATE = -10,
+    /** No device, software included, can encode this codec, size or depth. */
+    GPUBALANCE_ERR_UNSUPPORTED = -11,
+    /** The forced device id does not exist on this host. */
+    GPUBALANCE_ERR_NO_SUCH_DEVICE = -12,
+    /** The device refused to open a session (a sim device past its
+     *  enforce-sessions, as a driver past its cap would). */
+    GPUBALANCE_ERR_REFUSED = -13,
+    /** The call does not fit the lease's state (marking a released lease). */
+    GPUBALANCE_ERR_BAD_STATE = -14,
+    /** Reset refused: live leases exist in the ledger. */
+    GPUBALANCE_ERR_BUSY = -15,
+} gpubalance_status;
+
+typedef enum {
+    GPUBALANCE_CODEC_H264 = 0,
+    GPUBALANCE_CODEC_HEVC = 1,
+    GPUBALANCE_CODEC_AV1 = 2,
+} gpubalance_codec;
+#define GPUBALANCE_N_CODECS 3
+
+typedef enum {
+    GPUBALANCE_BACKEND_NVENC = 0,
+    GPUBALANCE_BACKEND_VAAPI = 1,
+    GPUBALANCE_BACKEND_SOFTWARE = 2,
+    /** A simulated device: accounted like hardware, encoded in software. */
+    GPUBALANCE_BACKEND_SIM = 3,
+} gpubalance_backend;
+#define GPUBALANCE_N_BACKENDS 4
+
+typedef enum {
+    /** Spread: lowest projected utilisation after adding the stream. */
+    GPUBALANCE_POLICY_BALANCED = 0,
+    /** Priority: fill devices in order before using the next. */
+    GPUBALANCE_POLICY_FILL = 1,
+} gpubalance_policy;
+
+typedef enum {
+    /** Place the stream on the software encoder. */
+    GPUBALANCE_WHEN_FULL_SOFTWARE = 0,
+    /** Block until a lease frees, up to the wait timeout. */
+    GPUBALANCE_WHEN_FULL_WAIT = 1,
+    /** Fail with GPUBALANCE_ERR_FULL. */
+    GPUBALANCE_WHEN_FULL_FAIL = 2,
+} gpubalance_when_full;
+
+typedef enum {
+    /** Granted by the core; the encoder is not open yet. */
+    GPUBALANCE_LEASE_GRANTED = 0,
+    /** The front end opened the encoder. */
+    GPUBALANCE_LEASE_OPENED = 1,
+    /** The open failed; the lease is on its way out. */
+    GPUBALANCE_LEASE_FAILED = 2,
+} gpubalance_lease_state;
+
+/** Why an encoder open failed, as the front end reports it. */
+typedef enum {
+    /** The device refused for capacity (NVENC error 10, VA context
+     *  creation failure). The session count at which it failed becomes the
+     *  device's (or its pool's) learned limit, shared with every process. */
+    GPUBALANCE_FAILURE_CAPACITY = 0,
+    /** The encoder is not usable from this process (element or library
+     *  missing, device vanished). This context stops offering the device
+     *  until the learn expiry passes. */
+    GPUBALANCE_FAILURE_UNAVAILABLE = 1,
+    /** Anything else (bad parameters for this encoder): the device is
+     *  skipped for this stream only. */
+    GPUBALANCE_FAILURE_OTHER = 2,
+} gpubalance_failure;
+
+typedef enum {
+    GPUBALANCE_LOG_ERROR = 0,
+    GPUBALANCE_LOG_WARNING = 1,
+    GPUBALANCE_LOG_INFO = 2,
+    GPUBALANCE_LOG_DEBUG = 3,
+} gpubalance_log_level;
+
+typedef struct gpubalance_context gpubalance_context;
+typedef struct gpubalance_stream gpubalance_stream;
+typedef struct gpubalance_lease gpubalance_lease;
+typedef struct gpubalance_snapshot gpubalance_snapshot;
+
+/* ---- errors, names, logging ------------------------------------------ */
+
+/** A short sentence for a status code ("ledger file is damaged"). */
+const char *gpubalance_strerror(int status);
+
+/** The full message of the calling thread's last failure, naming what was
+ *  wrong; "" when there was none. Valid until the thread's next call. */
+const char *gpubalance_last_error(void);
+
+/** "h264", "hevc", "av1"; NULL for a value out of range. */
+const char *gpubalance_codec_name(gpubalance_codec codec);
+/** Parses "h264" / "hevc" ("h265" too) / "av1". Returns the codec or
+ *  GPUBALANCE_ERR_INVALID_ARGUMENT. */
+int gpubalance_codec_from_name(const char *name);
+/** "nvenc", "vaapi", "software", "sim". */
+const char *gpubalance_backend_name(gpubalance_backend backend);
+/** "balanced", "fill". */
+const char *gpubalance_policy_name(gpubalance_policy policy);
+/** "software", "wait", "fail". */
+const char *gpubalance_when_full_name(gpubalance_when_full when_full);
+/** "granted", "opened", "failed". */
+const char *gpubalance_lease_state_name(gpubalance_lease_state state);
+
+typedef void (*gpubalance_log_func)(gpubalance_log_level level, const char *message, void *user_data);
+
+/** Routes the library's log lines (default: stderr, filtered by
+ *  GPUBALANCE_LOG = error|warning|info|debug, default warning) to func,
+ *  which receives every line at or below the GPUBALANCE_LOG level. NULL
+ *  restores stderr. Process-wide. */
+void gpubalance_set_log_handler(gpubalance_log_func func, void *user_data);
+
+/* ---- context ---------------------------------------------------------- */
+
+/**
+ * Opens a context: reads the configuration, opens (or creates) the ledger
+ * and builds the device inventory.
+ *
+ * @config_path: a GKeyFile config file, or NULL for $GPUBALANCE_CONFIG,
+ *   then /etc/gpubalance.conf, then ~/.config/gpubalance.conf (the first
+ *   that exists), then built-in defaults.
+ * The ledger lives in $GPUBALANCE_DIR (default /dev/shm/gpubalance-UID).
+ *
+ * Returns 0 and sets *out, or GPUBALANCE_ERR_CONFIG / _LEDGER_* with the
+ * details in gpubalance_last_error().
+ */
+int gpubalance_context_open(const char *config_path, gpubalance_context **out);
+
+/** Flags for gpubalance_context_open_with_flags(). */
+typedef enum {
+    /** Probe the hardware again instead of trusting the ledger's cache. */
+    GPUBALANCE_OPEN_REFRESH_PROBES = 1u << 0,
+} gpubalance_open_flags;
+
+/** gpubalance_context_open() with gpubalance_open_flags. */
+int gpubalance_context_open_with_flags(const char *config_path, unsigned flags, gpubalance_context **out);
+
+/** What discovery found, or why it found nothing, one line each
+ *  ("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found"). */
+size_t gpubalance_context_n_notes(const gpubalance_context *ctx);
+const char *gpubalance_context_note(const gpubalance_context *ctx, size_t index);
+
+/** Drops the caller's reference; the context lives on while leases taken
+ *  from it are alive. NULL is allowed. */
+void gpubalance_context_close(gpubalance_context *ctx);
+
+/** The ledger file's path (for messages). */
+const char *gpubalance_context_ledger_path(const gpubalance_context *ctx);
+
+/** The configuration file that was read, or NULL for built-in defaults. */
+const char *gpubalance_context_config_path(const gpubalance_context *ctx);
+
+/* ---- stream description ----------------------------------------------- */
+
+/** A new stream description: h264, 1920x1080, unknown fps (counted as
+ *  30), 8-bit, no label, the context's policy, order and when-full. */
+int gpubalance_stream_new(gpubalance_stream **out);
+void gpubalance_stream_free(gpubalance_stream *stream);
+
+int gpubalance_stream_set_codec(gpubalance_stream *stream, gpubalance_codec codec);
+/** Width and height in pixels, 16..16384 each. */
+int gpubalance_stream_set_size(gpubalance_stream *stream, int width, int height);
+/** Frames per second, 0 for unknown (counted as 30), at most 1000. */
+int gpubalance_stream_set_fps(gpubalance_stream *stream, double fps);
+/** 8 or 10. */
+int gpubalance_stream_set_bit_depth(gpubalance_stream *stream, int bit_depth);
+/** Free text shown in `gpubalance status` (truncated to 63 bytes). */
+int gpubalance_stream_set_label(gpubalance_stream *stream, const char *label);
+/** "balanced" or "fill"; NULL: the context's. */
+int gpubalance_stream_set_policy(gpubalance_stream *stream, const char *name);
+/** A comma-separated backend order such as "nvenc,vaapi,software";
+ *  NULL: the context's. */
+int gpubalance_stream_set_order(gpubalance_stream *stream, const char *order);
+/** "software", "wait" or "fail"; NULL: the context's. */
+int gpubalance_stream_set_when_full(gpubalance_stream *stream, const char *name);
+/** Seconds that when-full=wait blocks; negative: the context's. */
+int gpubalance_stream_set_wait_timeout(gpubalance_stream *stream, double seconds);
+/** Force one device id ("nvenc:1", "sim:gpu0", "software"); NULL: any.
+ *  The id is checked at acquire time against the inventory. */
+int gpubalance_stream_set_device(gpubalance_stream *stream, const char *id);
+
+/** The stream's cost: width x height x fps / (1920 x 1080 x 30). */
+double gpubalance_stream_cost(const gpubalance_stream *stream);
+
+/* ---- leases ----------------------------------------------------------- */
+
+/**
+ * Chooses a device for the stream and takes a lease on it. The stream may
+ * be freed afterwards (the lease keeps a copy).
+ *
+ * Returns 0 and sets *out; GPUBALANCE_ERR_FULL, _TIMEOUT, _UNSUPPORTED,
+ * _NO_SUCH_DEVICE or a ledger error otherwise.
+ */
+int gpubalance_lease_acquire(gpubalance_context *ctx, const gpubalance_stream *stream, gpubalance_lease **out);
+
+/** "nvenc:0", "vaapi:renderD128", "software", "sim:gpu0". */
+const char *gpubalance_lease_device(const gpubalance_lease *lease);
+gpubalance_backend gpubalance_lease_backend(const gpubalance_lease *lease);
+/** The CUDA ordinal of an nvenc lease (as this process sees CUDA
+ *  devices), -1 otherwise. */
+int gpubalance_lease_cuda_ordinal(const gpubalance_lease *lease);
+/** The GPU UUID ("GPU-...") of an nvenc lease when known, NULL otherwise. */
+const char *gpubalance_lease_gpu_uuid(const gpubalance_lease *lease);
+/** The render node path of a vaapi lease, NULL otherwise. */
+const char *gpubalance_lease_render_node(const gpubalance_lease *lease);
+/** The FFmpeg encoder to open: "h264_nvenc", "hevc_vaapi", "libx264"... */
+const char *gpubalance_lease_ffmpeg_encoder(const gpubalance_lease *lease);
+/** The GStreamer 1.22 element the lease calls for: "nvcudah264enc",
+ *  "vah264enc", "x264enc"... Element names differ between GStreamer
+ *  releases, so a front end should treat this as a hint and find the
+ *  factory by its properties. */
+const char *gpubalance_lease_gst_encoder(const gpubalance_lease *lease);
+/** Why this device was chosen, one line. */
+const char *gpubalance_lease_reason(const gpubalance_lease *lease);
+/** 1 for the first placement, 2 after one reported failure... */
+int gpubalance_lease_attempt(const gpubalance_lease *lease);
+gpubalance_lease_state gpubalance_lease_state_get(const gpubalance_lease *lease);
+
+/**
+ * Call just before opening the encoder. Real devices always answer 0 (only
+ * the open itself tells the truth). A sim device answers as the driver it
+ * stands in for would: GPUBALANCE_ERR_REFUSED once enforce-sessions of its
+ * sessions are open; the front end then treats the open as failed.
+ */
+int gpubalance_lease_check_open(gpubalance_lease *lease);
+
+/** The encoder opened: the lease moves to "opened". */
+int gpubalance_lease_mark_opened(gpubalance_lease *lease);
+
+/**
+ * Reports that opening the encoder failed on the lease's device, learns
+ * from it (see gpubalance_failure), releases the lease and takes one on the
+ * next candidate, skipping every device already tried for this stream.
+ *
+ * On success *lease is the new lease (attempt + 1). On failure *lease is
+ * freed and set to NULL, and gpubalance_last_error() lists every attempt
+ * and why it failed.
+ */
+int gpubalance_lease_report_failure(gpubalance_lease **lease, gpubalance_failure kind, const char *reason);
+
+/** Ends the lease and frees it. NULL is allowed. */
+void gpubalance_lease_release(gpubalance_lease *lease);
+
+/**
+ * Lets the lease survive exec(): the lock's file descriptor loses
+ * FD_CLOEXEC and the lease is marked opened. The lease then ends when the
+ * executed program exits (or is killed). Meant for `gpubalance exec`. The
+ * lease object must still be freed (gpubalance_lease_release()) if exec
+ * is not called after all. Returns the file descriptor, or an error.
+ */
+int gpubalance_lease_keep_across_exec(gpubalance_lease *lease);
+
+/* ---- snapshot --------------------------------------------------------- */
+
+/** A device as the snapshot saw it. Strings live as long as the snapshot. */
+typedef struct {
+    const char *id;   /**< "nvenc:0", "sim:gpu0", "software" */
+    const char *name; /**< human name ("NVIDIA H100", "sim gpu0") */
+    gpubalance_backend backend;
+    /** The backend this device stands for in `order` (sim: imitates). */
+    gpubalance_backend order_backend;
+    unsigned codecs;         /**< bit (1 << gpubalance_codec) per codec */
+    int sessions;            /**< leases held through gpubalance */
+    int foreign_sessions;    /**< sessions gpubalance did not grant */
+    int max_sessions;        /**< configured limit, 0 = none */
+    int learned_limit;       /**< learned limit in force, -1 = none */
+    int enforce_sessions;    /**< sim only: refuses past this, 0 = never */
+    double load;             /**< sum of the costs of its leases */
+    double budget;           /**< cost units, 0 = no limit */
+    const char *pool;        /**< pool name or NULL */
+    int cuda_ordinal;        /**< nvenc: CUDA ordinal, else -1 */
+    const char *gpu_uuid;    /**< nvenc: "GPU-..." or NULL */
+    const char *render_node; /**< vaapi: "/dev/dri/renderD128" or NULL */
+    bool declared;           /**< from the config file rather than discovery */
+} gpubalance_device_info;
+
+typedef struct {
+    const char *name;
+    int sessions;      /**< ours and foreign, on all member devices */
+    int max_sessions;  /**< configured, 0 = none */
+    int learned_limit; /**< -1 = none */
+} gpubalance_pool_info;
+
+typedef struct {
+    const char *device;
+    pid_t pid;              /**< as seen in the holder's pid namespace */
+    uint64_t pid_namespace; /**< inode of the holder's pid namespace */
+    gpubalance_codec codec;
+    int width;
+    int height;
+    double fps; /**< 0 = unknown */
+    double cost;
+    gpubalance_lease_state state;
+    const char *label;
+    int64_t since_unix_ms; /**< when the lease was granted */
+    int slot;              /**< the ledger slot (diagnostics) */
+} gpubalance_lease_info;
+
+/** A consistent view of devices, pools and live leases. Verifies every
+ *  lease against its lock first, so leases of dead processes never show. */
+int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out);
+void gpubalance_snapshot_free(gpubalance_snapshot *snap);
+size_t gpubalance_snapshot_n_devices(const gpubalance_snapshot *snap);
+const gpubalance_device_info *gpubalance_snapshot_device(const gpubalance_snapshot *snap, size_t index);
+size_t gpubalance_snapshot_n_pools(const gpubalance_snapshot *snap);
+const gpubalance_pool_info *gpubalance_snapshot_pool(const gpubalance_snapshot *snap, size_t index);
+size_t gpubalance_snapshot_n_leases(const gpubalance_snapshot *snap);
+const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot *snap, size_t index);
+
+/* ---- maintenance ------------------------------------------------------ */
+
+/**
+ * Rebuilds the ledger in $GPUBALANCE_DIR. A damaged or foreign file is
+ * moved aside (renamed *.damaged-TIME, nothing is deleted) and a fresh one
+ * created. A valid ledger with live leases is left alone and
+ * GPUBALANCE_ERR_BUSY returned unless force is true. Learned limits and
+ * the probe cache start over.
+ */
+int gpubalance_ledger_reset(bool force);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPUBALANCE_H */

@@ -1,0 +1,89 @@
+/* config.h - the GKeyFile configuration (see DESIGN.md for the format). */
+#ifndef GPB_CONFIG_H
+#define GPB_CONFIG_H
+
+#include <glib.h>
+#include <stdbool.h>
+
+#include "gpubalance.h"
+
+#define GPB_MAX_ORDER GPUBALANCE_N_BACKENDS
+#define GPB_DEFAULT_MAX_SIZE 8192
+#define GPB_SOFTWARE_MAX_SIZE 16384
+
+/* A backend order such as nvenc,vaapi,software. */
+typedef struct {
+    gpubalance_backend backends[GPB_MAX_ORDER];
+    int n;
+} gpb_order;
+
+/* One [device:NAME] group. */
+typedef struct {
+    char *group_name; /* "gpu0" of [device:gpu0] */
+    char *id;         /* sim:gpu0, nvenc:0, vaapi:renderD128 */
+    char *display_name;
+    gpubalance_backend backend;
+    gpubalance_backend imitates; /* sim: its place in order */
+    unsigned codecs;
+    int max_sessions;     /* 0 = none */
+    int enforce_sessions; /* sim only, 0 = never refuse */
+    double budget;        /* 0 = none */
+    char *pool;           /* NULL = none */
+    int max_width;
+    int max_height;
+    bool ten_bit;
+    int cuda_ordinal;  /* nvenc, else -1 */
+    char *render_node; /* vaapi, else NULL */
+} gpb_device_config;
+
+/* One [pool:NAME] group. */
+typedef struct {
+    char *name;
+    int max_sessions; /* 0 = none */
+} gpb_pool_config;
+
+typedef struct {
+    char *path; /* the file read, NULL for built-in defaults */
+    gpubalance_policy policy;
+    gpb_order order;
+    gpubalance_when_full when_full;
+    double wait_timeout; /* seconds */
+    bool discover;
+    double learn_expiry; /* seconds a learned limit stays in force */
+    double software_budget;
+    unsigned software_codecs;
+    GPtrArray *devices; /* of gpb_device_config* */
+    GPtrArray *pools;   /* of gpb_pool_config* */
+} gpb_config;
+
+/* Built-in defaults, used when no configuration file exists. */
+gpb_config *gpb_config_new_default(void);
+
+/* Parses configuration text. display_name names the file in messages.
+ * Returns 0 or GPUBALANCE_ERR_CONFIG with gpubalance_last_error() naming
+ * the file, the group, the key and what is allowed. */
+int gpb_config_parse(const char *data, size_t length, const char *display_name, gpb_config **out);
+
+/* Reads and parses path. */
+int gpb_config_load(const char *path, gpb_config **out);
+
+/* Finds the file to read: $GPUBALANCE_CONFIG (must exist), then
+ * /etc/gpubalance.conf, then ~/.config/gpubalance.conf. Returns a newly
+ * allocated path, or NULL (defaults) with *status 0, or NULL with *status
+ * negative when $GPUBALANCE_CONFIG names a missing file. */
+char *gpb_config_find(int *status);
+
+void gpb_config_free(gpb_config *config);
+
+/* Parses "nvenc,vaapi,software"; on error returns
+ * GPUBALANCE_ERR_INVALID_ARGUMENT and fills the last error with what was
+ * wrong (without file or key context). */
+int gpb_order_parse(const char *text, gpb_order *out);
+int gpb_policy_parse(const char *text, gpubalance_policy *out);
+int gpb_when_full_parse(const char *text, gpubalance_when_full *out);
+
+/* The backend a device stands for in `order`: itself, or a sim's
+ * imitated backend. */
+gpubalance_backend gpb_order_backend(gpubalance_backend backend, gpubalance_backend imitates);
+
+#endif

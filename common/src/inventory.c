@@ -1,0 +1,246 @@
+/* inventory.c - builds the device list from config and probes. */
+#define _GNU_SOURCE
+#include "inventory.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+/* No hardware probe is compiled in yet: NVIDIA and VA-API discovery plug
+ * in here through gpb_probe. */
+const gpb_probe *const gpb_probes[] = {NULL};
+
+gpb_device *gpb_device_new(const char *id, gpubalance_backend backend)
+{
+    gpb_device *d = g_new0(gpb_device, 1);
+
+    d->id = g_strdup(id);
+    d->backend = backend;
+    d->imitates = backend;
+    d->max_width = GPB_DEFAULT_MAX_SIZE;
+    d->max_height = GPB_DEFAULT_MAX_SIZE;
+    d->pool = -1;
+    d->cuda_ordinal = -1;
+    d->ledger_index = -1;
+    return d;
+}
+
+static void device_free(gpointer data)
+{
+    gpb_device *d = data;
+
+    if (d->probe && d->probe->free_data && d->probe_data)
+        d->probe->free_data(d->probe_data);
+    g_free(d->id);
+    g_free(d->name);
+    g_free(d->gpu_uuid);
+    g_free(d->render_node);
+    g_free(d);
+}
+
+static void pool_free(gpointer data)
+{
+    gpb_pool *p = data;
+
+    g_free(p->name);
+    g_free(p);
+}
+
+void gpb_inventory_free(gpb_inventory *inv)
+{
+    if (!inv)
+        return;
+    g_ptr_array_unref(inv->devices);
+    g_ptr_array_unref(inv->pools);
+    g_ptr_array_unref(inv->notes);
+    g_free(inv);
+}
+
+void gpb_inventory_note(gpb_inventory *inv, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    g_ptr_array_add(inv->notes, g_strdup_vprintf(fmt, ap));
+    va_end(ap);
+}
+
+int gpb_inventory_find(const gpb_inventory *inv, const char *id)
+{
+    for (guint i = 0; i < inv->devices->len; i++)
+        if (strcmp(((gpb_device *)g_ptr_array_index(inv->devices, i))->id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+int gpb_inventory_pool_find(const gpb_inventory *inv, const char *name)
+{
+    for (guint i = 0; i < inv->pools->len; i++)
+        if (strcmp(((gpb_pool *)g_ptr_array_index(inv->pools, i))->name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int gpb_inventory_add(gpb_inventory *inv, gpb_device *device)
+{
+    int existing = gpb_inventory_find(inv, device->id);
+
+    if (existing >= 0) {
+        /* Declared in the config: keep its settings, learn what the probe
+         * knows that the config cannot say. */
+        gpb_device *declared = g_ptr_array_index(inv->devices, existing);
+
+        if (!declared->gpu_uuid && device->gpu_uuid)
+            declared->gpu_uuid = g_strdup(device->gpu_uuid);
+        device_free(device);
+        return existing;
+    }
+    if (inv->devices->len >= GPB_MAX_DEVICES) {
+        int status =
+            gpb_fail(GPUBALANCE_ERR_FULL, "too many devices (%d at most); %s left out", GPB_MAX_DEVICES, device->id);
+
+        device_free(device);
+        return status;
+    }
+    g_ptr_array_add(inv->devices, device);
+    return (int)inv->devices->len - 1;
+}
+
+static gpb_device *device_from_config(const gpb_device_config *c, const gpb_inventory *inv)
+{
+    gpb_device *d = gpb_device_new(c->id, c->backend);
+
+    d->name = g_strdup(c->display_name);
+    d->imitates = c->backend == GPUBALANCE_BACKEND_SIM ? c->imitates : c->backend;
+    d->codecs = c->codecs;
+    d->max_width = c->max_width;
+    d->max_height = c->max_height;
+    d->ten_bit = c->ten_bit;
+    d->max_sessions = c->max_sessions;
+    d->enforce_sessions = c->enforce_sessions;
+    d->budget = c->budget;
+    d->pool = c->pool ? gpb_inventory_pool_find(inv, c->pool) : -1;
+    d->cuda_ordinal = c->cuda_ordinal;
+    d->render_node = g_strdup(c->render_node);
+    d->declared = true;
+    return d;
+}
+
+static gpb_device *software_device(const gpb_config *config)
+{
+    gpb_device *d = gpb_device_new("software", GPUBALANCE_BACKEND_SOFTWARE);
+
+    d->name = g_strdup("CPU (software encoders)");
+    d->codecs = config->software_codecs;
+    d->max_width = GPB_SOFTWARE_MAX_SIZE;
+    d->max_height = GPB_SOFTWARE_MAX_SIZE;
+    d->ten_bit = true;
+    d->budget = config->software_budget;
+    return d;
+}
+
+static int register_in_ledger(gpb_inventory *inv, gpb_ledger *ledger)
+{
+    int index;
+
+    gpb_ledger_lock(ledger);
+    for (guint i = 0; i < inv->pools->len; i++) {
+        gpb_pool *p = g_ptr_array_index(inv->pools, i);
+
+        if ((index = gpb_ledger_pool_index(ledger, p->name)) < 0)
+            goto out;
+        p->ledger_index = index;
+    }
+    for (guint i = 0; i < inv->devices->len; i++) {
+        gpb_device *d = g_ptr_array_index(inv->devices, i);
+
+        if ((index = gpb_ledger_device_index(ledger, d->id, d->backend)) < 0)
+            goto out;
+        d->ledger_index = index;
+    }
+    index = 0;
+out:
+    gpb_ledger_unlock(ledger);
+    return index < 0 ? index : 0;
+}
+
+int gpb_inventory_build(const gpb_config *config, gpb_ledger *ledger, bool refresh, gpb_inventory **out)
+{
+    gpb_inventory *inv = g_new0(gpb_inventory, 1);
+    int status = 0;
+
+    inv->devices = g_ptr_array_new_with_free_func(device_free);
+    inv->pools = g_ptr_array_new_with_free_func(pool_free);
+    inv->notes = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < config->pools->len; i++) {
+        const gpb_pool_config *pc = g_ptr_array_index(config->pools, i);
+        gpb_pool *p = g_new0(gpb_pool, 1);
+
+        p->name = g_strdup(pc->name);
+        p->max_sessions = pc->max_sessions;
+        p->ledger_index = -1;
+        g_ptr_array_add(inv->pools, p);
+    }
+    for (guint i = 0; i < config->devices->len; i++)
+        if ((status = gpb_inventory_add(inv, device_from_config(g_ptr_array_index(config->devices, i), inv))) < 0)
+            goto fail;
+    if (config->discover) {
+        for (int i = 0; gpb_probes[i]; i++)
+            if ((status = gpb_probes[i]->discover(inv, ledger, refresh)) < 0)
+                goto fail;
+        if (!gpb_probes[0])
+            gpb_inventory_note(inv, "hardware discovery: not part of this build; only declared devices are used");
+    } else {
+        gpb_inventory_note(inv, "hardware discovery: off (discover=false); only declared devices are used");
+    }
+    if ((status = gpb_inventory_add(inv, software_device(config))) < 0)
+        goto fail;
+    inv->software = status;
+    if ((status = register_in_ledger(inv, ledger)) < 0)
+        goto fail;
+    *out = inv;
+    return 0;
+fail:
+    gpb_inventory_free(inv);
+    return status;
+}
+
+const char *gpb_ffmpeg_encoder(const gpb_device *d, gpubalance_codec codec)
+{
+    static const char *const names[][GPUBALANCE_N_CODECS] = {
+        [GPUBALANCE_BACKEND_NVENC] = {"h264_nvenc", "hevc_nvenc", "av1_nvenc"},
+        [GPUBALANCE_BACKEND_VAAPI] = {"h264_vaapi", "hevc_vaapi", "av1_vaapi"},
+        [GPUBALANCE_BACKEND_SOFTWARE] = {"libx264", "libx265", "libsvtav1"},
+        [GPUBALANCE_BACKEND_SIM] = {"libx264", "libx265", "libsvtav1"},
+    };
+
+    return names[d->backend][codec];
+}
+
+void gpb_gst_encoder(const gpb_device *d, gpubalance_codec codec, char *buf, size_t size)
+{
+    static const char *const codec_part[] = {"h264", "h265", "av1"};
+    static const char *const software[] = {"x264enc", "x265enc", "svtav1enc"};
+
+    switch (d->backend) {
+    case GPUBALANCE_BACKEND_NVENC:
+        snprintf(buf, size, codec == GPUBALANCE_CODEC_AV1 ? "nvav1enc" : "nvcuda%senc", codec_part[codec]);
+        break;
+    case GPUBALANCE_BACKEND_VAAPI: {
+        /* GStreamer's va plugin names the first render node's elements
+         * va<codec>enc and the others va<node><codec>enc. */
+        const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
+
+        if (!node || strcmp(node, "/renderD128") == 0)
+            snprintf(buf, size, "va%senc", codec_part[codec]);
+        else
+            snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
+        break;
+    }
+    default:
+        snprintf(buf, size, "%s", software[codec]);
+        break;
+    }
+}

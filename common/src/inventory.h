@@ -1,0 +1,97 @@
+/* inventory.h - the devices one context can place streams on, and the
+ * interface through which discovery probes supply them.
+ *
+ * A probe is a table of callbacks (gpb_probe). discover() adds what it
+ * finds with gpb_inventory_add() and, when it finds nothing, says why in a
+ * note ("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found"), which
+ * `gpubalance probe` prints. foreign_sessions() reports sessions that the
+ * driver sees on a device; the core subtracts the leases it granted (state
+ * opened) and stores the difference in the ledger, shared by every
+ * process, at most every GPB_FOREIGN_REFRESH_NS per device.
+ */
+#ifndef GPB_INVENTORY_H
+#define GPB_INVENTORY_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "gpubalance.h"
+#include "ledger.h"
+
+#define GPB_FOREIGN_REFRESH_NS (250 * 1000 * 1000ull)
+
+typedef struct gpb_probe gpb_probe;
+typedef struct gpb_inventory gpb_inventory;
+
+typedef struct {
+    char *id;
+    char *name;
+    gpubalance_backend backend;
+    gpubalance_backend imitates; /* sim: its place in order */
+    unsigned codecs;
+    int max_width;
+    int max_height;
+    bool ten_bit;
+    int max_sessions;     /* 0 = none */
+    int enforce_sessions; /* sim: refuse past this; 0 = never */
+    double budget;        /* 0 = none */
+    int pool;             /* index into gpb_inventory pools, -1 = none */
+    int cuda_ordinal;     /* nvenc, else -1 */
+    char *gpu_uuid;       /* nvenc, else NULL */
+    char *render_node;    /* vaapi, else NULL */
+    bool declared;        /* from the config file */
+    const gpb_probe *probe;
+    void *probe_data; /* freed with probe->free_data */
+    int ledger_index;
+    /* process-local: GPUBALANCE_FAILURE_UNAVAILABLE marks */
+    uint64_t unavailable_until_ns;
+    char unavailable_why[GPB_REASON_SIZE];
+} gpb_device;
+
+typedef struct {
+    char *name;
+    int max_sessions; /* 0 = none */
+    int ledger_index;
+} gpb_pool;
+
+struct gpb_probe {
+    const char *name;
+    /* Adds devices; returns 0, or a negative status for a hard error. */
+    int (*discover)(gpb_inventory *inventory, gpb_ledger *ledger, bool refresh);
+    /* Sessions the driver reports on the device (ours included), or -1
+     * when unknown. Called with the ledger locked. */
+    int (*driver_sessions)(gpb_device *device);
+    void (*free_data)(void *data);
+};
+
+struct gpb_inventory {
+    GPtrArray *devices; /* gpb_device*, at most GPB_MAX_DEVICES */
+    GPtrArray *pools;   /* gpb_pool* */
+    GPtrArray *notes;   /* char*: what discovery found or why not */
+    int software;       /* index of the software device */
+};
+
+/* Builds the inventory from the config (declared devices, pools, the
+ * software device) and, with discover=true, the probes. Registers every
+ * device and pool in the ledger. */
+int gpb_inventory_build(const gpb_config *config, gpb_ledger *ledger, bool refresh, gpb_inventory **out);
+void gpb_inventory_free(gpb_inventory *inventory);
+
+/* For probes: adds a device (the inventory takes ownership) unless the
+ * config declared one with the same id, whose settings then win. */
+int gpb_inventory_add(gpb_inventory *inventory, gpb_device *device);
+void gpb_inventory_note(gpb_inventory *inventory, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+gpb_device *gpb_device_new(const char *id, gpubalance_backend backend);
+int gpb_inventory_find(const gpb_inventory *inventory, const char *id);
+int gpb_inventory_pool_find(const gpb_inventory *inventory, const char *name);
+
+/* The encoders a lease on the device uses for codec. */
+const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec);
+void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf, size_t size);
+
+/* The probes compiled into this build, NULL-terminated. */
+extern const gpb_probe *const gpb_probes[];
+
+#endif

@@ -1,0 +1,608 @@
+/* lease.c - placement, leases, failure reports and learning. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "policy.h"
+#include "util.h"
+
+/* How often a full sweep refreshes the counters of devices without limits
+ * (whose counts only break ties), and how often a waiter looks again when
+ * no lease is released (foreign load and learned limits change silently). */
+#define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
+#define WAIT_RECHECK_MS 1000
+
+static gpb_wait_hook wait_hook;
+static void *wait_hook_data;
+
+void gpb_set_wait_hook(gpb_wait_hook hook, void *user_data)
+{
+    wait_hook = hook;
+    wait_hook_data = user_data;
+}
+
+/* The options in force for one stream: its own, else the context's. */
+typedef struct {
+    gpubalance_policy policy;
+    gpb_order order;
+    gpubalance_when_full when_full;
+    double wait_timeout;
+    int forced;
+} placement_options;
+
+static int resolve_options(const gpubalance_context *ctx, const gpubalance_stream *s, placement_options *o)
+{
+    const gpb_config *c = ctx->config;
+
+    o->policy = s->has_policy ? s->policy : c->policy;
+    o->order = s->has_order ? s->order : c->order;
+    o->when_full = s->has_when_full ? s->when_full : c->when_full;
+    o->wait_timeout = s->wait_timeout >= 0 ? s->wait_timeout : c->wait_timeout;
+    o->forced = -1;
+    if (s->device) {
+        o->forced = gpb_inventory_find(ctx->inventory, s->device);
+        if (o->forced < 0) {
+            GString *ids = g_string_new(NULL);
+
+            for (guint i = 0; i < ctx->inventory->devices->len; i++)
+                g_string_append_printf(ids, "%s%s", i ? ", " : "",
+                                       ((gpb_device *)g_ptr_array_index(ctx->inventory->devices, i))->id);
+            gpb_fail(GPUBALANCE_ERR_NO_SUCH_DEVICE, "device '%s' does not exist here; devices: %s", s->device,
+                     ids->str);
+            g_string_free(ids, TRUE);
+            return GPUBALANCE_ERR_NO_SUCH_DEVICE;
+        }
+    }
+    return 0;
+}
+
+static gpb_device *inv_device(const gpubalance_context *ctx, int index)
+{
+    return g_ptr_array_index(ctx->inventory->devices, index);
+}
+
+/* A learned limit in force, or GPB_NO_LIMIT. */
+static int learned_limit(const gpb_learned *l, uint64_t now)
+{
+    return l->until_ns > now ? (int)l->limit : GPB_NO_LIMIT;
+}
+
+static int min_limit(int a, int b)
+{
+    if (a == GPB_NO_LIMIT)
+        return b;
+    if (b == GPB_NO_LIMIT)
+        return a;
+    return MIN(a, b);
+}
+
+static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d, uint64_t now)
+{
+    const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+
+    return d->max_sessions > 0 || d->budget > 0 || d->pool >= 0 || d->enforce_sessions > 0 ||
+           learned_limit(&r->learned, now) != GPB_NO_LIMIT;
+}
+
+/* Counts of devices whose limit can refuse this stream must be exact:
+ * verify their leases against the locks. Other counts only break ties
+ * and are refreshed by the periodic sweep. */
+static void verify_counts(gpubalance_context *ctx, const gpubalance_stream *s, uint64_t now)
+{
+    uint64_t mask = 0;
+
+    if (now - gpb_ledger_last_sweep(ctx->ledger) > SWEEP_INTERVAL_NS) {
+        gpb_ledger_sweep(ctx->ledger);
+        return;
+    }
+    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+        const gpb_device *d = inv_device(ctx, (int)i);
+
+        if ((d->codecs & (1u << s->codec)) && device_is_limited(ctx, d, now))
+            mask |= UINT64_C(1) << d->ledger_index;
+    }
+    gpb_ledger_verify(ctx->ledger, mask);
+}
+
+/* Asks the device's probe how many sessions its driver sees, at most
+ * every GPB_FOREIGN_REFRESH_NS per device across all processes. */
+static void refresh_foreign(gpubalance_context *ctx, gpb_device *d, uint64_t now)
+{
+    gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+    int total;
+
+    if (!d->probe || !d->probe->driver_sessions || now - r->foreign_updated_ns < GPB_FOREIGN_REFRESH_NS)
+        return;
+    total = d->probe->driver_sessions(d);
+    if (total >= 0) {
+        int ours_opened = 0;
+
+        for (int slot = 0; slot < GPB_SLOTS; slot++)
+            if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
+                gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED)
+                ours_opened++;
+        r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened);
+    }
+    r->foreign_updated_ns = now;
+}
+
+static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *lease, uint64_t now,
+                              gpb_policy_device *pd, gpb_policy_pool *pp)
+{
+    gpb_inventory *inv = ctx->inventory;
+
+    for (guint i = 0; i < inv->pools->len; i++) {
+        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
+        const gpb_pool_record *r = gpb_ledger_pool(ctx->ledger, p->ledger_index);
+
+        pp[i].name = p->name;
+        pp[i].sessions = 0;
+        pp[i].session_limit =
+            min_limit(p->max_sessions > 0 ? p->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
+    }
+    for (guint i = 0; i < inv->devices->len; i++) {
+        gpb_device *d = inv_device(ctx, (int)i);
+        const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+        gpb_policy_device *p = &pd[i];
+
+        refresh_foreign(ctx, d, now);
+        p->id = d->id;
+        p->backend = d->backend;
+        p->order_backend = gpb_order_backend(d->backend, d->imitates);
+        p->codecs = d->codecs;
+        p->max_width = d->max_width;
+        p->max_height = d->max_height;
+        p->ten_bit = d->ten_bit;
+        p->sessions = (int)r->sessions;
+        p->foreign_sessions = (int)r->foreign_sessions;
+        p->session_limit =
+            min_limit(d->max_sessions > 0 ? d->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
+        p->load = r->load_milli / 1000.0;
+        p->budget = d->budget;
+        p->pool = d->pool;
+        p->excluded = false;
+        if (lease->tried & (UINT64_C(1) << i)) {
+            p->excluded = true;
+            p->excluded_why = "already failed for this stream";
+        } else if (d->unavailable_until_ns > now) {
+            p->excluded = true;
+            p->excluded_why = d->unavailable_why;
+        }
+        if (d->pool >= 0)
+            pp[d->pool].sessions += p->sessions + p->foreign_sessions;
+    }
+}
+
+static void fill_record(const gpubalance_stream *s, gpb_slot_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->state = GPUBALANCE_LEASE_GRANTED;
+    rec->codec = s->codec;
+    rec->width = (uint32_t)s->width;
+    rec->height = (uint32_t)s->height;
+    rec->fps_milli = (uint32_t)lround(s->fps * 1000);
+    rec->cost_milli = (uint32_t)lround(gpubalance_stream_cost(s) * 1000);
+    rec->pid = (int32_t)getpid();
+    rec->pid_namespace = gpb_pid_namespace();
+    rec->since_unix_ms = gpb_unix_ms();
+    g_strlcpy(rec->label, s->label, sizeof(rec->label));
+}
+
+static int claim(gpubalance_lease *lease, int device, const char *reason)
+{
+    gpubalance_context *ctx = lease->ctx;
+    gpb_device *d = inv_device(ctx, device);
+    gpb_slot_record rec;
+    int slot;
+
+    fill_record(&lease->stream, &rec);
+    slot = gpb_ledger_claim(ctx->ledger, d->ledger_index, &rec, &lease->fd);
+    if (slot < 0)
+        return slot;
+    lease->slot = slot;
+    lease->device = device;
+    lease->state = GPUBALANCE_LEASE_GRANTED;
+    lease->attempt++;
+    g_strlcpy(lease->reason, reason, sizeof(lease->reason));
+    gpb_gst_encoder(d, lease->stream.codec, lease->gst_encoder, sizeof(lease->gst_encoder));
+    gpb_info("placed %s %dx%d@%g (%s) on %s: %s", gpubalance_codec_name(lease->stream.codec), lease->stream.width,
+             lease->stream.height, lease->stream.fps, lease->stream.label, d->id, reason);
+    return 0;
+}
+
+typedef enum { DECIDED, MUST_WAIT } decision;
+
+/* One decision under the ledger lock. Returns DECIDED with *status set
+ * (0: the lease is claimed), or MUST_WAIT. */
+static decision decide(gpubalance_lease *lease, const placement_options *o, int *status)
+{
+    gpubalance_context *ctx = lease->ctx;
+    guint n = ctx->inventory->devices->len;
+    gpb_policy_device pd[GPB_MAX_DEVICES];
+    gpb_policy_pool pp[GPB_MAX_POOLS];
+    gpb_policy_request req = {
+        .codec = lease->stream.codec,
+        .width = lease->stream.width,
+        .height = lease->stream.height,
+        .bit_depth = lease->stream.bit_depth,
+        .cost = gpubalance_stream_cost(&lease->stream),
+        .policy = o->policy,
+        .order = o->order,
+        .forced = o->forced,
+    };
+    gpb_policy_result result;
+    uint64_t now = gpb_now_ns();
+    int software = ctx->inventory->software;
+
+    verify_counts(ctx, &lease->stream, now);
+    fill_policy_state(ctx, lease, now, pd, pp);
+    gpb_policy_choose(pd, (int)n, pp, &req, &result);
+    if (result.outcome == GPB_CHOSEN) {
+        *status = claim(lease, result.device, result.reason);
+        return DECIDED;
+    }
+    if (o->when_full == GPUBALANCE_WHEN_FULL_SOFTWARE && !gpb_policy_unsupported_why(&pd[software], &req) &&
+        !pd[software].excluded) {
+        char reason[512];
+
+        snprintf(reason, sizeof(reason), "when-full=software: %s (%s)", result.reason,
+                 result.rejected[0] ? result.rejected : "no candidate");
+        *status = claim(lease, software, reason);
+        return DECIDED;
+    }
+    if (result.outcome == GPB_ALL_FULL && o->when_full == GPUBALANCE_WHEN_FULL_WAIT && !lease->tried) {
+        gpb_fail(GPUBALANCE_ERR_FULL, "%s", result.rejected); /* quoted if the wait times out */
+        return MUST_WAIT;
+    }
+    if (lease->tried)
+        *status = gpb_fail(GPUBALANCE_ERR_NO_CANDIDATE, "every candidate failed: %s%s%s", lease->attempts->str,
+                           result.rejected[0] ? "; not tried: " : "", result.rejected);
+    else if (result.outcome == GPB_ALL_FULL)
+        *status = gpb_fail(GPUBALANCE_ERR_FULL, "%s (when-full=%s): %s", result.reason,
+                           gpubalance_when_full_name(o->when_full), result.rejected);
+    else
+        *status = gpb_fail(GPUBALANCE_ERR_UNSUPPORTED, "no device can encode %s %dx%d %d-bit: %s",
+                           gpubalance_codec_name(req.codec), req.width, req.height, req.bit_depth,
+                           result.rejected[0] ? result.rejected : "no device in the order");
+    return DECIDED;
+}
+
+/* A watch that fires when any lease of the ledger ends: every lease has
+ * its own open file description opened for writing, so its close (by
+ * release, exit or SIGKILL alike) raises IN_CLOSE_WRITE. Set up before the
+ * decision that finds everything full, so no release can slip between. */
+static int open_release_watch(const gpubalance_context *ctx)
+{
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+
+    if (fd < 0)
+        return -1;
+    if (inotify_add_watch(fd, gpb_ledger_path(ctx->ledger), IN_CLOSE_WRITE) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Blocks until the watch fires, WAIT_RECHECK_MS passes or the deadline.
+ * Returns false once the deadline has passed. */
+static bool wait_for_release(int watch, uint64_t deadline)
+{
+    uint64_t now = gpb_boottime_ns();
+    char buf[4096];
+    struct pollfd pfd = {.fd = watch, .events = POLLIN};
+    int timeout_ms;
+
+    if (now >= deadline)
+        return false;
+    timeout_ms = (int)MIN((deadline - now + 999999) / 1000000, (uint64_t)WAIT_RECHECK_MS);
+    if (wait_hook)
+        wait_hook(wait_hook_data);
+    if (watch >= 0) {
+        if (poll(&pfd, 1, timeout_ms) > 0)
+            while (read(watch, buf, sizeof(buf)) > 0)
+                ; /* drain: one look covers every event so far */
+    } else {
+        g_usleep((gulong)timeout_ms * 1000); /* no inotify: look again later */
+    }
+    return true;
+}
+
+int gpb_place(gpubalance_lease *lease)
+{
+    placement_options o;
+    uint64_t deadline = 0;
+    int watch = -2; /* -2: not opened yet; -1: inotify unavailable */
+    int status = 0;
+
+    if ((status = resolve_options(lease->ctx, &lease->stream, &o)) < 0)
+        return status;
+    for (;;) {
+        decision d;
+
+        gpb_ledger_lock(lease->ctx->ledger);
+        d = decide(lease, &o, &status);
+        gpb_ledger_unlock(lease->ctx->ledger);
+        if (d == DECIDED)
+            break;
+        if (watch == -2) {
+            /* Arm the watch, then decide once more before sleeping. */
+            watch = open_release_watch(lease->ctx);
+            deadline = gpb_boottime_ns() + (uint64_t)(o.wait_timeout * 1e9);
+            continue;
+        }
+        if (!wait_for_release(watch, deadline)) {
+            status = gpb_fail(GPUBALANCE_ERR_TIMEOUT, "no device freed up within %g s (when-full=wait): %s",
+                              o.wait_timeout, gpubalance_last_error());
+            break;
+        }
+    }
+    if (watch >= 0)
+        close(watch);
+    return status;
+}
+
+/* ---- the lease API ----------------------------------------------------- */
+
+static gpubalance_lease *lease_new(gpubalance_context *ctx, const gpubalance_stream *stream)
+{
+    gpubalance_lease *lease = g_new0(gpubalance_lease, 1);
+
+    lease->ctx = gpb_context_ref(ctx);
+    gpb_stream_copy(&lease->stream, stream);
+    lease->slot = -1;
+    lease->fd = -1;
+    lease->device = -1;
+    lease->attempts = g_string_new(NULL);
+    return lease;
+}
+
+static void lease_free(gpubalance_lease *lease)
+{
+    g_free(lease->stream.device);
+    g_string_free(lease->attempts, TRUE);
+    gpubalance_context_close(lease->ctx);
+    g_free(lease);
+}
+
+int gpubalance_lease_acquire(gpubalance_context *ctx, const gpubalance_stream *stream, gpubalance_lease **out)
+{
+    gpubalance_lease *lease;
+    int status;
+
+    if (!ctx || !stream || !out)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "gpubalance_lease_acquire: NULL argument");
+    gpb_clear_error();
+    lease = lease_new(ctx, stream);
+    if ((status = gpb_place(lease)) < 0) {
+        lease_free(lease);
+        return status;
+    }
+    *out = lease;
+    return 0;
+}
+
+static void release_slot(gpubalance_lease *lease)
+{
+    if (lease->fd < 0)
+        return;
+    gpb_ledger_lock(lease->ctx->ledger);
+    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd);
+    gpb_ledger_unlock(lease->ctx->ledger);
+    lease->fd = -1;
+    lease->slot = -1;
+}
+
+void gpubalance_lease_release(gpubalance_lease *lease)
+{
+    if (!lease)
+        return;
+    release_slot(lease);
+    lease_free(lease);
+}
+
+static const gpb_device *lease_device(const gpubalance_lease *lease)
+{
+    return inv_device(lease->ctx, lease->device);
+}
+
+const char *gpubalance_lease_device(const gpubalance_lease *lease)
+{
+    return lease_device(lease)->id;
+}
+
+gpubalance_backend gpubalance_lease_backend(const gpubalance_lease *lease)
+{
+    return lease_device(lease)->backend;
+}
+
+int gpubalance_lease_cuda_ordinal(const gpubalance_lease *lease)
+{
+    return lease_device(lease)->cuda_ordinal;
+}
+
+const char *gpubalance_lease_gpu_uuid(const gpubalance_lease *lease)
+{
+    return lease_device(lease)->gpu_uuid;
+}
+
+const char *gpubalance_lease_render_node(const gpubalance_lease *lease)
+{
+    return lease_device(lease)->render_node;
+}
+
+const char *gpubalance_lease_ffmpeg_encoder(const gpubalance_lease *lease)
+{
+    return gpb_ffmpeg_encoder(lease_device(lease), lease->stream.codec);
+}
+
+const char *gpubalance_lease_gst_encoder(const gpubalance_lease *lease)
+{
+    return lease->gst_encoder;
+}
+
+const char *gpubalance_lease_reason(const gpubalance_lease *lease)
+{
+    return lease->reason;
+}
+
+int gpubalance_lease_attempt(const gpubalance_lease *lease)
+{
+    return lease->attempt;
+}
+
+gpubalance_lease_state gpubalance_lease_state_get(const gpubalance_lease *lease)
+{
+    return lease->state;
+}
+
+static int set_state(gpubalance_lease *lease, gpubalance_lease_state state)
+{
+    if (lease->fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "the lease was already released");
+    gpb_ledger_lock(lease->ctx->ledger);
+    gpb_ledger_slot(lease->ctx->ledger, lease->slot)->state = state;
+    gpb_ledger_unlock(lease->ctx->ledger);
+    lease->state = state;
+    return 0;
+}
+
+int gpubalance_lease_mark_opened(gpubalance_lease *lease)
+{
+    if (!lease)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "gpubalance_lease_mark_opened: NULL lease");
+    return set_state(lease, GPUBALANCE_LEASE_OPENED);
+}
+
+int gpubalance_lease_check_open(gpubalance_lease *lease)
+{
+    const gpb_device *d;
+    gpb_ledger *ledger;
+    gpb_device_record *r;
+    int status = 0;
+
+    if (!lease || lease->fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "gpubalance_lease_check_open: no live lease");
+    d = lease_device(lease);
+    if (d->backend != GPUBALANCE_BACKEND_SIM)
+        return 0;
+    ledger = lease->ctx->ledger;
+    gpb_ledger_lock(ledger);
+    gpb_ledger_verify(ledger, UINT64_C(1) << d->ledger_index);
+    r = gpb_ledger_device(ledger, d->ledger_index);
+    if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
+        status = 0; /* asked twice */
+    } else if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
+        status = gpb_fail(GPUBALANCE_ERR_REFUSED,
+                          "%s refused a session: %u open, enforce-sessions=%d (as a driver past its cap would)", d->id,
+                          r->driver_sessions, d->enforce_sessions);
+    } else {
+        gpb_ledger_slot(ledger, lease->slot)->flags |= GPB_SLOT_DRIVER_OPEN;
+        r->driver_sessions++;
+    }
+    gpb_ledger_unlock(ledger);
+    return status;
+}
+
+/* Records what a capacity refusal teaches. The refusal of an NVENC open
+ * is a per-pool fact (the GeForce cap counts every card), so a pooled
+ * device teaches its pool; a sim device's enforce-sessions is its own, and
+ * an unpooled device teaches itself. The limit learned is the number of
+ * other sessions that were open when this one was refused. */
+static void learn_capacity(gpubalance_lease *lease, const char *reason)
+{
+    gpubalance_context *ctx = lease->ctx;
+    const gpb_device *d = lease_device(lease);
+    gpb_ledger *ledger = ctx->ledger;
+    uint64_t now = gpb_now_ns();
+    uint64_t until = now + (uint64_t)(ctx->config->learn_expiry * 1e9);
+    gpb_learned *learned;
+    int others = 0;
+    const char *scope;
+
+    if (d->pool >= 0 && d->backend != GPUBALANCE_BACKEND_SIM) {
+        const gpb_pool *p = g_ptr_array_index(ctx->inventory->pools, d->pool);
+        uint64_t mask = 0;
+
+        for (guint i = 0; i < ctx->inventory->devices->len; i++)
+            if (inv_device(ctx, (int)i)->pool == d->pool)
+                mask |= UINT64_C(1) << inv_device(ctx, (int)i)->ledger_index;
+        gpb_ledger_verify(ledger, mask);
+        for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+            const gpb_device *m = inv_device(ctx, (int)i);
+            const gpb_device_record *r = gpb_ledger_device(ledger, m->ledger_index);
+
+            if (m->pool == d->pool)
+                others += (int)(r->sessions + r->foreign_sessions);
+        }
+        learned = &gpb_ledger_pool(ledger, p->ledger_index)->learned;
+        scope = p->name;
+    } else {
+        const gpb_device_record *r;
+
+        gpb_ledger_verify(ledger, UINT64_C(1) << d->ledger_index);
+        r = gpb_ledger_device(ledger, d->ledger_index);
+        others = (int)(r->sessions + r->foreign_sessions);
+        learned = &gpb_ledger_device(ledger, d->ledger_index)->learned;
+        scope = d->id;
+    }
+    others = MAX(0, others - 1); /* this lease is still counted */
+    learned->limit = (uint32_t)others;
+    learned->until_ns = until;
+    g_strlcpy(learned->reason, reason, sizeof(learned->reason));
+    gpb_warning("%s refused a session with %d open (%s); limit %d learned for %s for %g s", d->id, others, reason,
+                others, scope, ctx->config->learn_expiry);
+}
+
+int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failure kind, const char *reason)
+{
+    gpubalance_lease *lease;
+    gpb_device *d;
+    int status;
+
+    if (!leasep || !*leasep || (*leasep)->fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "gpubalance_lease_report_failure: no live lease");
+    lease = *leasep;
+    d = inv_device(lease->ctx, lease->device);
+    reason = reason && *reason ? reason : "open failed";
+    g_string_append_printf(lease->attempts, "%s%s (%s): %s", lease->attempts->len ? "; " : "", d->id,
+                           gpubalance_lease_ffmpeg_encoder(lease), reason);
+    lease->state = GPUBALANCE_LEASE_FAILED;
+    lease->tried |= UINT64_C(1) << lease->device;
+    gpb_ledger_lock(lease->ctx->ledger);
+    if (kind == GPUBALANCE_FAILURE_CAPACITY) {
+        learn_capacity(lease, reason);
+    } else if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
+        d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);
+        snprintf(d->unavailable_why, sizeof(d->unavailable_why), "unavailable in this process: %s", reason);
+    }
+    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd);
+    gpb_ledger_unlock(lease->ctx->ledger);
+    lease->fd = -1;
+    lease->slot = -1;
+    if ((status = gpb_place(lease)) < 0) {
+        lease_free(lease);
+        *leasep = NULL;
+    }
+    return status;
+}
+
+int gpubalance_lease_keep_across_exec(gpubalance_lease *lease)
+{
+    int status;
+
+    if (!lease || lease->fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "gpubalance_lease_keep_across_exec: no live lease");
+    if ((status = set_state(lease, GPUBALANCE_LEASE_OPENED)) < 0)
+        return status;
+    if (fcntl(lease->fd, F_SETFD, 0) < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot keep the lease across exec: %s", g_strerror(errno));
+    return lease->fd;
+}

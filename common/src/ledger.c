@@ -1,0 +1,800 @@
+/* ledger.c - the shared, crash-safe ledger of encode sessions.
+ *
+ * Why OFD locks. A lease must end when its holder ends, however it ends:
+ * release, exit, SIGKILL, OOM kill, a crash. The only bookkeeping the kernel
+ * undoes on every one of those paths is the release of file locks. Classic
+ * POSIX record locks (F_SETLK) are owned by the process and silently dropped
+ * when the process closes *any* descriptor of the file, so a library that
+ * opens the ledger twice would lose its leases; flock() locks the whole
+ * file. Open-file-description locks (F_OFD_SETLK, Linux 3.15) are owned by
+ * one open file description and byte-ranged: each lease opens the file
+ * again, locks the one byte of its slot, and ends exactly when that
+ * description is closed. Two descriptions in one process conflict like two
+ * processes, so threads need no extra care. A description is shared by
+ * fork() and survives exec() unless O_CLOEXEC is set: every descriptor here
+ * is O_CLOEXEC, and `gpubalance exec` clears the flag on purpose.
+ *
+ * Why no pid checks. A pid seen in another pid namespace is a different
+ * number, and pids are reused; the lock is the only liveness test that is
+ * right in every case. pid and namespace inode are kept for display only.
+ *
+ * Why counters at all. Counting a device's sessions by testing every slot's
+ * lock costs one fcntl per lease on the host, on every acquire. The device
+ * table keeps counters instead, updated under the header lock by claim and
+ * release. A holder that dies without releasing leaves its counter too
+ * high (never too low: the counter goes up before the lock is visible and
+ * down only after the record is gone), so a count can only overstate load.
+ * Placement verifies the slots of the devices whose limit matters before
+ * trusting them (gpb_ledger_verify), and a full sweep rebuilds everything
+ * when a process died inside the critical section.
+ *
+ * Known limits: local filesystems only (OFD locks over NFS are not
+ * reliable); every participant needs write access to the file; a child
+ * forked without exec shares its parent's lease descriptions.
+ */
+#define _GNU_SOURCE
+#include "ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "util.h"
+
+#define HEADER_SIZE 512u
+#define RESET_HINT "run 'gpubalance reset' to move it aside and start a new one"
+
+/* The part of the header that never changes after creation; its CRC is
+ * the last field. */
+typedef struct {
+    char magic[8];
+    uint32_t format;
+    uint32_t header_size;
+    uint32_t device_record_size;
+    uint32_t pool_record_size;
+    uint32_t slot_record_size;
+    uint32_t device_capacity;
+    uint32_t pool_capacity;
+    uint32_t slot_capacity;
+    uint64_t device_table_offset;
+    uint64_t pool_table_offset;
+    uint64_t slot_map_offset;
+    uint64_t slot_table_offset;
+    uint64_t file_size;
+    char boot_id[40];
+    uint32_t crc;
+    uint32_t reserved;
+} ledger_layout;
+
+typedef struct {
+    ledger_layout layout;
+    /* dynamic part, written under the header lock only */
+    uint32_t in_critical_section; /* set by lock(), cleared by unlock() */
+    uint32_t device_count;
+    uint32_t pool_count;
+    uint32_t slot_hint;
+    uint64_t last_sweep_ns;
+} ledger_header;
+
+_Static_assert(sizeof(ledger_header) <= HEADER_SIZE, "header too large");
+
+struct gpb_ledger {
+    char *path;
+    int fd; /* holds the header lock; also used for lock tests */
+    dev_t st_dev;
+    ino_t st_ino;
+    uint8_t *base;
+    size_t size;
+    ledger_header *header;
+    gpb_device_record *devices;
+    gpb_pool_record *pools;
+    uint16_t *slot_map;
+    gpb_slot_record *slots;
+    GMutex mutex; /* the header lock's OFD is shared by this process's threads */
+};
+
+static const uint64_t device_table_offset = HEADER_SIZE;
+static const uint64_t pool_table_offset = HEADER_SIZE + sizeof(gpb_device_record) * GPB_MAX_DEVICES;
+static const uint64_t slot_map_offset =
+    HEADER_SIZE + sizeof(gpb_device_record) * GPB_MAX_DEVICES + sizeof(gpb_pool_record) * GPB_MAX_POOLS;
+
+static uint64_t slot_table_offset(void)
+{
+    uint64_t end_of_map = slot_map_offset + sizeof(uint16_t) * GPB_SLOTS;
+
+    return (end_of_map + 4095) & ~(uint64_t)4095;
+}
+
+static uint64_t expected_file_size(void)
+{
+    return slot_table_offset() + sizeof(gpb_slot_record) * GPB_SLOTS;
+}
+
+static uint32_t layout_crc(const ledger_layout *layout)
+{
+    return (uint32_t)crc32(0L, (const Bytef *)layout, offsetof(ledger_layout, crc));
+}
+
+static void fill_layout(ledger_layout *layout)
+{
+    memset(layout, 0, sizeof(*layout));
+    memcpy(layout->magic, GPB_LEDGER_MAGIC, 8);
+    layout->format = GPB_LEDGER_FORMAT;
+    layout->header_size = HEADER_SIZE;
+    layout->device_record_size = sizeof(gpb_device_record);
+    layout->pool_record_size = sizeof(gpb_pool_record);
+    layout->slot_record_size = sizeof(gpb_slot_record);
+    layout->device_capacity = GPB_MAX_DEVICES;
+    layout->pool_capacity = GPB_MAX_POOLS;
+    layout->slot_capacity = GPB_SLOTS;
+    layout->device_table_offset = device_table_offset;
+    layout->pool_table_offset = pool_table_offset;
+    layout->slot_map_offset = slot_map_offset;
+    layout->slot_table_offset = slot_table_offset();
+    layout->file_size = expected_file_size();
+    g_strlcpy(layout->boot_id, gpb_boot_id(), sizeof(layout->boot_id));
+    layout->crc = layout_crc(layout);
+}
+
+int gpb_ledger_check_header(const void *data, size_t size, uint64_t file_size, const char *path)
+{
+    ledger_layout layout;
+    ledger_layout want;
+
+    if (size < sizeof(ledger_layout))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s is truncated (%zu bytes, no complete header); %s",
+                        path, size, RESET_HINT);
+    memcpy(&layout, data, sizeof(layout));
+    if (memcmp(layout.magic, GPB_LEDGER_MAGIC, 8) != 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "%s is not a gpubalance ledger (wrong magic number); %s", path,
+                        RESET_HINT);
+    if (layout.format > GPB_LEDGER_FORMAT)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_NEWER,
+                        "ledger %s has format %u, written by a newer gpubalance (this one reads format %u); "
+                        "stop the newer version's encodes, or point GPUBALANCE_DIR elsewhere, or %s",
+                        path, layout.format, GPB_LEDGER_FORMAT, RESET_HINT);
+    if (layout_crc(&layout) != layout.crc)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s has a damaged header (CRC mismatch); %s", path,
+                        RESET_HINT);
+    fill_layout(&want);
+    /* The boot id is checked by the caller: a ledger from an earlier boot
+     * is stale, not damaged. */
+    memcpy(want.boot_id, layout.boot_id, sizeof(want.boot_id));
+    want.crc = layout.crc;
+    if (memcmp(&want, &layout, sizeof(layout)) != 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED,
+                        "ledger %s has format %u but a layout this gpubalance does not know; %s", path, layout.format,
+                        RESET_HINT);
+    if (file_size < layout.file_size)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s is truncated (%llu of %llu bytes); %s", path,
+                        (unsigned long long)file_size, (unsigned long long)layout.file_size, RESET_HINT);
+    if (file_size > layout.file_size)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s is longer than its header says (%llu bytes); %s",
+                        path, (unsigned long long)file_size, RESET_HINT);
+    return 0;
+}
+
+/* ---- directory and file safety ---------------------------------------- */
+
+char *gpb_ledger_default_dir(void)
+{
+    const char *env = g_getenv("GPUBALANCE_DIR");
+
+    if (env && *env)
+        return g_strdup(env);
+    return g_strdup_printf("/dev/shm/gpubalance-%u", (unsigned)geteuid());
+}
+
+static bool in_our_groups(gid_t gid)
+{
+    gid_t groups[256];
+    int n = getgroups(G_N_ELEMENTS(groups), groups);
+
+    if (gid == getegid())
+        return true;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+/* A directory we may trust: a real directory, owned by us or root, that
+ * nobody outside its group can write. Creates it (mode 0700) if missing. */
+static int prepare_dir(const char *dir)
+{
+    struct stat st;
+
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger directory %s: %s", dir, g_strerror(errno));
+    if (lstat(dir, &st) < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger directory %s: %s", dir, g_strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger directory %s is a symbolic link; refusing it (remove it, or set GPUBALANCE_DIR to "
+                        "a real directory)",
+                        dir);
+    if (!S_ISDIR(st.st_mode))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger directory %s is not a directory", dir);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger directory %s belongs to uid %u, not to you (uid %u) or root; refusing it", dir,
+                        (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & S_IWOTH)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger directory %s is writable by everyone (mode %04o); use mode 0700, or 2770 with a "
+                        "group for a shared host",
+                        dir, (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+static int check_file(const char *path, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is not a regular file; %s", path, RESET_HINT);
+    if (st->st_mode & S_IWOTH)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is writable by everyone (mode %04o); %s", path,
+                        (unsigned)(st->st_mode & 07777), RESET_HINT);
+    if (st->st_uid != geteuid() && !((st->st_mode & S_IWGRP) && in_our_groups(st->st_gid)))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger %s belongs to uid %u and is not shared with a group of yours; refusing it", path,
+                        (unsigned)st->st_uid);
+    return 0;
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+/* Writes a complete ledger under a temporary name and links it into place,
+ * so that no process ever sees a half-written file. Losing the race to
+ * another creator is success. */
+static int create_file(const char *dir, const char *path)
+{
+    ledger_header header;
+    struct stat dir_st;
+    mode_t mode;
+    char *tmp;
+    int fd;
+    int status = 0;
+
+    if (stat(dir, &dir_st) < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect %s: %s", dir, g_strerror(errno));
+    mode = (dir_st.st_mode & S_IWGRP) ? 0660 : 0600;
+    tmp = g_strdup_printf("%s.new-%d-%08x", path, (int)getpid(), g_random_int());
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create %s: %s", tmp, g_strerror(errno));
+        goto out;
+    }
+    memset(&header, 0, sizeof(header));
+    fill_layout(&header.layout);
+    if (fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)expected_file_size()) < 0 ||
+        pwrite(fd, &header, sizeof(header), 0) != (ssize_t)sizeof(header)) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write %s: %s", tmp, g_strerror(errno));
+        goto out_unlink;
+    }
+    /* The slot map starts all-free (0xffff), not zero. */
+    {
+        size_t map_size = sizeof(uint16_t) * GPB_SLOTS;
+        uint16_t *map = g_malloc(map_size);
+
+        memset(map, 0xff, map_size);
+        if (pwrite(fd, map, map_size, (off_t)slot_map_offset) != (ssize_t)map_size)
+            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write %s: %s", tmp, g_strerror(errno));
+        g_free(map);
+        if (status < 0)
+            goto out_unlink;
+    }
+    if (link(tmp, path) < 0 && errno != EEXIST)
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s", path, g_strerror(errno));
+    else
+        gpb_info("created ledger %s", path);
+out_unlink:
+    unlink(tmp);
+out:
+    if (fd >= 0)
+        close(fd);
+    g_free(tmp);
+    return status;
+}
+
+/* ---- locks ------------------------------------------------------------ */
+
+static int ofd_lock(int fd, short type, off_t offset, bool wait)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1};
+    int r;
+
+    do
+        r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* Is the byte at offset locked by any other open file description? */
+static bool ofd_locked_elsewhere(int fd, off_t offset)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1};
+
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return true; /* cannot tell: keep the lease rather than lose one */
+    return fl.l_type != F_UNLCK;
+}
+
+static off_t slot_lock_offset(int slot)
+{
+    return (off_t)(slot_table_offset() + (uint64_t)slot * sizeof(gpb_slot_record));
+}
+
+/* ---- open ------------------------------------------------------------- */
+
+static void map_tables(gpb_ledger *ledger)
+{
+    ledger->header = (ledger_header *)ledger->base;
+    ledger->devices = (gpb_device_record *)(ledger->base + device_table_offset);
+    ledger->pools = (gpb_pool_record *)(ledger->base + pool_table_offset);
+    ledger->slot_map = (uint16_t *)(ledger->base + slot_map_offset);
+    ledger->slots = (gpb_slot_record *)(ledger->base + slot_table_offset());
+}
+
+/* A ledger left by an earlier boot holds no live lease (locks do not
+ * survive a reboot) and its clock values mean nothing now: start over, but
+ * keep the device table's probe cache, whose key carries the boot id. */
+static void renew_for_this_boot(gpb_ledger *ledger)
+{
+    ledger_header *h = ledger->header;
+
+    gpb_info("ledger %s is from an earlier boot; clearing its leases and learned limits", ledger->path);
+    fill_layout(&h->layout);
+    memset(ledger->slot_map, 0xff, sizeof(uint16_t) * GPB_SLOTS);
+    memset(ledger->slots, 0, sizeof(gpb_slot_record) * GPB_SLOTS);
+    for (uint32_t i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &ledger->devices[i];
+
+        d->sessions = d->driver_sessions = d->foreign_sessions = 0;
+        d->load_milli = 0;
+        d->foreign_updated_ns = 0;
+        memset(&d->learned, 0, sizeof(d->learned));
+    }
+    for (uint32_t i = 0; i < GPB_MAX_POOLS; i++)
+        memset(&ledger->pools[i].learned, 0, sizeof(gpb_learned));
+    h->last_sweep_ns = 0;
+    h->slot_hint = 0;
+}
+
+static int open_existing(gpb_ledger *ledger)
+{
+    struct stat st;
+    ledger_header header;
+    ssize_t got;
+    int status;
+
+    ledger->fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (ledger->fd < 0) {
+        if (errno == ELOOP)
+            return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is a symbolic link; refusing it; %s", ledger->path,
+                            RESET_HINT);
+        if (errno == ENOENT)
+            return 1; /* the caller creates it */
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s: %s", ledger->path, g_strerror(errno));
+    }
+    if (fstat(ledger->fd, &st) < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger %s: %s", ledger->path, g_strerror(errno));
+    if ((status = check_file(ledger->path, &st)) < 0)
+        return status;
+    ledger->st_dev = st.st_dev;
+    ledger->st_ino = st.st_ino;
+
+    /* Validate under the header lock, so that a renewal in progress in
+     * another process is never mistaken for damage. */
+    ofd_lock(ledger->fd, F_WRLCK, 0, true);
+    got = pread(ledger->fd, &header, sizeof(header), 0);
+    status = gpb_ledger_check_header(&header, got < 0 ? 0 : (size_t)got, (uint64_t)st.st_size, ledger->path);
+    if (status == 0) {
+        ledger->size = (size_t)st.st_size;
+        ledger->base = mmap(NULL, ledger->size, PROT_READ | PROT_WRITE, MAP_SHARED, ledger->fd, 0);
+        if (ledger->base == MAP_FAILED) {
+            ledger->base = NULL;
+            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot map ledger %s: %s", ledger->path, g_strerror(errno));
+        } else {
+            map_tables(ledger);
+            if (strncmp(header.layout.boot_id, gpb_boot_id(), sizeof(header.layout.boot_id)) != 0)
+                renew_for_this_boot(ledger);
+        }
+    }
+    ofd_lock(ledger->fd, F_UNLCK, 0, false);
+    return status;
+}
+
+static gpb_ledger *ledger_new(const char *dir)
+{
+    gpb_ledger *ledger = g_new0(gpb_ledger, 1);
+
+    ledger->path = g_build_filename(dir, GPB_LEDGER_FILE, NULL);
+    ledger->fd = -1;
+    g_mutex_init(&ledger->mutex);
+    return ledger;
+}
+
+int gpb_ledger_open(const char *dir_arg, gpb_ledger **out)
+{
+    char *dir = dir_arg ? g_strdup(dir_arg) : gpb_ledger_default_dir();
+    gpb_ledger *ledger = NULL;
+    int status;
+
+    if ((status = prepare_dir(dir)) < 0)
+        goto fail;
+    ledger = ledger_new(dir);
+    status = open_existing(ledger);
+    if (status == 1) {
+        if ((status = create_file(dir, ledger->path)) < 0)
+            goto fail;
+        status = open_existing(ledger);
+    }
+    if (status != 0) {
+        if (status > 0)
+            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "ledger %s vanished while being created", ledger->path);
+        goto fail;
+    }
+    g_free(dir);
+    *out = ledger;
+    return 0;
+fail:
+    gpb_ledger_close(ledger);
+    g_free(dir);
+    return status;
+}
+
+void gpb_ledger_close(gpb_ledger *ledger)
+{
+    if (!ledger)
+        return;
+    if (ledger->base)
+        munmap(ledger->base, ledger->size);
+    if (ledger->fd >= 0)
+        close(ledger->fd);
+    g_mutex_clear(&ledger->mutex);
+    g_free(ledger->path);
+    g_free(ledger);
+}
+
+const char *gpb_ledger_path(const gpb_ledger *ledger)
+{
+    return ledger->path;
+}
+
+/* ---- the critical section --------------------------------------------- */
+
+void gpb_ledger_lock(gpb_ledger *ledger)
+{
+    g_mutex_lock(&ledger->mutex);
+    ofd_lock(ledger->fd, F_WRLCK, 0, true);
+    /* Counts written by a process killed halfway through a mutation may be
+     * half-updated: rebuild them from the locks before anyone uses them. */
+    if (ledger->header->in_critical_section) {
+        gpb_info("a process died while updating ledger %s; rebuilding its counts", ledger->path);
+        gpb_ledger_sweep(ledger);
+    }
+    ledger->header->in_critical_section = 1;
+}
+
+void gpb_ledger_unlock(gpb_ledger *ledger)
+{
+    ledger->header->in_critical_section = 0;
+    ofd_lock(ledger->fd, F_UNLCK, 0, false);
+    g_mutex_unlock(&ledger->mutex);
+}
+
+/* ---- tables ----------------------------------------------------------- */
+
+/* Numbers read from a shared file are outside input: never trust them. */
+static uint32_t device_count(const gpb_ledger *ledger)
+{
+    return MIN(ledger->header->device_count, GPB_MAX_DEVICES);
+}
+
+int gpb_ledger_n_devices(const gpb_ledger *ledger)
+{
+    return (int)device_count(ledger);
+}
+
+int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend)
+{
+    uint32_t n = device_count(ledger);
+    gpb_device_record *d;
+
+    for (uint32_t i = 0; i < n; i++)
+        if (strncmp(ledger->devices[i].id, id, GPB_ID_SIZE) == 0)
+            return (int)i;
+    if (n >= GPB_MAX_DEVICES)
+        return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no room for device %s (%d devices at most)", ledger->path,
+                        id, GPB_MAX_DEVICES);
+    d = &ledger->devices[n];
+    memset(d, 0, sizeof(*d));
+    g_strlcpy(d->id, id, sizeof(d->id));
+    d->backend = backend;
+    ledger->header->device_count = n + 1;
+    return (int)n;
+}
+
+int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name)
+{
+    uint32_t n = MIN(ledger->header->pool_count, GPB_MAX_POOLS);
+    gpb_pool_record *p;
+
+    for (uint32_t i = 0; i < n; i++)
+        if (strncmp(ledger->pools[i].name, name, GPB_ID_SIZE) == 0)
+            return (int)i;
+    if (n >= GPB_MAX_POOLS)
+        return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no room for pool %s (%d pools at most)", ledger->path, name,
+                        GPB_MAX_POOLS);
+    p = &ledger->pools[n];
+    memset(p, 0, sizeof(*p));
+    g_strlcpy(p->name, name, sizeof(p->name));
+    ledger->header->pool_count = n + 1;
+    return (int)n;
+}
+
+gpb_device_record *gpb_ledger_device(gpb_ledger *ledger, int index)
+{
+    g_assert(index >= 0 && index < GPB_MAX_DEVICES);
+    return &ledger->devices[index];
+}
+
+gpb_pool_record *gpb_ledger_pool(gpb_ledger *ledger, int index)
+{
+    g_assert(index >= 0 && index < GPB_MAX_POOLS);
+    return &ledger->pools[index];
+}
+
+gpb_slot_record *gpb_ledger_slot(gpb_ledger *ledger, int slot)
+{
+    g_assert(slot >= 0 && slot < GPB_SLOTS);
+    return &ledger->slots[slot];
+}
+
+int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot)
+{
+    uint16_t device = ledger->slot_map[slot];
+
+    if (device == GPB_FREE_SLOT || device >= device_count(ledger))
+        return -1;
+    return device;
+}
+
+uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
+{
+    return ledger->header->last_sweep_ns;
+}
+
+/* ---- slots ------------------------------------------------------------ */
+
+/* A second open file description of the ledger, for one lease. Reopening
+ * through /proc keeps it on the same inode even if `gpubalance reset` has
+ * renamed the file meanwhile. */
+static int open_lease_fd(gpb_ledger *ledger)
+{
+    char proc_path[64];
+    struct stat st;
+    int fd;
+
+    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", ledger->fd);
+    fd = open(proc_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s for a lease: %s", ledger->path,
+                        g_strerror(errno));
+    if (fstat(fd, &st) < 0 || st.st_dev != ledger->st_dev || st.st_ino != ledger->st_ino) {
+        close(fd);
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "ledger %s was replaced while in use; open a new context",
+                        ledger->path);
+    }
+    return fd;
+}
+
+static void count_in(gpb_device_record *d, const gpb_slot_record *r)
+{
+    d->sessions++;
+    d->load_milli += r->cost_milli;
+    if (r->flags & GPB_SLOT_DRIVER_OPEN)
+        d->driver_sessions++;
+}
+
+static int find_and_lock_slot(gpb_ledger *ledger, int fd)
+{
+    uint32_t hint = ledger->header->slot_hint % GPB_SLOTS;
+
+    for (uint32_t n = 0; n < GPB_SLOTS; n++) {
+        uint32_t slot = (hint + n) % GPB_SLOTS;
+
+        if (ledger->slot_map[slot] != GPB_FREE_SLOT)
+            continue;
+        if (ofd_lock(fd, F_WRLCK, slot_lock_offset((int)slot), false) == 0) {
+            ledger->header->slot_hint = slot + 1;
+            return (int)slot;
+        }
+    }
+    return -1;
+}
+
+int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *record, int *fd_out)
+{
+    int fd = open_lease_fd(ledger);
+    int slot;
+
+    if (fd < 0)
+        return fd;
+    slot = find_and_lock_slot(ledger, fd);
+    if (slot < 0) {
+        gpb_ledger_sweep(ledger); /* dead holders may still occupy slots */
+        slot = find_and_lock_slot(ledger, fd);
+    }
+    if (slot < 0) {
+        close(fd);
+        return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no free slot (%d leases at most)", ledger->path, GPB_SLOTS);
+    }
+    ledger->slots[slot] = *record;
+    ledger->slot_map[slot] = (uint16_t)device;
+    count_in(&ledger->devices[device], record);
+    *fd_out = fd;
+    return slot;
+}
+
+static void count_out(gpb_device_record *d, const gpb_slot_record *r)
+{
+    d->sessions = d->sessions ? d->sessions - 1 : 0;
+    d->load_milli = d->load_milli >= r->cost_milli ? d->load_milli - r->cost_milli : 0;
+    if ((r->flags & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
+        d->driver_sessions--;
+}
+
+void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd)
+{
+    int device = gpb_ledger_slot_device(ledger, slot);
+
+    if (device >= 0)
+        count_out(&ledger->devices[device], &ledger->slots[slot]);
+    memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+    ledger->slot_map[slot] = GPB_FREE_SLOT;
+    close(fd);
+}
+
+/* ---- verification ----------------------------------------------------- */
+
+void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
+{
+    uint32_t n = device_count(ledger);
+
+    if (!mask)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        if (mask & (UINT64_C(1) << i)) {
+            ledger->devices[i].sessions = 0;
+            ledger->devices[i].load_milli = 0;
+            ledger->devices[i].driver_sessions = 0;
+        }
+    }
+    for (int slot = 0; slot < GPB_SLOTS; slot++) {
+        uint16_t device = ledger->slot_map[slot];
+
+        if (device == GPB_FREE_SLOT)
+            continue;
+        if (device >= n) { /* garbage from a damaged table: forget it */
+            ledger->slot_map[slot] = GPB_FREE_SLOT;
+            continue;
+        }
+        if (!(mask & (UINT64_C(1) << device)))
+            continue;
+        if (!ofd_locked_elsewhere(ledger->fd, slot_lock_offset(slot))) {
+            gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
+                      ledger->slots[slot].pid);
+            memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+            ledger->slot_map[slot] = GPB_FREE_SLOT;
+            continue;
+        }
+        count_in(&ledger->devices[device], &ledger->slots[slot]);
+    }
+}
+
+void gpb_ledger_sweep(gpb_ledger *ledger)
+{
+    ledger_header *h = ledger->header;
+
+    if (h->device_count > GPB_MAX_DEVICES)
+        h->device_count = GPB_MAX_DEVICES;
+    if (h->pool_count > GPB_MAX_POOLS)
+        h->pool_count = GPB_MAX_POOLS;
+    for (uint32_t i = 0; i < GPB_MAX_DEVICES; i++)
+        ledger->devices[i].id[GPB_ID_SIZE - 1] = '\0';
+    for (uint32_t i = 0; i < GPB_MAX_POOLS; i++)
+        ledger->pools[i].name[GPB_ID_SIZE - 1] = '\0';
+    gpb_ledger_verify(ledger, UINT64_MAX);
+    h->last_sweep_ns = gpb_now_ns();
+}
+
+/* ---- reset ------------------------------------------------------------ */
+
+static int count_live(gpb_ledger *ledger)
+{
+    int live = 0;
+
+    gpb_ledger_sweep(ledger);
+    for (int slot = 0; slot < GPB_SLOTS; slot++)
+        if (gpb_ledger_slot_device(ledger, slot) >= 0)
+            live++;
+    return live;
+}
+
+static int move_aside(const char *path)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    char *aside;
+    int status = 0;
+
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+    aside = g_strdup_printf("%s.damaged-%s-%d", path, stamp, (int)getpid());
+    if (rename(path, aside) < 0 && errno != ENOENT)
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot move %s aside: %s", path, g_strerror(errno));
+    else
+        gpb_warning("moved %s aside to %s", path, aside);
+    g_free(aside);
+    return status;
+}
+
+int gpb_ledger_reset(const char *dir_arg, bool force, int *live_leases)
+{
+    char *dir = dir_arg ? g_strdup(dir_arg) : gpb_ledger_default_dir();
+    gpb_ledger *ledger = NULL;
+    int status;
+
+    *live_leases = 0;
+    if ((status = prepare_dir(dir)) < 0)
+        goto out;
+    ledger = ledger_new(dir);
+    status = open_existing(ledger);
+    if (status == 0) {
+        gpb_ledger_lock(ledger);
+        *live_leases = count_live(ledger);
+        gpb_ledger_unlock(ledger);
+        if (*live_leases > 0 && !force) {
+            status = gpb_fail(GPUBALANCE_ERR_BUSY,
+                              "ledger %s is valid and %d lease(s) are live; not resetting it (use --force to "
+                              "start a new ledger anyway: live leases then go uncounted until they end)",
+                              ledger->path, *live_leases);
+            goto out;
+        }
+        if (unlink(ledger->path) < 0 && errno != ENOENT) {
+            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot remove %s: %s", ledger->path, g_strerror(errno));
+            goto out;
+        }
+    } else if (status < 0) {
+        /* damaged, unsafe or newer: keep the file for inspection */
+        if ((status = move_aside(ledger->path)) < 0)
+            goto out;
+    }
+    status = create_file(dir, ledger->path);
+out:
+    gpb_ledger_close(ledger);
+    g_free(dir);
+    return status;
+}
+
+uint64_t gpb_pid_namespace(void)
+{
+    struct stat st;
+
+    if (stat("/proc/self/ns/pid", &st) < 0)
+        return 0;
+    return (uint64_t)st.st_ino;
+}

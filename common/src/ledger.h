@@ -1,0 +1,145 @@
+/* ledger.h - the shared, crash-safe ledger of encode sessions.
+ *
+ * One fixed-size file per host (or per user), mapped by every process that
+ * uses gpubalance. Layout (all sizes recorded in the header, checked on
+ * open, and covered by its CRC):
+ *
+ *   header         magic, format, layout, boot id, CRC; then counters
+ *   device table   GPB_MAX_DEVICES records: id, cached session count and
+ *                  load, foreign load, learned limit, probe cache
+ *   pool table     GPB_MAX_POOLS records: name, learned limit
+ *   slot map       one uint16 per slot: the device index, or GPB_FREE_SLOT
+ *   slot table     one record per slot: diagnostics of the lease
+ *
+ * The truth of a lease is an OFD lock on the first byte of its slot record,
+ * held on the lease's own open file description. Everything else in the
+ * file is bookkeeping that gpb_ledger_sweep() can rebuild from the locks.
+ * All functions except open/close/reset must be called between
+ * gpb_ledger_lock() and gpb_ledger_unlock().
+ */
+#ifndef GPB_LEDGER_H
+#define GPB_LEDGER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gpubalance.h"
+
+#define GPB_LEDGER_MAGIC "GPBLEDGR"
+#define GPB_LEDGER_FORMAT 1u
+#define GPB_LEDGER_FILE "ledger"
+#define GPB_MAX_DEVICES 64
+#define GPB_MAX_POOLS 32
+#define GPB_SLOTS 4096
+#define GPB_ID_SIZE 64
+#define GPB_LABEL_SIZE 64
+#define GPB_REASON_SIZE 128
+#define GPB_PROBE_KEY_SIZE 160
+#define GPB_PROBE_BLOB_SIZE 512
+#define GPB_FREE_SLOT 0xffffu
+
+/* A learned limit: the session count at which a device or pool refused. */
+typedef struct {
+    uint32_t limit;
+    uint32_t reserved;
+    uint64_t until_ns; /* CLOCK_BOOTTIME; 0 = nothing learned */
+    char reason[GPB_REASON_SIZE];
+} gpb_learned;
+
+typedef struct {
+    char id[GPB_ID_SIZE];
+    uint32_t backend;
+    uint32_t sessions;         /* live leases, cached; rebuilt by a sweep */
+    uint64_t load_milli;       /* sum of their costs x 1000, cached */
+    uint32_t foreign_sessions; /* sessions gpubalance did not grant */
+    uint32_t driver_sessions;  /* sim: sessions past check_open, cached */
+    uint64_t foreign_updated_ns;
+    gpb_learned learned;
+    char probe_key[GPB_PROBE_KEY_SIZE]; /* uuid|driver|boot id */
+    uint32_t probe_blob_size;
+    uint32_t reserved;
+    uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
+} gpb_device_record;
+
+typedef struct {
+    char name[GPB_ID_SIZE];
+    gpb_learned learned;
+} gpb_pool_record;
+
+enum { GPB_SLOT_DRIVER_OPEN = 1u << 0 };
+
+typedef struct {
+    uint32_t state; /* gpubalance_lease_state */
+    uint32_t codec;
+    uint32_t width;
+    uint32_t height;
+    uint32_t fps_milli;
+    uint32_t cost_milli;
+    int32_t pid;
+    uint32_t flags;
+    uint64_t pid_namespace;
+    int64_t since_unix_ms;
+    char label[GPB_LABEL_SIZE];
+    uint8_t reserved[16];
+} gpb_slot_record;
+
+typedef struct gpb_ledger gpb_ledger;
+
+/* The ledger directory: $GPUBALANCE_DIR or /dev/shm/gpubalance-UID. */
+char *gpb_ledger_default_dir(void);
+
+/* Opens the ledger in dir (NULL: the default), creating dir and file when
+ * missing. Every refusal names the file and the way out. */
+int gpb_ledger_open(const char *dir, gpb_ledger **out);
+void gpb_ledger_close(gpb_ledger *ledger);
+const char *gpb_ledger_path(const gpb_ledger *ledger);
+
+/* Moves a damaged ledger aside and creates a fresh one (see
+ * gpubalance_ledger_reset()). *live_leases receives the count found. */
+int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
+
+/* Serialises mutations across threads and processes. If the last holder
+ * died inside its critical section, lock() sweeps before returning. */
+void gpb_ledger_lock(gpb_ledger *ledger);
+void gpb_ledger_unlock(gpb_ledger *ledger);
+
+/* Device and pool tables, keyed by id/name. find_or_add returns the index
+ * or GPUBALANCE_ERR_FULL when the table is full. */
+int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend);
+int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name);
+int gpb_ledger_n_devices(const gpb_ledger *ledger);
+gpb_device_record *gpb_ledger_device(gpb_ledger *ledger, int index);
+gpb_pool_record *gpb_ledger_pool(gpb_ledger *ledger, int index);
+
+/* Claims a free slot for device: locks it on a new open file description
+ * (returned in *fd), writes record, updates the device's counters. Returns
+ * the slot index or a negative status. */
+int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *record, int *fd);
+
+/* Ends the lease in slot: clears its record and counters, closes fd. */
+void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd);
+
+gpb_slot_record *gpb_ledger_slot(gpb_ledger *ledger, int slot);
+/* The slot's device index, or -1 when the slot is free. */
+int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot);
+
+/* Checks the lock of every slot of the devices in mask (bit = device
+ * index) and forgets leases whose holder is gone, then recounts those
+ * devices. Costs one fcntl per lease on those devices. */
+void gpb_ledger_verify(gpb_ledger *ledger, uint64_t device_mask);
+
+/* verify() for every device, plus the table's own sanity. */
+void gpb_ledger_sweep(gpb_ledger *ledger);
+
+/* Nanoseconds (gpb_now_ns) of the last full sweep. */
+uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger);
+
+/* The validation done on open, on a header image of size bytes read from
+ * a file of file_size bytes: 0 or a status with the message set. Exposed
+ * for the fuzz harness. */
+int gpb_ledger_check_header(const void *header, size_t size, uint64_t file_size, const char *path);
+
+/* The inode of this process's pid namespace (0 if unknown). */
+uint64_t gpb_pid_namespace(void);
+
+#endif

@@ -1,0 +1,175 @@
+/* snapshot.c - a consistent copy of devices, pools and live leases. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "internal.h"
+#include "util.h"
+
+struct gpubalance_snapshot {
+    GArray *devices; /* gpubalance_device_info */
+    GArray *pools;   /* gpubalance_pool_info */
+    GArray *leases;  /* gpubalance_lease_info */
+    GStringChunk *strings;
+};
+
+static const char *keep(gpubalance_snapshot *snap, const char *text)
+{
+    return text ? g_string_chunk_insert_const(snap->strings, text) : NULL;
+}
+
+/* Strings in the ledger are outside input: bounded copy. */
+static const char *keep_bounded(gpubalance_snapshot *snap, const char *text, size_t size)
+{
+    return g_string_chunk_insert_len(snap->strings, text, (gssize)strnlen(text, size));
+}
+
+static int learned_or_none(const gpb_learned *l, uint64_t now)
+{
+    return l->until_ns > now ? (int)l->limit : -1;
+}
+
+static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uint64_t now)
+{
+    gpb_inventory *inv = ctx->inventory;
+
+    for (guint i = 0; i < inv->devices->len; i++) {
+        const gpb_device *d = g_ptr_array_index(inv->devices, i);
+        const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+        gpubalance_device_info info = {
+            .id = keep(snap, d->id),
+            .name = keep(snap, d->name),
+            .backend = d->backend,
+            .order_backend = gpb_order_backend(d->backend, d->imitates),
+            .codecs = d->codecs,
+            .sessions = (int)r->sessions,
+            .foreign_sessions = (int)r->foreign_sessions,
+            .max_sessions = d->max_sessions,
+            .learned_limit = learned_or_none(&r->learned, now),
+            .enforce_sessions = d->enforce_sessions,
+            .load = r->load_milli / 1000.0,
+            .budget = d->budget,
+            .pool = d->pool >= 0 ? keep(snap, ((gpb_pool *)g_ptr_array_index(inv->pools, d->pool))->name) : NULL,
+            .cuda_ordinal = d->cuda_ordinal,
+            .gpu_uuid = keep(snap, d->gpu_uuid),
+            .render_node = keep(snap, d->render_node),
+            .declared = d->declared,
+        };
+
+        g_array_append_val(snap->devices, info);
+    }
+    for (guint i = 0; i < inv->pools->len; i++) {
+        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
+        gpubalance_pool_info info = {
+            .name = keep(snap, p->name),
+            .sessions = 0,
+            .max_sessions = p->max_sessions,
+            .learned_limit = learned_or_none(&gpb_ledger_pool(ctx->ledger, p->ledger_index)->learned, now),
+        };
+
+        for (guint j = 0; j < snap->devices->len; j++) {
+            const gpubalance_device_info *di = &g_array_index(snap->devices, gpubalance_device_info, j);
+            const gpb_device *d = g_ptr_array_index(inv->devices, j);
+
+            if (d->pool == (int)i)
+                info.sessions += di->sessions + di->foreign_sessions;
+        }
+        g_array_append_val(snap->pools, info);
+    }
+}
+
+static void copy_leases(gpubalance_context *ctx, gpubalance_snapshot *snap)
+{
+    for (int slot = 0; slot < GPB_SLOTS; slot++) {
+        int device = gpb_ledger_slot_device(ctx->ledger, slot);
+        const gpb_slot_record *r;
+        gpubalance_lease_info info;
+
+        if (device < 0)
+            continue;
+        r = gpb_ledger_slot(ctx->ledger, slot);
+        info = (gpubalance_lease_info){
+            .device = keep_bounded(snap, gpb_ledger_device(ctx->ledger, device)->id, GPB_ID_SIZE),
+            .pid = r->pid,
+            .pid_namespace = r->pid_namespace,
+            .codec = r->codec < GPUBALANCE_N_CODECS ? (gpubalance_codec)r->codec : GPUBALANCE_CODEC_H264,
+            .width = (int)r->width,
+            .height = (int)r->height,
+            .fps = r->fps_milli / 1000.0,
+            .cost = r->cost_milli / 1000.0,
+            .state = r->state <= GPUBALANCE_LEASE_FAILED ? (gpubalance_lease_state)r->state : GPUBALANCE_LEASE_GRANTED,
+            .label = keep_bounded(snap, r->label, sizeof(r->label)),
+            .since_unix_ms = r->since_unix_ms,
+            .slot = slot,
+        };
+        g_array_append_val(snap->leases, info);
+    }
+}
+
+int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out)
+{
+    gpubalance_snapshot *snap;
+
+    if (!ctx || !out)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "gpubalance_snapshot_take: NULL argument");
+    snap = g_new0(gpubalance_snapshot, 1);
+    snap->devices = g_array_new(FALSE, TRUE, sizeof(gpubalance_device_info));
+    snap->pools = g_array_new(FALSE, TRUE, sizeof(gpubalance_pool_info));
+    snap->leases = g_array_new(FALSE, TRUE, sizeof(gpubalance_lease_info));
+    snap->strings = g_string_chunk_new(1024);
+    gpb_ledger_lock(ctx->ledger);
+    gpb_ledger_sweep(ctx->ledger);
+    copy_devices(ctx, snap, gpb_now_ns());
+    copy_leases(ctx, snap);
+    gpb_ledger_unlock(ctx->ledger);
+    *out = snap;
+    return 0;
+}
+
+void gpubalance_snapshot_free(gpubalance_snapshot *snap)
+{
+    if (!snap)
+        return;
+    g_array_unref(snap->devices);
+    g_array_unref(snap->pools);
+    g_array_unref(snap->leases);
+    g_string_chunk_free(snap->strings);
+    g_free(snap);
+}
+
+size_t gpubalance_snapshot_n_devices(const gpubalance_snapshot *snap)
+{
+    return snap->devices->len;
+}
+
+const gpubalance_device_info *gpubalance_snapshot_device(const gpubalance_snapshot *snap, size_t index)
+{
+    return index < snap->devices->len ? &g_array_index(snap->devices, gpubalance_device_info, index) : NULL;
+}
+
+size_t gpubalance_snapshot_n_pools(const gpubalance_snapshot *snap)
+{
+    return snap->pools->len;
+}
+
+const gpubalance_pool_info *gpubalance_snapshot_pool(const gpubalance_snapshot *snap, size_t index)
+{
+    return index < snap->pools->len ? &g_array_index(snap->pools, gpubalance_pool_info, index) : NULL;
+}
+
+size_t gpubalance_snapshot_n_leases(const gpubalance_snapshot *snap)
+{
+    return snap->leases->len;
+}
+
+const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot *snap, size_t index)
+{
+    return index < snap->leases->len ? &g_array_index(snap->leases, gpubalance_lease_info, index) : NULL;
+}
+
+int gpubalance_ledger_reset(bool force)
+{
+    int live = 0;
+
+    gpb_clear_error();
+    return gpb_ledger_reset(NULL, force, &live);
+}
