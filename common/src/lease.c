@@ -245,7 +245,13 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
     fill_policy_state(ctx, lease, now, pd, pp);
     gpb_policy_choose(pd, (int)n, pp, &req, &result);
     if (result.outcome == GPB_CHOSEN) {
-        *status = claim(lease, result.device, result.reason);
+        char reason[512];
+
+        if (result.rejected[0])
+            snprintf(reason, sizeof(reason), "%s; passed over %s", result.reason, result.rejected);
+        else
+            snprintf(reason, sizeof(reason), "%s", result.reason);
+        *status = claim(lease, result.device, reason);
         return DECIDED;
     }
     if (o->when_full == GPUBALANCE_WHEN_FULL_SOFTWARE && !gpb_policy_unsupported_why(&pd[software], &req) &&
@@ -339,8 +345,11 @@ int gpb_place(gpubalance_lease *lease)
             continue;
         }
         if (!wait_for_release(watch, deadline)) {
+            char why[1024];
+
+            g_strlcpy(why, gpubalance_last_error(), sizeof(why)); /* set by decide() */
             status = gpb_fail(GPUBALANCE_ERR_TIMEOUT, "no device freed up within %g s (when-full=wait): %s",
-                              o.wait_timeout, gpubalance_last_error());
+                              o.wait_timeout, why);
             break;
         }
     }

@@ -1,0 +1,171 @@
+/* helpers.c - see helpers.h. */
+#define _GNU_SOURCE
+#include "helpers.h"
+
+#include <glib/gstdio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *test_dir;
+static pid_t test_owner;
+
+static void remove_tree(const char *path)
+{
+    GDir *dir = g_dir_open(path, 0, NULL);
+    const char *name;
+
+    if (dir) {
+        while ((name = g_dir_read_name(dir))) {
+            char *child = g_build_filename(path, name, NULL);
+
+            if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
+                remove_tree(child);
+            else
+                g_unlink(child);
+            g_free(child);
+        }
+        g_dir_close(dir);
+    }
+    g_rmdir(path);
+}
+
+static void cleanup(void)
+{
+    /* Forked children exit through _exit or exec; only the test itself
+     * removes the directory. */
+    if (test_dir && getpid() == test_owner && !g_getenv("GPB_TEST_KEEP"))
+        remove_tree(test_dir);
+}
+
+const char *gpb_test_env(const char *config_text)
+{
+    char *ledger_dir;
+
+    test_dir = g_dir_make_tmp("gpubalance-test-XXXXXX", NULL);
+    g_assert_nonnull(test_dir);
+    test_owner = getpid();
+    atexit(cleanup);
+    ledger_dir = g_build_filename(test_dir, "ledger", NULL);
+    g_setenv("GPUBALANCE_DIR", ledger_dir, TRUE);
+    g_free(ledger_dir);
+    if (config_text) {
+        char *path = g_build_filename(test_dir, "gpubalance.conf", NULL);
+
+        g_assert_true(g_file_set_contents(path, config_text, -1, NULL));
+        g_setenv("GPUBALANCE_CONFIG", path, TRUE);
+        g_free(path);
+    } else {
+        g_unsetenv("GPUBALANCE_CONFIG");
+    }
+    return test_dir;
+}
+
+char *gpb_test_ledger_path(void)
+{
+    return g_build_filename(g_getenv("GPUBALANCE_DIR"), "ledger", NULL);
+}
+
+gpubalance_context *gpb_test_open(void)
+{
+    gpubalance_context *ctx = NULL;
+    int status = gpubalance_context_open(NULL, &ctx);
+
+    if (status < 0)
+        g_error("gpubalance_context_open: %s", gpubalance_last_error());
+    return ctx;
+}
+
+gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, double fps)
+{
+    gpubalance_stream *s;
+
+    g_assert_cmpint(gpubalance_stream_new(&s), ==, 0);
+    g_assert_cmpint(gpubalance_stream_set_codec(s, (gpubalance_codec)gpubalance_codec_from_name(codec)), ==, 0);
+    g_assert_cmpint(gpubalance_stream_set_size(s, width, height), ==, 0);
+    g_assert_cmpint(gpubalance_stream_set_fps(s, fps), ==, 0);
+    return s;
+}
+
+gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream)
+{
+    gpubalance_lease *lease = NULL;
+    int status = gpubalance_lease_acquire(ctx, stream, &lease);
+
+    if (status < 0)
+        g_error("gpubalance_lease_acquire: %s (%s)", gpubalance_strerror(status), gpubalance_last_error());
+    return lease;
+}
+
+static const gpubalance_device_info *find_device(const gpubalance_snapshot *snap, const char *id)
+{
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        if (strcmp(gpubalance_snapshot_device(snap, i)->id, id) == 0)
+            return gpubalance_snapshot_device(snap, i);
+    g_error("no device %s in the snapshot", id);
+    return NULL;
+}
+
+int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
+{
+    gpubalance_snapshot *snap;
+    int n;
+
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    n = find_device(snap, device_id)->sessions;
+    gpubalance_snapshot_free(snap);
+    return n;
+}
+
+int gpb_test_total_leases(gpubalance_context *ctx)
+{
+    gpubalance_snapshot *snap;
+    int n;
+
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    n = (int)gpubalance_snapshot_n_leases(snap);
+    gpubalance_snapshot_free(snap);
+    return n;
+}
+
+int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id)
+{
+    gpubalance_snapshot *snap;
+    int n;
+
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    n = find_device(snap, device_id)->learned_limit;
+    gpubalance_snapshot_free(snap);
+    return n;
+}
+
+int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool)
+{
+    gpubalance_snapshot *snap;
+    int n = -2;
+
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_pools(snap); i++)
+        if (strcmp(gpubalance_snapshot_pool(snap, i)->name, pool) == 0)
+            n = gpubalance_snapshot_pool(snap, i)->learned_limit;
+    gpubalance_snapshot_free(snap);
+    g_assert_cmpint(n, !=, -2);
+    return n;
+}
+
+void gpb_assert_contains(const char *haystack, const char *needle)
+{
+    if (!haystack || !strstr(haystack, needle))
+        g_error("expected \"%s\" in: %s", needle, haystack ? haystack : "(null)");
+}
+
+char *gpb_read_line(int fd)
+{
+    GString *line = g_string_new(NULL);
+    char c;
+
+    while (read(fd, &c, 1) == 1 && c != '\n')
+        g_string_append_c(line, c);
+    return g_string_free(line, FALSE);
+}

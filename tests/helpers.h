@@ -1,0 +1,41 @@
+/* helpers.h - what the core's tests share: a private ledger directory and
+ * config per test, and a few shortcuts. */
+#ifndef GPB_TEST_HELPERS_H
+#define GPB_TEST_HELPERS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "gpubalance.h"
+#include "runner.h"
+
+/* Creates a fresh directory for this test, points GPUBALANCE_DIR at
+ * DIR/ledger and GPUBALANCE_CONFIG at DIR/gpubalance.conf holding
+ * config_text (NULL: no config file, GPUBALANCE_CONFIG unset). Returns
+ * DIR, removed when the test process exits. */
+const char *gpb_test_env(const char *config_text);
+
+/* The ledger file of the current environment. */
+char *gpb_test_ledger_path(void);
+
+gpubalance_context *gpb_test_open(void);
+
+/* A stream shortcut: codec name, size and fps. */
+gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, double fps);
+
+/* Acquires and asserts success. */
+gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream);
+
+/* Live leases on a device, from a fresh snapshot (verified by locks). */
+int gpb_test_sessions(gpubalance_context *ctx, const char *device_id);
+int gpb_test_total_leases(gpubalance_context *ctx);
+int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id);
+int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool);
+
+/* Asserts that haystack contains needle, printing both if not. */
+void gpb_assert_contains(const char *haystack, const char *needle);
+
+/* Reads one line (without the newline) from fd into a new string. */
+char *gpb_read_line(int fd);
+
+#endif

@@ -1,0 +1,606 @@
+/* test_policy.c - placement rules: the pure policy function, then the
+ * same rules through real contexts, leases and a real ledger. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "internal.h"
+#include "policy.h"
+#include "util.h"
+
+#define ALL_CODECS 7u
+
+static gpb_policy_device dev(const char *id, gpubalance_backend backend, int sessions, int limit)
+{
+    return (gpb_policy_device){
+        .id = id,
+        .backend = backend,
+        .order_backend = backend,
+        .codecs = ALL_CODECS,
+        .max_width = 4096,
+        .max_height = 4096,
+        .ten_bit = true,
+        .sessions = sessions,
+        .session_limit = limit,
+        .pool = -1,
+    };
+}
+
+static gpb_policy_request request(gpubalance_policy policy)
+{
+    gpb_policy_request r = {
+        .codec = GPUBALANCE_CODEC_H264,
+        .width = 1920,
+        .height = 1080,
+        .bit_depth = 8,
+        .cost = 1.0,
+        .policy = policy,
+        .forced = -1,
+    };
+
+    gpb_order_parse("nvenc,vaapi,software", &r.order);
+    return r;
+}
+
+static int choose(const gpb_policy_device *d, int n, const gpb_policy_pool *pools, const gpb_policy_request *r)
+{
+    gpb_policy_result result;
+
+    gpb_policy_choose(d, n, pools, r, &result);
+    return result.outcome == GPB_CHOSEN ? result.device : -1;
+}
+
+static void balanced_picks_lowest_utilisation(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 2, 4),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 0, 4),
+        dev("c", GPUBALANCE_BACKEND_NVENC, 1, 4),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    g_assert_cmpint(choose(d, 3, NULL, &r), ==, 1);
+    /* a bigger device with more sessions can still be less utilised */
+    d[0].session_limit = 12;
+    d[1].sessions = 2;
+    g_assert_cmpint(choose(d, 3, NULL, &r), ==, 0);
+}
+
+static void balanced_ties_go_to_fewer_sessions_then_lower_index(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+        dev("c", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    g_assert_cmpint(choose(d, 3, NULL, &r), ==, 1);
+    d[0].sessions = 0;
+    g_assert_cmpint(choose(d, 3, NULL, &r), ==, 0);
+}
+
+static void fill_uses_devices_in_order(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 2, 3),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 0, 3),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_FILL);
+
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    d[0].sessions = 3;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+}
+
+static void order_decides_between_backends(void)
+{
+    gpb_policy_device d[] = {
+        dev("sw", GPUBALANCE_BACKEND_SOFTWARE, 0, GPB_NO_LIMIT),
+        dev("va", GPUBALANCE_BACKEND_VAAPI, 5, 6),
+        dev("nv", GPUBALANCE_BACKEND_NVENC, 0, 3),
+        dev("sim", GPUBALANCE_BACKEND_SIM, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[3].order_backend = GPUBALANCE_BACKEND_VAAPI; /* imitates=vaapi */
+    g_assert_cmpint(choose(d, 4, NULL, &r), ==, 2);
+    g_assert_cmpint(gpb_order_parse("vaapi,software,nvenc", &r.order), ==, 0);
+    g_assert_cmpint(choose(d, 4, NULL, &r), ==, 3); /* the sim ranks with vaapi, and is emptier */
+    d[3].excluded = true;
+    g_assert_cmpint(choose(d, 4, NULL, &r), ==, 1);
+    d[1].sessions = 6;
+    g_assert_cmpint(choose(d, 4, NULL, &r), ==, 0);
+    g_assert_cmpint(gpb_order_parse("nvenc", &r.order), ==, 0);
+    d[2].sessions = 3;
+    g_assert_cmpint(choose(d, 4, NULL, &r), ==, -1);
+}
+
+static void pool_limit_is_shared_by_its_devices(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 2, GPB_NO_LIMIT),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("sw", GPUBALANCE_BACKEND_SOFTWARE, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_pool pools[] = {{.name = "geforce", .sessions = 3, .session_limit = 3}};
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
+
+    d[0].pool = d[1].pool = 0;
+    gpb_policy_choose(d, 3, pools, &r, &result);
+    g_assert_cmpint(result.device, ==, 2);
+    gpb_assert_contains(result.rejected, "pool geforce has 3 of 3 sessions in use");
+    pools[0].sessions = 2;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 1);
+}
+
+static void budget_limits_by_cost(void)
+{
+    gpb_policy_device d[] = {dev("va", GPUBALANCE_BACKEND_VAAPI, 3, GPB_NO_LIMIT)};
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].budget = 4;
+    d[0].load = 3.5;
+    g_assert_cmpint(choose(d, 1, NULL, &r), ==, -1);
+    r.cost = 0.5;
+    g_assert_cmpint(choose(d, 1, NULL, &r), ==, 0);
+}
+
+static void foreign_sessions_count_against_limits(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 1, 3),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 1, 3),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].foreign_sessions = 1;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    d[1].foreign_sessions = 2;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    d[0].foreign_sessions = 2;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, -1);
+}
+
+static void unsupported_streams_are_told_apart_from_full(void)
+{
+    gpb_policy_device d[] = {dev("a", GPUBALANCE_BACKEND_NVENC, 0, 3)};
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
+
+    d[0].codecs = 1u << GPUBALANCE_CODEC_H264;
+    r.codec = GPUBALANCE_CODEC_AV1;
+    gpb_policy_choose(d, 1, NULL, &r, &result);
+    g_assert_cmpint(result.outcome, ==, GPB_UNSUPPORTED);
+    gpb_assert_contains(result.rejected, "a: codec not supported");
+    r.codec = GPUBALANCE_CODEC_H264;
+    r.width = 7680;
+    gpb_policy_choose(d, 1, NULL, &r, &result);
+    gpb_assert_contains(result.rejected, "resolution above its maximum");
+    r.width = 1920;
+    r.bit_depth = 10;
+    d[0].ten_bit = false;
+    gpb_policy_choose(d, 1, NULL, &r, &result);
+    gpb_assert_contains(result.rejected, "no 10-bit support");
+    d[0].ten_bit = true;
+    d[0].sessions = 3;
+    gpb_policy_choose(d, 1, NULL, &r, &result);
+    g_assert_cmpint(result.outcome, ==, GPB_ALL_FULL);
+}
+
+static void cost_follows_the_formula(void)
+{
+    gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
+
+    g_assert_cmpfloat_with_epsilon(gpubalance_stream_cost(s), 1.0, 1e-9);
+    gpubalance_stream_set_size(s, 3840, 2160);
+    gpubalance_stream_set_fps(s, 60);
+    g_assert_cmpfloat_with_epsilon(gpubalance_stream_cost(s), 8.0, 1e-9);
+    gpubalance_stream_set_fps(s, 0); /* unknown counts as 30 */
+    g_assert_cmpfloat_with_epsilon(gpubalance_stream_cost(s), 4.0, 1e-9);
+    gpubalance_stream_free(s);
+}
+
+/* ---- through the real ledger ------------------------------------------ */
+
+static const char two_sims_in_a_pool[] = "[general]\n"
+                                         "discover=false\n"
+                                         "order=nvenc,software\n"
+                                         "learn-expiry=60\n"
+                                         "[pool:geforce]\n"
+                                         "max-sessions=3\n"
+                                         "[device:gpu0]\n"
+                                         "backend=sim\n"
+                                         "pool=geforce\n"
+                                         "[device:gpu1]\n"
+                                         "backend=sim\n"
+                                         "pool=geforce\n";
+
+static void balanced_spreads_then_falls_back_to_software(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[5];
+    const char *want[] = {"sim:gpu0", "sim:gpu1", "sim:gpu0", "software", "software"};
+
+    gpb_test_env(two_sims_in_a_pool);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1280, 720, 30);
+    for (int i = 0; i < 5; i++) {
+        l[i] = gpb_test_acquire(ctx, s);
+        g_assert_cmpstr(gpubalance_lease_device(l[i]), ==, want[i]);
+    }
+    g_assert_cmpint(gpubalance_lease_backend(l[0]), ==, GPUBALANCE_BACKEND_SIM);
+    g_assert_cmpstr(gpubalance_lease_ffmpeg_encoder(l[0]), ==, "libx264");
+    gpb_assert_contains(gpubalance_lease_reason(l[3]), "passed over sim:gpu0: pool geforce has 3 of 3 sessions in use");
+    gpubalance_lease_release(l[1]);
+    gpubalance_lease_release(l[3]);
+    l[1] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[1]), ==, "sim:gpu1");
+    for (int i = 0; i < 5; i++)
+        if (i != 3)
+            gpubalance_lease_release(l[i]);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void fill_policy_fills_first_device(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[3];
+
+    gpb_test_env("[general]\ndiscover=false\npolicy=fill\n"
+                 "[device:a]\nbackend=sim\nmax-sessions=2\n"
+                 "[device:b]\nbackend=sim\nmax-sessions=2\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("hevc", 1920, 1080, 30);
+    for (int i = 0; i < 3; i++)
+        l[i] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[0]), ==, "sim:a");
+    g_assert_cmpstr(gpubalance_lease_device(l[1]), ==, "sim:a");
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "sim:b");
+    g_assert_cmpstr(gpubalance_lease_ffmpeg_encoder(l[2]), ==, "libx265");
+    for (int i = 0; i < 3; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void when_full_fail_reports_every_device(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *a, *b = NULL;
+
+    gpb_test_env("[general]\ndiscover=false\nwhen-full=fail\norder=nvenc\n"
+                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    a = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_FULL);
+    g_assert_null(b);
+    gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
+    gpb_assert_contains(gpubalance_last_error(), "when-full=fail");
+    /* the stream's own option wins over the config */
+    gpubalance_stream_set_when_full(s, "software");
+    b = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(b), ==, "software");
+    gpubalance_lease_release(a);
+    gpubalance_lease_release(b);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static pid_t holder_pid;
+
+/* Runs when the waiter is about to block: end the holder the hard way. */
+static void kill_holder(void *data)
+{
+    int *calls = data;
+
+    if ((*calls)++ == 0)
+        kill(holder_pid, SIGKILL);
+}
+
+static void when_full_wait_wakes_when_a_holder_dies(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l = NULL;
+    int ready[2], calls = 0;
+    char *line;
+
+    gpb_test_env("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=600\norder=nvenc\n"
+                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
+    g_assert_cmpint(pipe(ready), ==, 0);
+    holder_pid = fork();
+    if (holder_pid == 0) {
+        gpubalance_context *c = gpb_test_open();
+        gpubalance_lease *held = gpb_test_acquire(c, gpb_test_stream("h264", 1920, 1080, 30));
+
+        dprintf(ready[1], "%s\n", gpubalance_lease_device(held));
+        for (;;)
+            pause();
+    }
+    line = gpb_read_line(ready[0]);
+    g_assert_cmpstr(line, ==, "sim:a");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_set_wait_hook(kill_holder, &calls);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &l), ==, 0);
+    gpb_set_wait_hook(NULL, NULL);
+    g_assert_cmpint(calls, >=, 1); /* it really waited */
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:a");
+    waitpid(holder_pid, NULL, 0);
+    gpubalance_lease_release(l);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    g_free(line);
+}
+
+static void when_full_wait_times_out(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *a, *b = NULL;
+
+    gpb_test_env("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=0.05\norder=nvenc\n"
+                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    a = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_TIMEOUT);
+    gpb_assert_contains(gpubalance_last_error(), "no device freed up within 0.05 s");
+    gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
+    gpubalance_lease_release(a);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static const char enforcing_sim[] = "[general]\n"
+                                    "discover=false\n"
+                                    "order=nvenc,software\n"
+                                    "learn-expiry=60\n"
+                                    "[device:gpu0]\n"
+                                    "backend=sim\n"
+                                    "max-sessions=3\n"
+                                    "enforce-sessions=2\n";
+
+static gpubalance_lease *open_like_a_front_end(gpubalance_context *ctx, const gpubalance_stream *s)
+{
+    gpubalance_lease *l = gpb_test_acquire(ctx, s);
+
+    while (gpubalance_lease_check_open(l) < 0)
+        g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_CAPACITY, gpubalance_last_error()), ==,
+                        0);
+    g_assert_cmpint(gpubalance_lease_mark_opened(l), ==, 0);
+    return l;
+}
+
+static void refusal_falls_back_and_is_learned_by_the_next_process(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[3];
+    pid_t child;
+    int wstatus;
+
+    gpb_test_env(enforcing_sim);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l[0] = open_like_a_front_end(ctx, s);
+    l[1] = open_like_a_front_end(ctx, s);
+    l[2] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "sim:gpu0"); /* max-sessions=3 allows it */
+    g_assert_cmpint(gpubalance_lease_check_open(l[2]), ==, GPUBALANCE_ERR_REFUSED);
+    gpb_assert_contains(gpubalance_last_error(), "enforce-sessions=2");
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)"), ==, 0);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpubalance_lease_attempt(l[2]), ==, 2);
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:gpu0"), ==, 2);
+
+    /* Another process knows at once: its first placement is software. */
+    child = fork();
+    if (child == 0) {
+        gpubalance_context *c = gpb_test_open();
+        gpubalance_lease *x = gpb_test_acquire(c, s);
+
+        _exit(strcmp(gpubalance_lease_device(x), "software") == 0 && gpubalance_lease_attempt(x) == 1 ? 0 : 1);
+    }
+    waitpid(child, &wstatus, 0);
+    g_assert_true(WIFEXITED(wstatus));
+    g_assert_cmpint(WEXITSTATUS(wstatus), ==, 0);
+    for (int i = 0; i < 3; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static void learned_limit_expires(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[3];
+
+    fake_now = gpb_boottime_ns();
+    gpb_set_clock(fake_clock);
+    gpb_test_env(enforcing_sim);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l[0] = open_like_a_front_end(ctx, s);
+    l[1] = open_like_a_front_end(ctx, s);
+    l[2] = open_like_a_front_end(ctx, s); /* refused once, learned, software */
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    gpubalance_lease_release(l[2]);
+    fake_now += 59ull * 1000000000ull;
+    l[2] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software"); /* still learned */
+    gpubalance_lease_release(l[2]);
+    fake_now += 2ull * 1000000000ull; /* past learn-expiry=60 */
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:gpu0"), ==, -1);
+    l[2] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "sim:gpu0"); /* tried again */
+    for (int i = 0; i < 3; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    gpb_set_clock(NULL);
+}
+
+static void pooled_refusal_teaches_the_pool(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[4];
+
+    /* Declared nvenc devices stand for real GeForce cards in one pool; the
+     * test plays the driver and refuses the third session. */
+    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n"
+                 "[pool:geforce]\nmax-sessions=8\n"
+                 "[device:g0]\nbackend=nvenc\ncuda-device=0\npool=geforce\n"
+                 "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l[0] = gpb_test_acquire(ctx, s);
+    l[1] = gpb_test_acquire(ctx, s);
+    l[2] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[0]), ==, 0);
+    g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[1]), ==, 1);
+    g_assert_cmpstr(gpubalance_lease_gst_encoder(l[0]), ==, "nvcudah264enc");
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY,
+                                                    "OpenEncodeSessionEx failed: out of memory (10)"),
+                    ==, 0);
+    /* g1 is not tried: the pool, not the card, is at its cap */
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    l[3] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
+    for (int i = 0; i < 4; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void every_candidate_failing_lists_each_attempt(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+
+    gpb_test_env("[general]\ndiscover=false\norder=nvenc\nwhen-full=fail\n"
+                 "[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_OTHER, "bad preset"), ==, 0);
+    g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_UNAVAILABLE, "element missing"), ==,
+                    GPUBALANCE_ERR_NO_CANDIDATE);
+    g_assert_null(l);
+    gpb_assert_contains(gpubalance_last_error(), "sim:a (libx264): bad preset");
+    gpb_assert_contains(gpubalance_last_error(), "sim:b (libx264): element missing");
+    /* OTHER was for that stream only; UNAVAILABLE sticks in this process */
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:a");
+    gpubalance_lease_release(l);
+    gpubalance_stream_set_device(s, "sim:b");
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &l), ==, GPUBALANCE_ERR_FULL);
+    gpb_assert_contains(gpubalance_last_error(), "unavailable in this process: element missing");
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void forced_device_is_used_or_named_as_missing(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l = NULL;
+
+    gpb_test_env(two_sims_in_a_pool);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpubalance_stream_set_device(s, "sim:gpu1");
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:gpu1");
+    gpubalance_lease_release(l);
+    gpubalance_stream_set_device(s, "nvenc:7");
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &l), ==, GPUBALANCE_ERR_NO_SUCH_DEVICE);
+    gpb_assert_contains(gpubalance_last_error(), "device 'nvenc:7' does not exist here; devices: sim:gpu0");
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void unsupported_stream_is_a_clear_error(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l = NULL;
+
+    gpb_test_env("[general]\ndiscover=false\nwhen-full=fail\n[software]\ncodecs=h264\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("av1", 1920, 1080, 30);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &l), ==, GPUBALANCE_ERR_UNSUPPORTED);
+    gpb_assert_contains(gpubalance_last_error(),
+                        "no device can encode av1 1920x1080 8-bit: software: codec not supported");
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void bad_stream_values_are_refused(void)
+{
+    gpubalance_stream *s;
+
+    gpubalance_stream_new(&s);
+    g_assert_cmpint(gpubalance_stream_set_size(s, 0, 1080), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    gpb_assert_contains(gpubalance_last_error(), "size 0x1080");
+    g_assert_cmpint(gpubalance_stream_set_fps(s, -1), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(gpubalance_stream_set_bit_depth(s, 12), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(gpubalance_stream_set_policy(s, "random"), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    gpb_assert_contains(gpubalance_last_error(), "policy 'random' is not one of: balanced, fill");
+    g_assert_cmpint(gpubalance_stream_set_order(s, "nvenc,cuda"), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    gpb_assert_contains(gpubalance_last_error(), "order entry 'cuda'");
+    g_assert_cmpint(gpubalance_stream_set_when_full(s, "later"), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(gpubalance_codec_from_name("vp9"), ==, GPUBALANCE_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(gpubalance_codec_from_name("h265"), ==, GPUBALANCE_CODEC_HEVC);
+    gpubalance_stream_free(s);
+}
+
+static const gpb_test_case cases[] = {
+    {"balanced_picks_lowest_utilisation", balanced_picks_lowest_utilisation},
+    {"balanced_ties_go_to_fewer_sessions_then_lower_index", balanced_ties_go_to_fewer_sessions_then_lower_index},
+    {"fill_uses_devices_in_order", fill_uses_devices_in_order},
+    {"order_decides_between_backends", order_decides_between_backends},
+    {"pool_limit_is_shared_by_its_devices", pool_limit_is_shared_by_its_devices},
+    {"budget_limits_by_cost", budget_limits_by_cost},
+    {"foreign_sessions_count_against_limits", foreign_sessions_count_against_limits},
+    {"unsupported_streams_are_told_apart_from_full", unsupported_streams_are_told_apart_from_full},
+    {"cost_follows_the_formula", cost_follows_the_formula},
+    {"balanced_spreads_then_falls_back_to_software", balanced_spreads_then_falls_back_to_software},
+    {"fill_policy_fills_first_device", fill_policy_fills_first_device},
+    {"when_full_fail_reports_every_device", when_full_fail_reports_every_device},
+    {"when_full_wait_wakes_when_a_holder_dies", when_full_wait_wakes_when_a_holder_dies},
+    {"when_full_wait_times_out", when_full_wait_times_out},
+    {"refusal_falls_back_and_is_learned_by_the_next_process", refusal_falls_back_and_is_learned_by_the_next_process},
+    {"learned_limit_expires", learned_limit_expires},
+    {"pooled_refusal_teaches_the_pool", pooled_refusal_teaches_the_pool},
+    {"every_candidate_failing_lists_each_attempt", every_candidate_failing_lists_each_attempt},
+    {"forced_device_is_used_or_named_as_missing", forced_device_is_used_or_named_as_missing},
+    {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
+    {"bad_stream_values_are_refused", bad_stream_values_are_refused},
+};
+
+GPB_TEST_MAIN(cases)
