@@ -39,6 +39,7 @@ struct gpubalance_lease {
     int device;               /* inventory index */
     int slot;
     int fd;
+    bool inheritable; /* FD_CLOEXEC cleared: close it, never reuse it */
     gpubalance_lease_state state;
     int attempt;
     uint64_t tried;    /* inventory indices already failed */

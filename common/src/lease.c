@@ -281,16 +281,17 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
 }
 
 /* A watch that fires when any lease of the ledger ends: every lease has
- * its own open file description opened for writing, so its close (by
- * release, exit or SIGKILL alike) raises IN_CLOSE_WRITE. Set up before the
- * decision that finds everything full, so no release can slip between. */
+ * its own open file description of a lock file in the ledger directory,
+ * opened for writing, so its close (by exit or SIGKILL alike, and by
+ * release while a waiter is registered) raises IN_CLOSE_WRITE. Armed and
+ * registered before one more decision, so no release can slip between. */
 static int open_release_watch(const gpubalance_context *ctx)
 {
     int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 
     if (fd < 0)
         return -1;
-    if (inotify_add_watch(fd, gpb_ledger_path(ctx->ledger), IN_CLOSE_WRITE) < 0) {
+    if (inotify_add_watch(fd, gpb_ledger_dir(ctx->ledger), IN_CLOSE_WRITE) < 0) {
         close(fd);
         return -1;
     }
@@ -326,6 +327,7 @@ int gpb_place(gpubalance_lease *lease)
     placement_options o;
     uint64_t deadline = 0;
     int watch = -2; /* -2: not opened yet; -1: inotify unavailable */
+    int waiter = -1;
     int status = 0;
 
     if ((status = resolve_options(lease->ctx, &lease->stream, &o)) < 0)
@@ -341,6 +343,9 @@ int gpb_place(gpubalance_lease *lease)
         if (watch == -2) {
             /* Arm the watch, then decide once more before sleeping. */
             watch = open_release_watch(lease->ctx);
+            gpb_ledger_lock(lease->ctx->ledger);
+            waiter = gpb_ledger_wait_begin(lease->ctx->ledger);
+            gpb_ledger_unlock(lease->ctx->ledger);
             deadline = gpb_boottime_ns() + (uint64_t)(o.wait_timeout * 1e9);
             continue;
         }
@@ -352,6 +357,11 @@ int gpb_place(gpubalance_lease *lease)
                               o.wait_timeout, why);
             break;
         }
+    }
+    if (waiter >= 0) {
+        gpb_ledger_lock(lease->ctx->ledger);
+        gpb_ledger_wait_end(lease->ctx->ledger, waiter);
+        gpb_ledger_unlock(lease->ctx->ledger);
     }
     if (watch >= 0)
         close(watch);
@@ -403,7 +413,7 @@ static void release_slot(gpubalance_lease *lease)
     if (lease->fd < 0)
         return;
     gpb_ledger_lock(lease->ctx->ledger);
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd);
+    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
     gpb_ledger_unlock(lease->ctx->ledger);
     lease->fd = -1;
     lease->slot = -1;
@@ -592,7 +602,7 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
         d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);
         snprintf(d->unavailable_why, sizeof(d->unavailable_why), "unavailable in this process: %s", reason);
     }
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd);
+    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
     gpb_ledger_unlock(lease->ctx->ledger);
     lease->fd = -1;
     lease->slot = -1;
@@ -611,6 +621,7 @@ int gpubalance_lease_keep_across_exec(gpubalance_lease *lease)
         return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "gpubalance_lease_keep_across_exec: no live lease");
     if ((status = set_state(lease, GPUBALANCE_LEASE_OPENED)) < 0)
         return status;
+    lease->inheritable = true; /* never reused by this process after this */
     if (fcntl(lease->fd, F_SETFD, 0) < 0)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot keep the lease across exec: %s", g_strerror(errno));
     return lease->fd;

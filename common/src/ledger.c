@@ -70,6 +70,7 @@ typedef struct {
     uint64_t slot_map_offset;
     uint64_t slot_table_offset;
     uint64_t file_size;
+    uint64_t generation; /* random, names this ledger's lock files */
     char boot_id[40];
     uint32_t crc;
     uint32_t reserved;
@@ -82,14 +83,21 @@ typedef struct {
     uint32_t device_count;
     uint32_t pool_count;
     uint32_t slot_hint;
+    uint32_t waiters; /* processes blocked in when-full=wait (see wait_begin) */
+    uint32_t reserved;
     uint64_t last_sweep_ns;
 } ledger_header;
 
 _Static_assert(sizeof(ledger_header) <= HEADER_SIZE, "header too large");
 
+#define SPARE_FDS 8
+#define WAITER_BYTE 1
+
 struct gpb_ledger {
+    char *dir;
     char *path;
-    int fd; /* holds the header lock; also used for lock tests */
+    int dir_fd;
+    int fd; /* holds the header lock */
     dev_t st_dev;
     ino_t st_ino;
     uint8_t *base;
@@ -99,6 +107,13 @@ struct gpb_ledger {
     gpb_pool_record *pools;
     uint16_t *slot_map;
     gpb_slot_record *slots;
+    uint64_t generation;
+    /* Per device: one descriptor of its lock file for lock tests, and
+     * released lease descriptors kept for reuse (opening one costs as much
+     * as the rest of an acquire). */
+    int lock_fd[GPB_MAX_DEVICES];
+    int spare_fd[GPB_MAX_DEVICES][SPARE_FDS];
+    int n_spare[GPB_MAX_DEVICES];
     GMutex mutex; /* the header lock's OFD is shared by this process's threads */
 };
 
@@ -124,7 +139,7 @@ static uint32_t layout_crc(const ledger_layout *layout)
     return (uint32_t)crc32(0L, (const Bytef *)layout, offsetof(ledger_layout, crc));
 }
 
-static void fill_layout(ledger_layout *layout)
+static void fill_layout(ledger_layout *layout, uint64_t generation)
 {
     memset(layout, 0, sizeof(*layout));
     memcpy(layout->magic, GPB_LEDGER_MAGIC, 8);
@@ -141,6 +156,7 @@ static void fill_layout(ledger_layout *layout)
     layout->slot_map_offset = slot_map_offset;
     layout->slot_table_offset = slot_table_offset();
     layout->file_size = expected_file_size();
+    layout->generation = generation;
     g_strlcpy(layout->boot_id, gpb_boot_id(), sizeof(layout->boot_id));
     layout->crc = layout_crc(layout);
 }
@@ -165,7 +181,7 @@ int gpb_ledger_check_header(const void *data, size_t size, uint64_t file_size, c
     if (layout_crc(&layout) != layout.crc)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s has a damaged header (CRC mismatch); %s", path,
                         RESET_HINT);
-    fill_layout(&want);
+    fill_layout(&want, layout.generation);
     /* The boot id is checked by the caller: a ledger from an earlier boot
      * is stale, not damaged. */
     memcpy(want.boot_id, layout.boot_id, sizeof(want.boot_id));
@@ -274,7 +290,7 @@ static int create_file(const char *dir, const char *path)
         goto out;
     }
     memset(&header, 0, sizeof(header));
-    fill_layout(&header.layout);
+    fill_layout(&header.layout, ((uint64_t)g_random_int() << 32) | g_random_int());
     if (fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)expected_file_size()) < 0 ||
         pwrite(fd, &header, sizeof(header), 0) != (ssize_t)sizeof(header)) {
         status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write %s: %s", tmp, g_strerror(errno));
@@ -328,9 +344,10 @@ static bool ofd_locked_elsewhere(int fd, off_t offset)
     return fl.l_type != F_UNLCK;
 }
 
+/* A lease locks byte `slot` of its device's lock file. */
 static off_t slot_lock_offset(int slot)
 {
-    return (off_t)(slot_table_offset() + (uint64_t)slot * sizeof(gpb_slot_record));
+    return (off_t)slot;
 }
 
 /* ---- open ------------------------------------------------------------- */
@@ -352,7 +369,7 @@ static void renew_for_this_boot(gpb_ledger *ledger)
     ledger_header *h = ledger->header;
 
     gpb_info("ledger %s is from an earlier boot; clearing its leases and learned limits", ledger->path);
-    fill_layout(&h->layout);
+    fill_layout(&h->layout, h->layout.generation);
     memset(ledger->slot_map, 0xff, sizeof(uint16_t) * GPB_SLOTS);
     memset(ledger->slots, 0, sizeof(gpb_slot_record) * GPB_SLOTS);
     for (uint32_t i = 0; i < GPB_MAX_DEVICES; i++) {
@@ -367,6 +384,7 @@ static void renew_for_this_boot(gpb_ledger *ledger)
         memset(&ledger->pools[i].learned, 0, sizeof(gpb_learned));
     h->last_sweep_ns = 0;
     h->slot_hint = 0;
+    h->waiters = 0;
 }
 
 static int open_existing(gpb_ledger *ledger)
@@ -405,6 +423,7 @@ static int open_existing(gpb_ledger *ledger)
             status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot map ledger %s: %s", ledger->path, g_strerror(errno));
         } else {
             map_tables(ledger);
+            ledger->generation = header.layout.generation;
             if (strncmp(header.layout.boot_id, gpb_boot_id(), sizeof(header.layout.boot_id)) != 0)
                 renew_for_this_boot(ledger);
         }
@@ -417,8 +436,12 @@ static gpb_ledger *ledger_new(const char *dir)
 {
     gpb_ledger *ledger = g_new0(gpb_ledger, 1);
 
+    ledger->dir = g_strdup(dir);
     ledger->path = g_build_filename(dir, GPB_LEDGER_FILE, NULL);
     ledger->fd = -1;
+    ledger->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    for (int i = 0; i < GPB_MAX_DEVICES; i++)
+        ledger->lock_fd[i] = -1;
     g_mutex_init(&ledger->mutex);
     return ledger;
 }
@@ -460,7 +483,16 @@ void gpb_ledger_close(gpb_ledger *ledger)
         munmap(ledger->base, ledger->size);
     if (ledger->fd >= 0)
         close(ledger->fd);
+    if (ledger->dir_fd >= 0)
+        close(ledger->dir_fd);
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        if (ledger->lock_fd[i] >= 0)
+            close(ledger->lock_fd[i]);
+        for (int j = 0; j < ledger->n_spare[i]; j++)
+            close(ledger->spare_fd[i][j]);
+    }
     g_mutex_clear(&ledger->mutex);
+    g_free(ledger->dir);
     g_free(ledger->path);
     g_free(ledger);
 }
@@ -468,6 +500,11 @@ void gpb_ledger_close(gpb_ledger *ledger)
 const char *gpb_ledger_path(const gpb_ledger *ledger)
 {
     return ledger->path;
+}
+
+const char *gpb_ledger_dir(const gpb_ledger *ledger)
+{
+    return ledger->dir;
 }
 
 /* ---- the critical section --------------------------------------------- */
@@ -576,28 +613,67 @@ uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
 
 /* ---- slots ------------------------------------------------------------ */
 
-/* A second open file description of the ledger, for one lease. Reopening
- * through /proc keeps it on the same inode even if `gpubalance reset` has
- * renamed the file meanwhile. */
-static int open_lease_fd(gpb_ledger *ledger)
+/* Why a lock file per device. The kernel keeps every record lock of an
+ * inode on one list and walks it on each lock call, so with all leases in
+ * one file every acquire would cost as much as the leases held on the
+ * whole host. A lock file per device keeps each list to one device's
+ * leases; the header lock, on the data file, has a list of its own. The
+ * file names carry the ledger's generation, so a reset never mixes the
+ * locks of two ledgers. */
+static void lock_file_name(const gpb_ledger *ledger, int device, char *buf, size_t size)
 {
-    char proc_path[64];
+    snprintf(buf, size, "%s.%016llx.dev%d.lock", GPB_LEDGER_FILE, (unsigned long long)ledger->generation, device);
+}
+
+static int open_lock_file(gpb_ledger *ledger, int device, int flags, mode_t mode)
+{
+    char name[96];
     struct stat st;
     int fd;
 
-    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", ledger->fd);
-    fd = open(proc_path, O_RDWR | O_CLOEXEC);
+    lock_file_name(ledger, device, name, sizeof(name));
+    fd = openat(ledger->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | flags, mode);
     if (fd < 0)
-        fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s for a lease: %s", ledger->path,
-                        g_strerror(errno));
-    if (fstat(fd, &st) < 0 || st.st_dev != ledger->st_dev || st.st_ino != ledger->st_ino) {
+        return gpb_fail(errno == ELOOP ? GPUBALANCE_ERR_LEDGER_UNSAFE : GPUBALANCE_ERR_LEDGER_IO,
+                        "cannot open lock file %s/%s: %s; %s", ledger->dir, name, g_strerror(errno), RESET_HINT);
+    if (fstat(fd, &st) < 0 || check_file(name, &st) < 0) {
         close(fd);
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "ledger %s was replaced while in use; open a new context",
-                        ledger->path);
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "lock file %s/%s is not safe to use; %s", ledger->dir, name,
+                        RESET_HINT);
     }
     return fd;
+}
+
+/* The device's lock file, kept open for lock tests; created on first use
+ * with the data file's mode. */
+static int device_lock_fd(gpb_ledger *ledger, int device)
+{
+    struct stat data;
+    int fd;
+
+    if (ledger->lock_fd[device] >= 0)
+        return ledger->lock_fd[device];
+    if (fstat(ledger->fd, &data) < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect %s: %s", ledger->path, g_strerror(errno));
+    fd = open_lock_file(ledger, device, O_CREAT, data.st_mode & 0660);
+    if (fd >= 0) {
+        fchmod(fd, data.st_mode & 0660); /* whatever the umask */
+        ledger->lock_fd[device] = fd;
+    }
+    return fd;
+}
+
+/* An open file description of the device's lock file, for one lease:
+ * a released one kept for reuse, or a new one. */
+static int open_lease_fd(gpb_ledger *ledger, int device)
+{
+    int status = device_lock_fd(ledger, device);
+
+    if (status < 0)
+        return status;
+    if (ledger->n_spare[device] > 0)
+        return ledger->spare_fd[device][--ledger->n_spare[device]];
+    return open_lock_file(ledger, device, 0, 0);
 }
 
 static void count_in(gpb_device_record *d, const gpb_slot_record *r)
@@ -627,7 +703,7 @@ static int find_and_lock_slot(gpb_ledger *ledger, int fd)
 
 int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *record, int *fd_out)
 {
-    int fd = open_lease_fd(ledger);
+    int fd = open_lease_fd(ledger, device);
     int slot;
 
     if (fd < 0)
@@ -656,7 +732,7 @@ static void count_out(gpb_device_record *d, const gpb_slot_record *r)
         d->driver_sessions--;
 }
 
-void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd)
+void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
 {
     int device = gpb_ledger_slot_device(ledger, slot);
 
@@ -664,7 +740,13 @@ void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd)
         count_out(&ledger->devices[device], &ledger->slots[slot]);
     memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
     ledger->slot_map[slot] = GPB_FREE_SLOT;
-    close(fd);
+    /* A waiter wakes on IN_CLOSE_WRITE, so while anyone waits the
+     * descriptor is closed rather than kept for reuse. */
+    if (reusable && device >= 0 && ledger->header->waiters == 0 && ledger->n_spare[device] < SPARE_FDS &&
+        ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
+        ledger->spare_fd[device][ledger->n_spare[device]++] = fd;
+    else
+        close(fd);
 }
 
 /* ---- verification ----------------------------------------------------- */
@@ -693,7 +775,8 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
         }
         if (!(mask & (UINT64_C(1) << device)))
             continue;
-        if (!ofd_locked_elsewhere(ledger->fd, slot_lock_offset(slot))) {
+        if (device_lock_fd(ledger, device) >= 0 &&
+            !ofd_locked_elsewhere(ledger->lock_fd[device], slot_lock_offset(slot))) {
             gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
                       ledger->slots[slot].pid);
             memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
@@ -717,7 +800,32 @@ void gpb_ledger_sweep(gpb_ledger *ledger)
     for (uint32_t i = 0; i < GPB_MAX_POOLS; i++)
         ledger->pools[i].name[GPB_ID_SIZE - 1] = '\0';
     gpb_ledger_verify(ledger, UINT64_MAX);
+    if (h->waiters && !ofd_locked_elsewhere(ledger->fd, WAITER_BYTE))
+        h->waiters = 0; /* the waiters were killed while waiting */
     h->last_sweep_ns = gpb_now_ns();
+}
+
+int gpb_ledger_wait_begin(gpb_ledger *ledger)
+{
+    int fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (ofd_lock(fd, F_RDLCK, WAITER_BYTE, false) < 0) {
+        close(fd);
+        return -1;
+    }
+    ledger->header->waiters++;
+    return fd;
+}
+
+void gpb_ledger_wait_end(gpb_ledger *ledger, int fd)
+{
+    if (fd < 0)
+        return;
+    if (ledger->header->waiters)
+        ledger->header->waiters--;
+    close(fd);
 }
 
 /* ---- reset ------------------------------------------------------------ */
@@ -752,6 +860,26 @@ static int move_aside(const char *path)
     return status;
 }
 
+/* The old ledger's lock files. A lease still held on one (reset --force)
+ * keeps its lock on the unlinked inode, which no one counts any more. */
+static void remove_lock_files(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    if (!d)
+        return;
+    while ((name = g_dir_read_name(d))) {
+        if (g_str_has_prefix(name, GPB_LEDGER_FILE ".") && g_str_has_suffix(name, ".lock")) {
+            char *path = g_build_filename(dir, name, NULL);
+
+            unlink(path);
+            g_free(path);
+        }
+    }
+    g_dir_close(d);
+}
+
 int gpb_ledger_reset(const char *dir_arg, bool force, int *live_leases)
 {
     char *dir = dir_arg ? g_strdup(dir_arg) : gpb_ledger_default_dir();
@@ -783,6 +911,7 @@ int gpb_ledger_reset(const char *dir_arg, bool force, int *live_leases)
         if ((status = move_aside(ledger->path)) < 0)
             goto out;
     }
+    remove_lock_files(dir);
     status = create_file(dir, ledger->path);
 out:
     gpb_ledger_close(ledger);
@@ -790,11 +919,18 @@ out:
     return status;
 }
 
+/* A process cannot change its own pid namespace (unshare and setns only
+ * move its future children), so one look per process suffices; a forked
+ * child looks again, as it may be the first process of a new one. */
 uint64_t gpb_pid_namespace(void)
 {
+    static pid_t looked_in;
+    static uint64_t inode;
     struct stat st;
 
-    if (stat("/proc/self/ns/pid", &st) < 0)
-        return 0;
-    return (uint64_t)st.st_ino;
+    if (looked_in == getpid())
+        return inode;
+    inode = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    looked_in = getpid();
+    return inode;
 }

@@ -11,7 +11,8 @@
  *   slot map       one uint16 per slot: the device index, or GPB_FREE_SLOT
  *   slot table     one record per slot: diagnostics of the lease
  *
- * The truth of a lease is an OFD lock on the first byte of its slot record,
+ * The truth of a lease is an OFD lock on byte `slot` of its device's lock
+ * file (ledger.GENERATION.devN.lock),
  * held on the lease's own open file description. Everything else in the
  * file is bookkeeping that gpb_ledger_sweep() can rebuild from the locks.
  * All functions except open/close/reset must be called between
@@ -93,6 +94,8 @@ char *gpb_ledger_default_dir(void);
 int gpb_ledger_open(const char *dir, gpb_ledger **out);
 void gpb_ledger_close(gpb_ledger *ledger);
 const char *gpb_ledger_path(const gpb_ledger *ledger);
+/* The directory holding the data file and the per-device lock files. */
+const char *gpb_ledger_dir(const gpb_ledger *ledger);
 
 /* Moves a damaged ledger aside and creates a fresh one (see
  * gpubalance_ledger_reset()). *live_leases receives the count found. */
@@ -116,8 +119,16 @@ gpb_pool_record *gpb_ledger_pool(gpb_ledger *ledger, int index);
  * the slot index or a negative status. */
 int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *record, int *fd);
 
-/* Ends the lease in slot: clears its record and counters, closes fd. */
-void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd);
+/* Ends the lease in slot: clears its record and counters, and unlocks fd
+ * for reuse by a later claim (reusable) or closes it. */
+void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable);
+
+/* A process about to block in when-full=wait registers (returns a handle,
+ * or -1), so that releases close their descriptors and so raise the
+ * IN_CLOSE_WRITE that wakes it; wait_end() unregisters. A waiter killed
+ * while registered is forgotten by the next sweep. */
+int gpb_ledger_wait_begin(gpb_ledger *ledger);
+void gpb_ledger_wait_end(gpb_ledger *ledger, int handle);
 
 gpb_slot_record *gpb_ledger_slot(gpb_ledger *ledger, int slot);
 /* The slot's device index, or -1 when the slot is free. */
