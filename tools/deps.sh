@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages gpubalance builds, tests and demonstrates
+# with. Run as root (or through sudo). Safe to run again.
+set -euo pipefail
+
+packages=(
+    # build
+    meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+    # the core
+    libglib2.0-dev libjson-glib-dev zlib1g-dev
+    # discovery: VA-API headers and NVIDIA's codec headers (the NVIDIA
+    # libraries themselves are loaded at run time, never linked)
+    libva-dev libffmpeg-nvenc-dev
+    # the GStreamer element and its tests
+    libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+    # the FFmpeg wrapper's build, and the demo's encoders
+    ffmpeg libx264-dev
+    # tests: unshare(1) for the pid-namespace test
+    util-linux
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    exec sudo "$0" "$@"
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${packages[@]}"
