@@ -140,6 +140,14 @@ static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
         add_string_or_null(b, "render_node", d->render_node);
     json_builder_set_member_name(b, "declared");
     json_builder_add_boolean_value(b, d->declared);
+    json_builder_set_member_name(b, "offered");
+    json_builder_add_boolean_value(b, d->not_offered_why == NULL);
+    if (d->not_offered_why)
+        add_string_or_null(b, "not_offered_why", d->not_offered_why);
+    if (d->pci_bus_id)
+        add_string_or_null(b, "pci_bus_id", d->pci_bus_id);
+    if (d->driver)
+        add_string_or_null(b, "driver", d->driver);
     json_builder_end_object(b);
 }
 
@@ -363,8 +371,9 @@ static int cmd_probe(int argc, char **argv)
             const gpubalance_device_info *d = gpubalance_snapshot_device(snap, i);
             gchar *codecs = codecs_text(d->codecs);
 
-            printf("%-20s %-8s %-10s %s%s\n", d->id, gpubalance_backend_name(d->backend), codecs, d->name,
-                   d->declared ? " [declared]" : "");
+            printf("%-20s %-8s %-10s %s%s%s%s\n", d->id, gpubalance_backend_name(d->backend), codecs, d->name,
+                   d->declared ? " [declared]" : "", d->not_offered_why ? " -- not offered: " : "",
+                   d->not_offered_why ? d->not_offered_why : "");
             g_free(codecs);
         }
         for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)

@@ -362,6 +362,11 @@ typedef struct {
     const char *gpu_uuid;    /**< nvenc: "GPU-..." or NULL */
     const char *render_node; /**< vaapi: "/dev/dri/renderD128" or NULL */
     bool declared;           /**< from the config file rather than discovery */
+    /** Present but never offered (a GPU without NVENC, a render node
+     *  without an encode entrypoint): why; NULL when offered. */
+    const char *not_offered_why;
+    const char *pci_bus_id; /**< nvenc: PCI address, else NULL */
+    const char *driver;     /**< driver name (and version), or NULL */
 } gpubalance_device_info;
 
 typedef struct {

@@ -21,6 +21,7 @@
 static const char *const general_keys[] = {"policy",   "order",        "when-full", "wait-timeout",
                                            "discover", "learn-expiry", NULL};
 static const char *const software_keys[] = {"budget", "codecs", NULL};
+static const char *const vaapi_keys[] = {"budget", NULL};
 static const char *const pool_keys[] = {"max-sessions", NULL};
 static const char *const device_keys[] = {
     "backend",   "codecs",     "max-sessions", "budget", "pool",        "enforce-sessions", "imitates",
@@ -64,7 +65,8 @@ gpb_config *gpb_config_new_default(void)
     config->wait_timeout = 30;
     config->discover = true;
     config->learn_expiry = 600;
-    config->software_budget = 0;
+    config->software_budget = -1; /* the core-count formula */
+    config->vaapi_budget = GPB_VAAPI_DEFAULT_BUDGET;
     config->software_codecs = SOFTWARE_DEFAULT_CODECS;
     config->devices = g_ptr_array_new_with_free_func(device_config_free);
     config->pools = g_ptr_array_new_with_free_func(pool_config_free);
@@ -338,6 +340,19 @@ static int parse_software(const parse_ctx *pc, gpb_config *config)
     return 0;
 }
 
+static int parse_vaapi(const parse_ctx *pc, gpb_config *config)
+{
+    const char *g = "vaapi";
+    int status;
+
+    if (!g_key_file_has_group(pc->kf, g))
+        return 0;
+    if ((status = check_keys(pc, g, vaapi_keys)) < 0 ||
+        (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->vaapi_budget)) < 0)
+        return status;
+    return 0;
+}
+
 static int parse_pool(const parse_ctx *pc, const char *group, gpb_config *config)
 {
     const char *name = group + strlen("pool:");
@@ -527,15 +542,16 @@ static int check_cross_references(const parse_ctx *pc, gpb_config *config)
 
 static int parse_group(const parse_ctx *pc, const char *group, gpb_config *config)
 {
-    if (strcmp(group, "general") == 0 || strcmp(group, "software") == 0)
-        return 0; /* read by parse_general / parse_software */
+    if (strcmp(group, "general") == 0 || strcmp(group, "software") == 0 || strcmp(group, "vaapi") == 0)
+        return 0; /* read by parse_general / _software / _vaapi */
     if (g_str_has_prefix(group, "pool:"))
         return parse_pool(pc, group, config);
     if (g_str_has_prefix(group, "device:"))
         return parse_device(pc, group, config);
-    return gpb_fail(GPUBALANCE_ERR_CONFIG,
-                    "%s: unknown group [%s]; allowed groups: [general], [software], [pool:NAME], [device:NAME]",
-                    pc->file, group);
+    return gpb_fail(
+        GPUBALANCE_ERR_CONFIG,
+        "%s: unknown group [%s]; allowed groups: [general], [software], [vaapi], [pool:NAME], [device:NAME]", pc->file,
+        group);
 }
 
 int gpb_config_parse(const char *data, size_t length, const char *display_name, gpb_config **out)
@@ -556,7 +572,7 @@ int gpb_config_parse(const char *data, size_t length, const char *display_name, 
         if ((status = parse_group(&pc, groups[i], config)) < 0)
             goto fail;
     if ((status = parse_general(&pc, config)) < 0 || (status = parse_software(&pc, config)) < 0 ||
-        (status = check_cross_references(&pc, config)) < 0)
+        (status = parse_vaapi(&pc, config)) < 0 || (status = check_cross_references(&pc, config)) < 0)
         goto fail;
     g_strfreev(groups);
     g_key_file_free(pc.kf);

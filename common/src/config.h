@@ -10,6 +10,10 @@
 #define GPB_MAX_ORDER GPUBALANCE_N_BACKENDS
 #define GPB_DEFAULT_MAX_SIZE 8192
 #define GPB_SOFTWARE_MAX_SIZE 16384
+/* Cost units a discovered VA-API device takes by default: 16 1080p30
+ * streams, below the ~20 1080p60 H.264 streams an Intel Flex 140 runs at
+ * "balanced", because integrated GPUs are far slower. [vaapi] budget=. */
+#define GPB_VAAPI_DEFAULT_BUDGET 16.0
 
 /* A backend order such as nvenc,vaapi,software. */
 typedef struct {
@@ -49,8 +53,9 @@ typedef struct {
     gpubalance_when_full when_full;
     double wait_timeout; /* seconds */
     bool discover;
-    double learn_expiry; /* seconds a learned limit stays in force */
-    double software_budget;
+    double learn_expiry;    /* seconds a learned limit stays in force */
+    double software_budget; /* -1: gpb_software_default_budget() */
+    double vaapi_budget;    /* default budget of a discovered render node */
     unsigned software_codecs;
     GPtrArray *devices; /* of gpb_device_config* */
     GPtrArray *pools;   /* of gpb_pool_config* */

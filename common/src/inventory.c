@@ -5,18 +5,24 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
-/* No hardware probe is compiled in yet: NVIDIA and VA-API discovery plug
- * in here through gpb_probe. */
-const gpb_probe *const gpb_probes[] = {NULL};
+const gpb_probe *const gpb_probes[] = {
+    &gpb_nvidia_probe,
+#ifdef GPB_HAVE_VAAPI
+    &gpb_vaapi_probe,
+#endif
+    NULL,
+};
 
 gpb_device *gpb_device_new(const char *id, gpubalance_backend backend)
 {
     gpb_device *d = g_new0(gpb_device, 1);
 
     d->id = g_strdup(id);
+    d->ledger_key = g_strdup(id);
     d->backend = backend;
     d->imitates = backend;
     d->max_width = GPB_DEFAULT_MAX_SIZE;
@@ -27,17 +33,24 @@ gpb_device *gpb_device_new(const char *id, gpubalance_backend backend)
     return d;
 }
 
-static void device_free(gpointer data)
+void gpb_device_free(gpb_device *d)
 {
-    gpb_device *d = data;
-
     if (d->probe && d->probe->free_data && d->probe_data)
         d->probe->free_data(d->probe_data);
     g_free(d->id);
+    g_free(d->ledger_key);
     g_free(d->name);
     g_free(d->gpu_uuid);
     g_free(d->render_node);
+    g_free(d->pci_bus_id);
+    g_free(d->driver);
+    g_free(d->not_offered_why);
     g_free(d);
+}
+
+static void device_free(gpointer data)
+{
+    gpb_device_free(data);
 }
 
 static void pool_free(gpointer data)
@@ -83,6 +96,28 @@ int gpb_inventory_pool_find(const gpb_inventory *inv, const char *name)
     return -1;
 }
 
+int gpb_inventory_pool_ensure(gpb_inventory *inv, const char *name, int default_max_sessions)
+{
+    int index = gpb_inventory_pool_find(inv, name);
+    gpb_pool *p;
+
+    if (index >= 0)
+        return index;
+    p = g_new0(gpb_pool, 1);
+    p->name = g_strdup(name);
+    p->max_sessions = default_max_sessions;
+    p->ledger_index = -1;
+    g_ptr_array_add(inv->pools, p);
+    return (int)inv->pools->len - 1;
+}
+
+double gpb_software_default_budget(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return MAX(1.0, (double)(cpus > 0 ? cpus : 1) / 2.0);
+}
+
 int gpb_inventory_add(gpb_inventory *inv, gpb_device *device)
 {
     int existing = gpb_inventory_find(inv, device->id);
@@ -92,8 +127,20 @@ int gpb_inventory_add(gpb_inventory *inv, gpb_device *device)
          * knows that the config cannot say. */
         gpb_device *declared = g_ptr_array_index(inv->devices, existing);
 
-        if (!declared->gpu_uuid && device->gpu_uuid)
+        if (!declared->gpu_uuid && device->gpu_uuid) {
             declared->gpu_uuid = g_strdup(device->gpu_uuid);
+            g_free(declared->ledger_key);
+            declared->ledger_key = g_strdup(device->ledger_key);
+        }
+        if (!declared->pci_bus_id)
+            declared->pci_bus_id = g_strdup(device->pci_bus_id);
+        if (!declared->driver)
+            declared->driver = g_strdup(device->driver);
+        if (!declared->not_offered_why)
+            declared->not_offered_why = g_strdup(device->not_offered_why);
+        declared->probe = device->probe;
+        declared->probe_data = device->probe_data;
+        device->probe = NULL; /* the data now belongs to the declared device */
         device_free(device);
         return existing;
     }
@@ -137,7 +184,7 @@ static gpb_device *software_device(const gpb_config *config)
     d->max_width = GPB_SOFTWARE_MAX_SIZE;
     d->max_height = GPB_SOFTWARE_MAX_SIZE;
     d->ten_bit = true;
-    d->budget = config->software_budget;
+    d->budget = config->software_budget >= 0 ? config->software_budget : gpb_software_default_budget();
     return d;
 }
 
@@ -156,7 +203,7 @@ static int register_in_ledger(gpb_inventory *inv, gpb_ledger *ledger)
     for (guint i = 0; i < inv->devices->len; i++) {
         gpb_device *d = g_ptr_array_index(inv->devices, i);
 
-        if ((index = gpb_ledger_device_index(ledger, d->id, d->backend)) < 0)
+        if ((index = gpb_ledger_device_index(ledger, d->ledger_key, d->backend)) < 0)
             goto out;
         d->ledger_index = index;
     }
@@ -188,10 +235,8 @@ int gpb_inventory_build(const gpb_config *config, gpb_ledger *ledger, bool refre
             goto fail;
     if (config->discover) {
         for (int i = 0; gpb_probes[i]; i++)
-            if ((status = gpb_probes[i]->discover(inv, ledger, refresh)) < 0)
+            if ((status = gpb_probes[i]->discover(inv, config, ledger, refresh)) < 0)
                 goto fail;
-        if (!gpb_probes[0])
-            gpb_inventory_note(inv, "hardware discovery: not part of this build; only declared devices are used");
     } else {
         gpb_inventory_note(inv, "hardware discovery: off (discover=false); only declared devices are used");
     }

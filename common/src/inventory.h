@@ -26,7 +26,10 @@ typedef struct gpb_probe gpb_probe;
 typedef struct gpb_inventory gpb_inventory;
 
 typedef struct {
-    char *id;
+    char *id;         /* shown to users: nvenc:0, vaapi:renderD128 */
+    char *ledger_key; /* keys the ledger record: the id, except for NVIDIA
+                       * GPUs, keyed by UUID because a CUDA ordinal depends
+                       * on each process's CUDA_VISIBLE_DEVICES */
     char *name;
     gpubalance_backend backend;
     gpubalance_backend imitates; /* sim: its place in order */
@@ -41,7 +44,12 @@ typedef struct {
     int cuda_ordinal;     /* nvenc, else -1 */
     char *gpu_uuid;       /* nvenc, else NULL */
     char *render_node;    /* vaapi, else NULL */
+    char *pci_bus_id;     /* nvenc: as NVML prints it, else NULL */
+    char *driver;         /* driver name and version, NULL if unknown */
     bool declared;        /* from the config file */
+    /* Present but never offered (a GPU without NVENC, a render node
+     * without an encode entrypoint): why, else NULL. */
+    char *not_offered_why;
     const gpb_probe *probe;
     void *probe_data; /* freed with probe->free_data */
     int ledger_index;
@@ -58,8 +66,9 @@ typedef struct {
 
 struct gpb_probe {
     const char *name;
-    /* Adds devices; returns 0, or a negative status for a hard error. */
-    int (*discover)(gpb_inventory *inventory, gpb_ledger *ledger, bool refresh);
+    /* Adds devices; returns 0, or a negative status for a hard error.
+     * Finding no hardware is not an error: it is a note. */
+    int (*discover)(gpb_inventory *inventory, const gpb_config *config, gpb_ledger *ledger, bool refresh);
     /* Sessions the driver reports on the device (ours included), or -1
      * when unknown. Called with the ledger locked. */
     int (*driver_sessions)(gpb_device *device);
@@ -84,8 +93,17 @@ void gpb_inventory_free(gpb_inventory *inventory);
 int gpb_inventory_add(gpb_inventory *inventory, gpb_device *device);
 void gpb_inventory_note(gpb_inventory *inventory, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 gpb_device *gpb_device_new(const char *id, gpubalance_backend backend);
+void gpb_device_free(gpb_device *device);
 int gpb_inventory_find(const gpb_inventory *inventory, const char *id);
 int gpb_inventory_pool_find(const gpb_inventory *inventory, const char *name);
+/* For probes: the pool of that name, created with default_max_sessions
+ * unless the config defines it (whose max-sessions then wins). */
+int gpb_inventory_pool_ensure(gpb_inventory *inventory, const char *name, int default_max_sessions);
+
+/* The software device's default budget: one cost unit (a 1080p30 x264
+ * "veryfast" encode keeps about two cores busy) per two online CPUs, at
+ * least 1. [software] budget= overrides it; 0 there means no limit. */
+double gpb_software_default_budget(void);
 
 /* The encoders a lease on the device uses for codec. */
 const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec);
@@ -93,5 +111,7 @@ void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf
 
 /* The probes compiled into this build, NULL-terminated. */
 extern const gpb_probe *const gpb_probes[];
+extern const gpb_probe gpb_nvidia_probe;
+extern const gpb_probe gpb_vaapi_probe;
 
 #endif

@@ -171,6 +171,9 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         if (lease->tried & (UINT64_C(1) << i)) {
             p->excluded = true;
             p->excluded_why = "already failed for this stream";
+        } else if (d->not_offered_why) {
+            p->excluded = true;
+            p->excluded_why = d->not_offered_why;
         } else if (d->unavailable_until_ns > now) {
             p->excluded = true;
             p->excluded_why = d->unavailable_why;

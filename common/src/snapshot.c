@@ -53,6 +53,9 @@ static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uin
             .gpu_uuid = keep(snap, d->gpu_uuid),
             .render_node = keep(snap, d->render_node),
             .declared = d->declared,
+            .not_offered_why = keep(snap, d->not_offered_why),
+            .pci_bus_id = keep(snap, d->pci_bus_id),
+            .driver = keep(snap, d->driver),
         };
 
         g_array_append_val(snap->devices, info);
@@ -77,6 +80,19 @@ static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uin
     }
 }
 
+/* Leases name devices by ledger key (UUID for NVIDIA); show the id this
+ * process knows the device by, when it knows it. */
+static const char *lease_device_id(gpubalance_context *ctx, gpubalance_snapshot *snap, int ledger_index)
+{
+    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+        const gpb_device *d = g_ptr_array_index(ctx->inventory->devices, i);
+
+        if (d->ledger_index == ledger_index)
+            return keep(snap, d->id);
+    }
+    return keep_bounded(snap, gpb_ledger_device(ctx->ledger, ledger_index)->id, GPB_ID_SIZE);
+}
+
 static void copy_leases(gpubalance_context *ctx, gpubalance_snapshot *snap)
 {
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
@@ -88,7 +104,7 @@ static void copy_leases(gpubalance_context *ctx, gpubalance_snapshot *snap)
             continue;
         r = gpb_ledger_slot(ctx->ledger, slot);
         info = (gpubalance_lease_info){
-            .device = keep_bounded(snap, gpb_ledger_device(ctx->ledger, device)->id, GPB_ID_SIZE),
+            .device = lease_device_id(ctx, snap, device),
             .pid = r->pid,
             .pid_namespace = r->pid_namespace,
             .codec = r->codec < GPUBALANCE_N_CODECS ? (gpubalance_codec)r->codec : GPUBALANCE_CODEC_H264,
