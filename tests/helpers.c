@@ -43,10 +43,15 @@ const char *gpb_test_env(const char *config_text)
 {
     char *ledger_dir;
 
+    if (test_dir) { /* a second environment in one test: drop the first */
+        remove_tree(test_dir);
+        g_free(test_dir);
+    } else {
+        atexit(cleanup);
+    }
     test_dir = g_dir_make_tmp("gpubalance-test-XXXXXX", NULL);
     g_assert_nonnull(test_dir);
     test_owner = getpid();
-    atexit(cleanup);
     ledger_dir = g_build_filename(test_dir, "ledger", NULL);
     g_setenv("GPUBALANCE_DIR", ledger_dir, TRUE);
     g_free(ledger_dir);

@@ -411,9 +411,8 @@ static void describe(discovery *dc, const gpb_device *d, const gpb_nvenc_probe *
     g_free(how);
 }
 
-static int add_gpu(discovery *dc, const nvml_gpu *gpu)
+static int add_gpu(discovery *dc, const nvml_gpu *gpu, int ordinal)
 {
-    int ordinal = cuda_ordinal_for(dc->cu, &gpu->pci);
     gpb_nvenc_probe probe;
     gchar *key_text = g_strdup_printf("nvenc@%s", gpu->uuid);
     char key[GPB_PROBE_KEY_SIZE];
@@ -493,6 +492,7 @@ static void load_cuda_and_nvenc(discovery *dc)
 static int nvidia_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
     discovery dc = {.inv = inv, .config = config, .ledger = ledger, .refresh = refresh};
+    GArray *gpus, *ordinals;
     unsigned count = 0;
     int status = 0;
 
@@ -509,16 +509,30 @@ static int nvidia_discover(gpb_inventory *inv, const gpb_config *config, gpb_led
     load_cuda_and_nvenc(&dc);
     if (!dc.cu)
         gpb_inventory_note(inv, "nvenc: %u NVIDIA GPU(s) but no CUDA: %s", count, dc.cuda_failure);
-    for (unsigned i = 0; i < count && status == 0; i++) {
+    gpus = g_array_new(FALSE, TRUE, sizeof(nvml_gpu));
+    ordinals = g_array_new(FALSE, TRUE, sizeof(int));
+    for (unsigned i = 0; i < count; i++) {
         GString *why = g_string_new(NULL);
         nvml_gpu gpu;
 
-        if (read_gpu(i, &gpu, why))
-            status = add_gpu(&dc, &gpu);
-        else
+        if (read_gpu(i, &gpu, why)) {
+            int ordinal = cuda_ordinal_for(dc.cu, &gpu.pci);
+
+            g_array_append_val(gpus, gpu);
+            g_array_append_val(ordinals, ordinal);
+        } else {
             gpb_inventory_note(inv, "nvenc: %s", why->str);
+        }
         g_string_free(why, TRUE);
     }
+    /* In CUDA ordinal order, so that "the lower index" of the policy's
+     * tie-break is the lower ordinal; GPUs hidden from CUDA last. */
+    for (int want = 0; want <= (int)count && status == 0; want++)
+        for (guint i = 0; i < gpus->len && status == 0; i++)
+            if (g_array_index(ordinals, int, i) == (want < (int)count ? want : -1))
+                status = add_gpu(&dc, &g_array_index(gpus, nvml_gpu, i), g_array_index(ordinals, int, i));
+    g_array_unref(gpus);
+    g_array_unref(ordinals);
     cuda_free_functions(&dc.cu);
     nvenc_free_functions(&dc.nv);
     return status;

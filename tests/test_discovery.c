@@ -1,0 +1,524 @@
+/* test_discovery.c - discovery of NVIDIA GPUs, VA-API nodes and foreign
+ * load. The NVIDIA tests run against stand-in driver libraries
+ * (tests/stubs, through LD_LIBRARY_PATH); the real driver path is proved
+ * on a real GPU by hand, see the issue notes. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fdinfo.h"
+#include "helpers.h"
+#include "ledger.h"
+#include "nvidia.h"
+
+static bool stubs_loaded(void)
+{
+    const char *path = g_getenv("LD_LIBRARY_PATH");
+
+    return path && strstr(path, "stubs");
+}
+
+static bool has_note(gpubalance_context *ctx, const char *text)
+{
+    for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
+        if (strstr(gpubalance_context_note(ctx, i), text))
+            return true;
+    return false;
+}
+
+static void assert_note(gpubalance_context *ctx, const char *text)
+{
+    if (!has_note(ctx, text)) {
+        for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
+            g_printerr("note: %s\n", gpubalance_context_note(ctx, i));
+        g_error("no note contains \"%s\"", text);
+    }
+}
+
+static const gpubalance_device_info *device(const gpubalance_snapshot *snap, const char *id)
+{
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        if (strcmp(gpubalance_snapshot_device(snap, i)->id, id) == 0)
+            return gpubalance_snapshot_device(snap, i);
+    return NULL;
+}
+
+static int count_lines(const char *path)
+{
+    gchar *text = NULL;
+    int n = 0;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
+    g_free(text);
+    return n;
+}
+
+/* A test environment with discovery on and no render nodes. */
+static const char *discovery_env(void)
+{
+    const char *dir = gpb_test_env("[general]\ndiscover=true\n");
+    char *empty = g_build_filename(dir, "dri", NULL);
+
+    g_mkdir(empty, 0700);
+    g_setenv("GPUBALANCE_DRI_DIR", empty, TRUE);
+    g_free(empty);
+    return dir;
+}
+
+static void no_nvidia_libraries_is_a_note(void)
+{
+    gpubalance_context *ctx;
+    void *real = dlopen("libnvidia-ml.so.1", RTLD_LAZY);
+
+    if (real)
+        gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
+    discovery_env();
+    ctx = gpb_test_open();
+    assert_note(ctx, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_context_close(ctx);
+}
+
+static void libraries_but_no_gpu_is_a_note(void)
+{
+    gpubalance_context *ctx;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "0", TRUE);
+    ctx = gpb_test_open();
+    assert_note(ctx, "nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
+    gpubalance_context_close(ctx);
+}
+
+static void driver_library_mismatch_is_a_note(void)
+{
+    gpubalance_context *ctx;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    g_setenv("FAKE_NVML_INIT_FAIL", "18", TRUE);
+    ctx = gpb_test_open();
+    assert_note(ctx, "nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
+    gpubalance_context_close(ctx);
+}
+
+static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    const gpubalance_device_info *d0, *d1;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVML_BRANDS", "5,2", TRUE); /* a GeForce and a Tesla */
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    /* CUDA lists them in reverse: ordinal 0 is NVML's second GPU */
+    d0 = device(snap, "nvenc:0");
+    d1 = device(snap, "nvenc:1");
+    g_assert_nonnull(d0);
+    g_assert_nonnull(d1);
+    g_assert_cmpstr(d0->gpu_uuid, ==, "GPU-00000001-fake-4000-8000-000000000001");
+    g_assert_cmpstr(d0->pci_bus_id, ==, "00000000:65:00.0");
+    g_assert_cmpint(d0->cuda_ordinal, ==, 0);
+    g_assert_cmpstr(d1->gpu_uuid, ==, "GPU-00000000-fake-4000-8000-000000000000");
+    g_assert_cmpstr(d1->pci_bus_id, ==, "00000000:17:00.0");
+    g_assert_cmpstr(d1->name, ==, "NVIDIA Fake GPU 0");
+    g_assert_cmpuint(d1->codecs, ==, 3u); /* H.264 and HEVC, from the probe */
+    g_assert_null(d1->not_offered_why);
+    /* only the GeForce joins the per-system pool, capped by driver 535 */
+    g_assert_null(d0->pool);
+    g_assert_cmpstr(d1->pool, ==, "geforce");
+    g_assert_cmpint(gpubalance_snapshot_pool(snap, 0)->max_sessions, ==, 5);
+    gpubalance_snapshot_free(snap);
+    assert_note(ctx, "nvenc:1: NVIDIA Fake GPU 0, GPU-00000000-fake-4000-8000-000000000000, PCI 00000000:17:00.0, "
+                     "CUDA ordinal 1, driver 535.104.05: NVENC available [probed in");
+    gpubalance_context_close(ctx);
+}
+
+static void gpu_hidden_from_cuda_is_not_offered(void)
+{
+    gpubalance_context *ctx;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_CUDA_HIDE", "0", TRUE);
+    ctx = gpb_test_open();
+    assert_note(ctx, "NVIDIA Fake GPU 0 (GPU-00000000-fake-4000-8000-000000000000, PCI 00000000:17:00.0) is not "
+                     "visible to CUDA here");
+    g_assert_cmpint(gpb_test_sessions(ctx, "nvenc:0"), ==, 0); /* the other GPU is ordinal 0 */
+    gpubalance_context_close(ctx);
+}
+
+static void gpu_without_nvenc_is_listed_and_never_offered(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    gpubalance_stream *s;
+    gpubalance_lease *l = NULL;
+    const gpubalance_device_info *h100;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    g_setenv("FAKE_NVML_BRANDS", "2", TRUE);
+    g_setenv("FAKE_NVENC_NO_ENCODER", "0", TRUE);
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    h100 = device(snap, "nvenc:0");
+    g_assert_nonnull(h100);
+    g_assert_cmpuint(h100->codecs, ==, 0);
+    gpb_assert_contains(h100->not_offered_why,
+                        "no NVENC: nvEncOpenEncodeSessionEx returned NV_ENC_ERR_UNSUPPORTED_DEVICE (2)");
+    gpubalance_snapshot_free(snap);
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "software");
+    gpubalance_lease_release(l);
+    gpubalance_stream_set_device(s, "nvenc:0");
+    gpubalance_stream_set_when_full(s, "fail");
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &l), ==, GPUBALANCE_ERR_UNSUPPORTED);
+    gpb_assert_contains(gpubalance_last_error(), "nvenc:0: codec not supported");
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+/* Rewrites the cached probe key of the device keyed ledger_key, as a
+ * cache written in another boot would read. */
+static void age_probe_cache(const char *ledger_key)
+{
+    gpb_ledger *ledger;
+    gpb_device_record *r;
+    char *bar;
+    int index;
+
+    g_assert_cmpint(gpb_ledger_open(NULL, &ledger), ==, 0);
+    gpb_ledger_lock(ledger);
+    index = gpb_ledger_device_index(ledger, ledger_key, GPUBALANCE_BACKEND_NVENC);
+    r = gpb_ledger_device(ledger, index);
+    bar = strrchr(r->probe_key, '|');
+    g_assert_nonnull(bar);
+    g_strlcpy(bar + 1, "00000000-another-boot", sizeof(r->probe_key) - (size_t)(bar + 1 - r->probe_key));
+    gpb_ledger_unlock(ledger);
+    gpb_ledger_close(ledger);
+}
+
+static void probe_is_cached_per_uuid_driver_and_boot(void)
+{
+    const char *dir;
+    char *log;
+
+    g_assert_true(stubs_loaded());
+    dir = discovery_env();
+    log = g_build_filename(dir, "nvenc.log", NULL);
+    g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVENC_LOG", log, TRUE);
+
+    gpubalance_context_close(gpb_test_open()); /* miss: probes both GPUs */
+    g_assert_cmpint(count_lines(log), ==, 2);
+    gpubalance_context *ctx = gpb_test_open(); /* hit: no probe */
+    g_assert_cmpint(count_lines(log), ==, 2);
+    assert_note(ctx, "[cached verdict of this boot and driver, no probe]");
+    gpubalance_context_close(ctx);
+
+    g_setenv("FAKE_NVIDIA_DRIVER", "550.54.14", TRUE); /* new driver: miss */
+    gpubalance_context_close(gpb_test_open());
+    g_assert_cmpint(count_lines(log), ==, 4);
+    gpubalance_context_close(gpb_test_open());
+    g_assert_cmpint(count_lines(log), ==, 4);
+
+    age_probe_cache("nvenc@GPU-00000000-fake-4000-8000-000000000000"); /* another boot: miss for that GPU */
+    gpubalance_context_close(gpb_test_open());
+    g_assert_cmpint(count_lines(log), ==, 5);
+
+    g_assert_cmpint(gpubalance_context_open_with_flags(NULL, GPUBALANCE_OPEN_REFRESH_PROBES, &ctx), ==, 0);
+    g_assert_cmpint(count_lines(log), ==, 7); /* probe --refresh */
+    gpubalance_context_close(ctx);
+    g_free(log);
+}
+
+static void probe_holds_a_lease_while_its_session_is_open(void)
+{
+    const char *dir;
+    char *seen, *quiet, *command;
+    gchar *text = NULL;
+
+    g_assert_true(stubs_loaded());
+    dir = discovery_env();
+    seen = g_build_filename(dir, "during-probe.json", NULL);
+    quiet = g_build_filename(dir, "quiet.conf", NULL);
+    g_assert_true(g_file_set_contents(quiet, "[general]\ndiscover=false\n", -1, NULL));
+    command = g_strdup_printf("GPUBALANCE_CONFIG=%s %s status --json > %s", quiet, g_getenv("GPUBALANCE_BIN"), seen);
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    g_setenv("FAKE_NVENC_DURING_OPEN", command, TRUE);
+    gpubalance_context_close(gpb_test_open());
+    g_assert_true(g_file_get_contents(seen, &text, NULL, NULL));
+    gpb_assert_contains(text, "\"label\" : \"gpubalance nvenc probe\"");
+    gpb_assert_contains(text, "\"device\" : \"nvenc@GPU-00000000-fake-4000-8000-000000000000\"");
+    g_free(text);
+    g_free(command);
+    g_free(quiet);
+    g_free(seen);
+}
+
+static void consumer_cap_follows_driver_version(void)
+{
+    static const struct {
+        const char *version;
+        int cap;
+    } table[] = {
+        {"470.256.02", 3}, {"525.147.05", 3}, {"529.99", 3},    {"530.41.03", 5}, {"545.29.06", 5},
+        {"549.0", 5},      {"550.54.14", 8},  {"580.65.06", 8}, {"garbage", 3},   {NULL, 3},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(table); i++)
+        g_assert_cmpint(gpb_nvidia_consumer_cap(table[i].version), ==, table[i].cap);
+    g_assert_true(gpb_nvidia_brand_is_consumer(5));   /* GeForce */
+    g_assert_true(gpb_nvidia_brand_is_consumer(15));  /* GeForce RTX */
+    g_assert_false(gpb_nvidia_brand_is_consumer(2));  /* Tesla */
+    g_assert_false(gpb_nvidia_brand_is_consumer(14)); /* NVIDIA (datacenter) */
+}
+
+static void config_and_learning_override_the_driver_cap(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[3];
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_assert_true(g_file_set_contents(g_getenv("GPUBALANCE_CONFIG"),
+                                      "[general]\ndiscover=true\n[pool:geforce]\nmax-sessions=12\n", -1, NULL));
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    g_setenv("FAKE_NVIDIA_DRIVER", "525.1", TRUE); /* would be 3 */
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    for (int i = 0; i < 3; i++) {
+        l[i] = gpb_test_acquire(ctx, s);
+        g_assert_cmpstr(gpubalance_lease_device(l[i]), ==, "nvenc:0"); /* 12, not 3 */
+    }
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)"), ==, 0);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    for (int i = 0; i < 3; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void foreign_nvenc_sessions_come_from_nvml(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    g_setenv("FAKE_NVML_SESSIONS", "3", TRUE); /* another program holds 3 */
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l = gpb_test_acquire(ctx, s); /* refreshes foreign load first */
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpint(device(snap, "nvenc:0")->foreign_sessions, ==, 3);
+    g_assert_cmpint(gpubalance_snapshot_pool(snap, 0)->sessions, ==, 4);
+    gpubalance_snapshot_free(snap);
+    /* pool cap for driver 535 is 5: 3 foreign + ours = 4, one more fits,
+     * then the next goes to software */
+    gpubalance_lease *m = gpb_test_acquire(ctx, s);
+    gpubalance_lease *n = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(m), ==, "nvenc:0");
+    g_assert_cmpstr(gpubalance_lease_device(n), ==, "software");
+    gpubalance_lease_release(l);
+    gpubalance_lease_release(m);
+    gpubalance_lease_release(n);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+static void no_render_nodes_is_a_note(void)
+{
+    gpubalance_context *ctx;
+
+    discovery_env();
+    ctx = gpb_test_open();
+    gpb_assert_contains(g_getenv("GPUBALANCE_DRI_DIR"), "dri");
+    assert_note(ctx, "vaapi: no render nodes in");
+    gpubalance_context_close(ctx);
+}
+
+static void render_node_that_is_not_a_gpu_is_listed_not_offered(void)
+{
+    const char *dir = discovery_env();
+    char *node = g_build_filename(g_getenv("GPUBALANCE_DRI_DIR"), "renderD128", NULL);
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    const gpubalance_device_info *d;
+
+    (void)dir;
+    g_assert_true(g_file_set_contents(node, "", 0, NULL));
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    d = device(snap, "vaapi:renderD128");
+    g_assert_nonnull(d);
+    g_assert_nonnull(d->not_offered_why);
+    g_assert_cmpstr(d->render_node, ==, node);
+    gpubalance_snapshot_free(snap);
+    assert_note(ctx, "vaapi:renderD128:");
+    gpubalance_context_close(ctx);
+    g_free(node);
+}
+
+static char *fixture(const char *name)
+{
+    char *path = g_build_filename(g_getenv("GPB_FIXTURES"), "fdinfo", name, NULL);
+    gchar *text = NULL;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_free(path);
+    return text;
+}
+
+static void fdinfo_of_each_driver_is_parsed(void)
+{
+    gpb_drm_client c;
+    char *text;
+
+    text = fixture("i915.txt");
+    g_assert_true(gpb_fdinfo_parse(text, &c));
+    g_assert_cmpstr(c.driver, ==, "i915");
+    g_assert_cmpstr(c.pdev, ==, "0000:00:02.0");
+    g_assert_cmpuint(c.client_id, ==, 7);
+    g_assert_cmpuint(c.video, ==, 5000000); /* not video-enhance, not capacity */
+    g_free(text);
+    text = fixture("amdgpu.txt");
+    g_assert_true(gpb_fdinfo_parse(text, &c));
+    g_assert_cmpuint(c.client_id, ==, 34);
+    g_assert_cmpuint(c.video, ==, 2500000); /* enc + enc_1, not dec */
+    g_free(text);
+    text = fixture("xe.txt");
+    g_assert_true(gpb_fdinfo_parse(text, &c));
+    g_assert_cmpuint(c.video, ==, 8800000); /* cycles-vcs, not total-cycles */
+    g_free(text);
+    text = fixture("not-drm.txt");
+    g_assert_false(gpb_fdinfo_parse(text, &c));
+    g_free(text);
+}
+
+/* text with the first `from` replaced by `to`, newly allocated */
+static char *replaced(const char *text, const char *from, const char *to)
+{
+    gchar **parts = g_strsplit(text, from, 2);
+    char *result = g_strjoinv(to, parts);
+
+    g_strfreev(parts);
+    return result;
+}
+
+/* proc/PID/fd/FD -> node, proc/PID/fdinfo/FD = text */
+static void fake_process(const char *proc, const char *pid, const char *fd, const char *target, const char *text)
+{
+    char *fd_dir = g_build_filename(proc, pid, "fd", NULL);
+    char *info_dir = g_build_filename(proc, pid, "fdinfo", NULL);
+    char *link = g_build_filename(fd_dir, fd, NULL);
+    char *info = g_build_filename(info_dir, fd, NULL);
+
+    g_mkdir_with_parents(fd_dir, 0700);
+    g_mkdir_with_parents(info_dir, 0700);
+    g_unlink(link);
+    g_assert_cmpint(symlink(target, link), ==, 0);
+    g_assert_true(g_file_set_contents(info, text, -1, NULL));
+    g_free(fd_dir);
+    g_free(info_dir);
+    g_free(link);
+    g_free(info);
+}
+
+static void fdinfo_counts_clients_whose_video_use_advances(void)
+{
+    const char *dir = gpb_test_env(NULL);
+    char *proc = g_build_filename(dir, "proc", NULL);
+    GArray *first = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    GArray *second = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    char *i915 = fixture("i915.txt");
+    char *idle_video = replaced(i915, "5000000 ns", "0 ns");
+    char *idle = replaced(idle_video, "drm-client-id:\t7", "drm-client-id:\t8");
+    char *twice = replaced(i915, "drm-client-id:\t7", "drm-client-id:\t9");
+    char *busier;
+    const char *node = "/dev/dri/renderD128";
+
+    /* pid 100 encodes; pid 200 holds the node idle (video 0); pid 300 has
+     * it open twice through one client; pid 400 uses another node */
+    fake_process(proc, "100", "5", node, i915);
+    fake_process(proc, "200", "9", node, idle);
+    fake_process(proc, "300", "3", node, twice);
+    fake_process(proc, "300", "4", node, twice);
+    fake_process(proc, "400", "3", "/dev/dri/renderD129", i915);
+    gpb_fdinfo_scan(proc, node, "0000:00:02.0", first);
+    g_assert_cmpuint(first->len, ==, 3);
+    g_assert_cmpint(gpb_fdinfo_count_active(NULL, first), ==, 0); /* first look */
+
+    busier = replaced(i915, "5000000", "5000999");
+    fake_process(proc, "100", "5", node, busier); /* advanced */
+    gpb_fdinfo_scan(proc, node, "0000:00:02.0", second);
+    g_assert_cmpint(gpb_fdinfo_count_active(first, second), ==, 1);
+    g_array_unref(first);
+    g_array_unref(second);
+    g_free(i915);
+    g_free(idle_video);
+    g_free(idle);
+    g_free(twice);
+    g_free(busier);
+    g_free(proc);
+}
+
+static void software_budget_follows_the_core_count(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    double want = MAX(1.0, sysconf(_SC_NPROCESSORS_ONLN) / 2.0);
+
+    gpb_test_env("[general]\ndiscover=false\n");
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpfloat(gpubalance_snapshot_device(snap, 0)->budget, ==, want);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+    gpb_test_env("[general]\ndiscover=false\n[software]\nbudget=0\n");
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpfloat(gpubalance_snapshot_device(snap, 0)->budget, ==, 0); /* no limit */
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
+static const gpb_test_case cases[] = {
+    {"no_nvidia_libraries_is_a_note", no_nvidia_libraries_is_a_note},
+    {"libraries_but_no_gpu_is_a_note", libraries_but_no_gpu_is_a_note},
+    {"driver_library_mismatch_is_a_note", driver_library_mismatch_is_a_note},
+    {"gpus_are_found_with_uuid_pci_and_cuda_ordinal", gpus_are_found_with_uuid_pci_and_cuda_ordinal},
+    {"gpu_hidden_from_cuda_is_not_offered", gpu_hidden_from_cuda_is_not_offered},
+    {"gpu_without_nvenc_is_listed_and_never_offered", gpu_without_nvenc_is_listed_and_never_offered},
+    {"probe_is_cached_per_uuid_driver_and_boot", probe_is_cached_per_uuid_driver_and_boot},
+    {"probe_holds_a_lease_while_its_session_is_open", probe_holds_a_lease_while_its_session_is_open},
+    {"consumer_cap_follows_driver_version", consumer_cap_follows_driver_version},
+    {"config_and_learning_override_the_driver_cap", config_and_learning_override_the_driver_cap},
+    {"foreign_nvenc_sessions_come_from_nvml", foreign_nvenc_sessions_come_from_nvml},
+    {"no_render_nodes_is_a_note", no_render_nodes_is_a_note},
+    {"render_node_that_is_not_a_gpu_is_listed_not_offered", render_node_that_is_not_a_gpu_is_listed_not_offered},
+    {"fdinfo_of_each_driver_is_parsed", fdinfo_of_each_driver_is_parsed},
+    {"fdinfo_counts_clients_whose_video_use_advances", fdinfo_counts_clients_whose_video_use_advances},
+    {"software_budget_follows_the_core_count", software_budget_follows_the_core_count},
+};
+
+GPB_TEST_MAIN(cases)
