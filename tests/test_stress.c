@@ -273,7 +273,79 @@ static void sigkill_torture_leaves_no_lease(void)
     g_rand_free(rand);
 }
 
+/* ---- threads ---------------------------------------------------------- */
+
+#define THREADS 16
+#define THREAD_ROUNDS 200
+
+typedef struct {
+    gpubalance_context *shared; /* half the threads share one context */
+    gint holding;               /* sim leases held right now, by anyone */
+    gint most;
+    gint failures;
+} thread_race;
+
+static gpointer thread_racer(gpointer data)
+{
+    thread_race *race = data;
+    gpubalance_context *own = NULL;
+    gpubalance_context *ctx = race->shared;
+    gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
+
+    if (g_random_boolean()) {
+        if (gpubalance_context_open(NULL, &own) < 0)
+            g_atomic_int_inc(&race->failures);
+        ctx = own;
+    }
+    for (int i = 0; ctx && i < THREAD_ROUNDS; i++) {
+        gpubalance_lease *l = NULL;
+
+        if (gpubalance_lease_acquire(ctx, s, &l) < 0) {
+            g_atomic_int_inc(&race->failures);
+            continue;
+        }
+        if (gpubalance_lease_backend(l) == GPUBALANCE_BACKEND_SIM) {
+            gint now = g_atomic_int_add(&race->holding, 1) + 1;
+            gint most;
+
+            while (now > (most = g_atomic_int_get(&race->most)) &&
+                   !g_atomic_int_compare_and_exchange(&race->most, most, now))
+                ;
+            g_thread_yield();
+            g_atomic_int_add(&race->holding, -1);
+        }
+        gpubalance_lease_release(l);
+    }
+    gpubalance_stream_free(s);
+    gpubalance_context_close(own);
+    return NULL;
+}
+
+/* One process, many threads, some sharing a context: the pool's cap holds
+ * (counted by the threads around their leases, outside the library). */
+static void threads_share_a_context_safely(void)
+{
+    thread_race race = {0};
+    GThread *threads[THREADS];
+    gpubalance_context *ctx;
+
+    gpb_test_env(pool_config);
+    race.shared = gpb_test_open();
+    for (int i = 0; i < THREADS; i++)
+        threads[i] = g_thread_new("racer", thread_racer, &race);
+    for (int i = 0; i < THREADS; i++)
+        g_thread_join(threads[i]);
+    g_assert_cmpint(race.failures, ==, 0);
+    g_assert_cmpint(race.most, >=, 1);
+    g_assert_cmpint(race.most, <=, DRIVER_SESSIONS);
+    gpubalance_context_close(race.shared);
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_context_close(ctx);
+}
+
 static const gpb_test_case cases[] = {
+    {"threads_share_a_context_safely", threads_share_a_context_safely},
     {"pool_is_never_oversubscribed", pool_is_never_oversubscribed},
     {"sigkill_torture_leaves_no_lease", sigkill_torture_leaves_no_lease},
 };

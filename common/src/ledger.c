@@ -924,13 +924,15 @@ out:
  * child looks again, as it may be the first process of a new one. */
 uint64_t gpb_pid_namespace(void)
 {
-    static pid_t looked_in;
+    static pid_t looked_in; /* written after inode, read before it */
     static uint64_t inode;
     struct stat st;
+    uint64_t found;
 
-    if (looked_in == getpid())
-        return inode;
-    inode = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-    looked_in = getpid();
-    return inode;
+    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
+        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
+    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
+    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
+    return found;
 }
