@@ -80,7 +80,8 @@ struct _GstGpubalanceEnc {
     GstElement *parser;
     GstElement *capsfilter;
     GpbChildKind kind;
-    GString *attempts; /* "device (element): why; ..." */
+    gchar *encoder_factory; /* of the current or last child */
+    GString *attempts;      /* "device (element): why; ..." */
 
     /* trial state, also touched by the child's output thread and bus */
     GMutex trial_lock;
@@ -94,8 +95,13 @@ G_DEFINE_TYPE_WITH_CODE(GstGpubalanceEnc, gst_gpubalance_enc, GST_TYPE_BIN,
                                                 "gpubalance encoder placement"));
 GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_NONE, GST_TYPE_GPUBALANCE_ENC);
 
-static GstStaticPadTemplate sink_template =
-    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw"));
+/* Formats videoconvert turns into whatever the chosen encoder takes; the
+ * first is what a free upstream settles on. 10-bit formats make a 10-bit
+ * stream for placement. */
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS("video/x-raw, format = (string) { I420, NV12, YV12, Y42B, Y444, YUY2, UYVY, BGRx, RGBx, "
+                    "BGRA, RGBA, P010_10LE, I420_10LE, I422_10LE, Y444_10LE }"));
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS,
                             GST_STATIC_CAPS("video/x-h264, stream-format = (string) { byte-stream, avc }, "
@@ -278,9 +284,11 @@ static gboolean build_chain(GstGpubalanceEnc *self, gchar **why)
     GstPad *pad;
     gchar *factory;
 
+    g_clear_pointer(&self->encoder_factory, g_free);
     self->encoder = gpb_child_create(self->lease, self->active_codec, &self->kind, why);
     if (!self->encoder)
         return FALSE;
+    self->encoder_factory = g_strdup(GST_OBJECT_NAME(gst_element_get_factory(self->encoder)));
     self->convert = gst_element_factory_make("videoconvert", NULL);
     self->parser = make_parser(self->active_codec, &self->capsfilter);
     if (!self->convert || !self->parser || !self->capsfilter) {
@@ -344,7 +352,7 @@ static gpubalance_failure classify(const char *why)
  * FALSE when none is left (the lease is gone; attempts says why). */
 static gboolean next_candidate(GstGpubalanceEnc *self, gpubalance_failure kind, const char *why)
 {
-    const char *encoder = self->encoder ? GST_OBJECT_NAME(self->encoder) : gpubalance_lease_gst_encoder(self->lease);
+    const char *encoder = self->encoder_factory ? self->encoder_factory : gpubalance_lease_gst_encoder(self->lease);
 
     g_string_append_printf(self->attempts, "%s%s (%s): %s", self->attempts->len ? "; " : "",
                            gpubalance_lease_device(self->lease), encoder, why);
@@ -499,41 +507,81 @@ static gboolean sink_event(GstPad *pad, GstObject *parent, GstEvent *event)
     return gst_pad_event_default(pad, parent, event);
 }
 
-/* The child on trial failed: the next candidate gets the held buffers. */
-static GstFlowReturn fall_back(GstGpubalanceEnc *self, GstPad *pad, GstObject *parent, const char *why)
+/* The trial's failure after a push, if any (newly allocated). */
+static gchar *trial_failure(GstGpubalanceEnc *self, GstFlowReturn ret)
 {
-    GQueue replay = G_QUEUE_INIT;
-    GstFlowReturn ret = GST_FLOW_OK;
-    GstBuffer *buf;
-    gpubalance_failure kind = classify(why);
+    gchar *why = NULL;
 
     g_mutex_lock(&self->trial_lock);
-    replay = self->held;
+    if (self->on_trial && (self->trial_error || ret == GST_FLOW_ERROR || ret == GST_FLOW_NOT_NEGOTIATED))
+        why = g_strdup(self->trial_error ? self->trial_error : gst_flow_get_name(ret));
+    g_mutex_unlock(&self->trial_lock);
+    return why;
+}
+
+/* Ends the trial and takes the buffers it held. */
+static void take_held(GstGpubalanceEnc *self, GQueue *into)
+{
+    g_mutex_lock(&self->trial_lock);
+    *into = self->held;
     g_queue_init(&self->held);
     self->on_trial = FALSE;
     g_clear_pointer(&self->trial_error, g_free);
     g_mutex_unlock(&self->trial_lock);
-    teardown_chain(self);
-    if (!next_candidate(self, kind, why) || !place_on_candidates(self)) {
-        if (!self->lease)
-            GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("No encoder could encode this stream."),
-                              ("every candidate failed: %s", self->attempts->str));
-        while ((buf = g_queue_pop_head(&replay)))
-            gst_buffer_unref(buf);
-        return GST_FLOW_ERROR;
+}
+
+/* Pushes the held buffers into the new child, still holding them while it
+ * is on trial. Returns the flow, and in *why a new failure of the trial. */
+static GstFlowReturn replay(GstGpubalanceEnc *self, GstPad *pad, GstObject *parent, GQueue *held, gchar **why)
+{
+    GstFlowReturn ret = GST_FLOW_OK;
+    GstBuffer *buf;
+
+    GST_INFO_OBJECT(self, "replaying %u held buffer(s) into %s", held->length, GST_OBJECT_NAME(self->encoder));
+    while (!*why && (buf = g_queue_pop_head(held))) {
+        g_mutex_lock(&self->trial_lock);
+        if (self->on_trial && self->held.length < MAX_HELD_BUFFERS)
+            g_queue_push_tail(&self->held, gst_buffer_ref(buf));
+        g_mutex_unlock(&self->trial_lock);
+        ret = gst_proxy_pad_chain_default(pad, parent, buf);
+        *why = trial_failure(self, ret);
+        if (ret != GST_FLOW_OK && !*why)
+            break; /* flushing or EOS downstream: not the child's failure */
     }
-    GST_INFO_OBJECT(self, "replaying %u held buffer(s) into %s", replay.length, GST_OBJECT_NAME(self->encoder));
-    while ((buf = g_queue_pop_head(&replay))) {
-        if (ret == GST_FLOW_OK) {
-            g_mutex_lock(&self->trial_lock);
-            if (self->on_trial && self->held.length < MAX_HELD_BUFFERS)
-                g_queue_push_tail(&self->held, gst_buffer_ref(buf));
-            g_mutex_unlock(&self->trial_lock);
-            ret = gst_proxy_pad_chain_default(pad, parent, buf);
-        } else {
-            gst_buffer_unref(buf);
+    return ret;
+}
+
+/* The child on trial failed: each next candidate gets the held buffers,
+ * until one takes them or none is left. */
+static GstFlowReturn fall_back(GstGpubalanceEnc *self, GstPad *pad, GstObject *parent, gchar *why)
+{
+    GQueue held = G_QUEUE_INIT;
+    GstFlowReturn ret = GST_FLOW_ERROR;
+
+    take_held(self, &held);
+    while (why) {
+        teardown_chain(self);
+        if (!next_candidate(self, classify(why), why)) {
+            GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("No encoder could encode this stream."),
+                              ("every candidate failed: %s (%s)", self->attempts->str, gpubalance_last_error()));
+            g_free(why);
+            break;
+        }
+        g_clear_pointer(&why, g_free);
+        if (!place_on_candidates(self))
+            break; /* it posted the error */
+        ret = replay(self, pad, parent, &held, &why);
+        if (why) { /* that one failed too: its held buffers go on */
+            GQueue again = G_QUEUE_INIT;
+            GstBuffer *rest;
+
+            take_held(self, &again);
+            while ((rest = g_queue_pop_head(&held)))
+                g_queue_push_tail(&again, rest);
+            held = again;
         }
     }
+    g_queue_clear_full(&held, (GDestroyNotify)gst_buffer_unref);
     return ret;
 }
 
@@ -551,16 +599,8 @@ static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
     g_mutex_unlock(&self->trial_lock);
 
     ret = gst_proxy_pad_chain_default(pad, parent, buf);
-
-    g_mutex_lock(&self->trial_lock);
-    on_trial = on_trial && self->on_trial;
-    if (on_trial && (self->trial_error || ret == GST_FLOW_ERROR || ret == GST_FLOW_NOT_NEGOTIATED))
-        why = g_strdup(self->trial_error ? self->trial_error : gst_flow_get_name(ret));
-    g_mutex_unlock(&self->trial_lock);
-    if (why) {
-        ret = fall_back(self, pad, parent, why);
-        g_free(why);
-    }
+    if (on_trial && (why = trial_failure(self, ret)))
+        ret = fall_back(self, pad, parent, why); /* takes why */
     return ret;
 }
 
@@ -753,6 +793,7 @@ static void finalize(GObject *object)
     g_clear_pointer(&self->lease, gpubalance_lease_release);
     clear_held(self);
     g_free(self->trial_error);
+    g_free(self->encoder_factory);
     g_mutex_clear(&self->trial_lock);
     g_string_free(self->attempts, TRUE);
     g_free(self->policy);
