@@ -14,6 +14,7 @@ packages=(
     # the GStreamer element and its tests
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+    gstreamer1.0-plugins-bad gstreamer1.0-libav
     # the FFmpeg wrapper's build, and the demo's encoders
     ffmpeg libx264-dev
     # tests: unshare(1) for the pid-namespace test

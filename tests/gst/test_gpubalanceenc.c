@@ -111,9 +111,22 @@ static GstElement *child_of_factory(GstElement *pipeline, const char *bin_name, 
 
 static void setup(const char *config)
 {
+    GstElementFactory *factory;
+
     gpb_test_env(config);
     gst_check_init(NULL, NULL);
     gpb_fakeenc_register();
+    factory = gst_element_factory_find("gpubalanceenc");
+    if (!factory)
+        g_error("the gpubalance plugin did not load (GST_PLUGIN_PATH=%s)", g_getenv("GST_PLUGIN_PATH"));
+    gst_object_unref(factory);
+}
+
+static void setup_in_child(void)
+{
+    gst_init(NULL, NULL);
+    if (!gst_element_factory_find("gpubalanceenc"))
+        _exit(4);
 }
 
 static const char software_only[] = "[general]\ndiscover=false\n";
@@ -276,7 +289,7 @@ static void five_processes_place_three_on_sim_and_two_on_software(void)
         if (pids[i] == 0) {
             close(go[1]); /* or no child would ever see the parent's EOF */
             close(report[0]);
-            gst_init(NULL, NULL);
+            setup_in_child();
             placed_pipeline(report[1], go[0]);
         }
     }
