@@ -502,7 +502,49 @@ static void new_resolution_places_the_stream_again(void)
     gpubalance_context_close(ctx);
 }
 
+static void lease_is_opened_by_the_first_encoded_buffer(void)
+{
+    Run run;
+    GstElement *p;
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+
+    setup(software_only);
+    ctx = gpb_test_open();
+    p = play("videotestsrc num-buffers=40 ! video/x-raw,width=320,height=240 ! gpubalanceenc ! fakesink", &run);
+    g_assert_cmpint(run.errors, ==, 0);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpuint(gpubalance_snapshot_n_leases(snap), ==, 1);
+    g_assert_cmpint(gpubalance_snapshot_lease(snap, 0)->state, ==, GPUBALANCE_LEASE_OPENED);
+    gpubalance_snapshot_free(snap);
+    stop(p, &run);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0); /* released on the way to NULL */
+    gpubalance_context_close(ctx);
+}
+
+static void backend_without_an_element_is_skipped(void)
+{
+    Run run;
+    GstElement *p;
+
+    /* a declared VA-API device, but this GStreamer has no va encoder for
+     * it: reported as unavailable, and the stream goes on in software */
+    setup("[general]\ndiscover=false\norder=vaapi,software\n"
+          "[device:arc]\nbackend=vaapi\nrender-node=/dev/dri/renderD128\n");
+    if (gst_element_factory_find("vah264enc"))
+        gpb_test_skip("this machine has a va encoder element");
+    p = play("videotestsrc num-buffers=10 ! video/x-raw,width=320,height=240 ! gpubalanceenc ! fakesink name=sink",
+             &run);
+    g_assert_cmpint(run.errors, ==, 0);
+    g_assert_cmpint(run.frames, ==, 10);
+    g_assert_cmpuint(run.selected->len, ==, 1);
+    g_assert_cmpstr(g_ptr_array_index(run.selected, 0), ==, "software software x264enc 2");
+    stop(p, &run);
+}
+
 static const gpb_test_case cases[] = {
+    {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
+    {"backend_without_an_element_is_skipped", backend_without_an_element_is_skipped},
     {"encodes_and_the_output_decodes", encodes_and_the_output_decodes},
     {"downstream_caps_choose_codec_and_stream_format", downstream_caps_choose_codec_and_stream_format},
     {"every_property_reaches_x264enc", every_property_reaches_x264enc},
