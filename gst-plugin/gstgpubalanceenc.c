@@ -446,6 +446,38 @@ static void end_placement(GstGpubalanceEnc *self)
     g_clear_pointer(&self->lease, gpubalance_lease_release);
 }
 
+static GstPadProbeReturn drop_eos(GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+    if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS) {
+        *(gboolean *)user_data = TRUE;
+        return GST_PAD_PROBE_DROP;
+    }
+    return GST_PAD_PROBE_OK;
+}
+
+/* Before a chain is replaced mid-stream, the frames inside its encoder
+ * (x264 holds dozens for lookahead) go downstream: an EOS sent into the
+ * chain makes every element finish, and is dropped where the chain ends,
+ * so downstream never sees it. Runs in the streaming thread. */
+static void drain_chain(GstGpubalanceEnc *self)
+{
+    GstPad *in, *out;
+    gboolean drained = FALSE;
+    gulong probe;
+
+    if (!self->convert || !self->capsfilter)
+        return;
+    in = gst_element_get_static_pad(self->convert, "sink");
+    out = gst_element_get_static_pad(self->capsfilter, "src");
+    probe = gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_eos, &drained, NULL);
+    gst_pad_send_event(in, gst_event_new_eos());
+    gst_pad_remove_probe(out, probe);
+    GST_INFO_OBJECT(self, "drained %s before placing again: %s", GST_OBJECT_NAME(self->encoder),
+                    drained ? "done" : "its EOS did not come through");
+    gst_object_unref(in);
+    gst_object_unref(out);
+}
+
 /* Places the stream described by caps: a lease, then a chain. A new size
  * or rate re-places (the cost changed); the same caps keep the chain. */
 static gboolean place(GstGpubalanceEnc *self, GstCaps *caps)
@@ -466,9 +498,11 @@ static gboolean place(GstGpubalanceEnc *self, GstCaps *caps)
     if (self->lease && info.width == self->info.width && info.height == self->info.height &&
         info.fps_n == self->info.fps_n && info.fps_d == self->info.fps_d)
         return TRUE;
-    if (self->lease)
+    if (self->lease) {
         GST_INFO_OBJECT(self, "size or rate changed to %dx%d@%d/%d: placing the stream again", info.width, info.height,
                         info.fps_n, info.fps_d);
+        drain_chain(self);
+    }
     end_placement(self);
     self->info = info;
     if (!(ctx = shared_context(&error))) {

@@ -542,7 +542,31 @@ static void backend_without_an_element_is_skipped(void)
     stop(p, &run);
 }
 
+static void replacement_loses_no_frame(void)
+{
+    GstHarness *h;
+    guint out = 0;
+    GstBuffer *b;
+
+    setup(software_only);
+    h = gst_harness_new("gpubalanceenc");
+    gst_harness_set_src_caps_str(h, "video/x-raw,format=I420,width=320,height=240,framerate=30/1");
+    for (int i = 0; i < 20; i++)
+        g_assert_cmpint(gst_harness_push(h, gst_harness_create_buffer(h, 320 * 240 * 3 / 2)), ==, GST_FLOW_OK);
+    gst_harness_set_src_caps_str(h, "video/x-raw,format=I420,width=640,height=480,framerate=30/1");
+    for (int i = 0; i < 20; i++)
+        g_assert_cmpint(gst_harness_push(h, gst_harness_create_buffer(h, 640 * 480 * 3 / 2)), ==, GST_FLOW_OK);
+    g_assert_true(gst_harness_push_event(h, gst_event_new_eos()));
+    while ((b = gst_harness_try_pull(h))) {
+        out++;
+        gst_buffer_unref(b);
+    }
+    g_assert_cmpuint(out, ==, 40); /* the first encoder was drained, not dropped */
+    gst_harness_teardown(h);
+}
+
 static const gpb_test_case cases[] = {
+    {"replacement_loses_no_frame", replacement_loses_no_frame},
     {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
     {"backend_without_an_element_is_skipped", backend_without_an_element_is_skipped},
     {"encodes_and_the_output_decodes", encodes_and_the_output_decodes},
