@@ -31,12 +31,18 @@ static void remove_tree(const char *path)
     g_rmdir(path);
 }
 
-static void cleanup(void)
+void gpb_test_cleanup(void)
 {
     /* Forked children exit through _exit or exec; only the test itself
      * removes the directory. */
     if (test_dir && getpid() == test_owner && !g_getenv("GPB_TEST_KEEP"))
         remove_tree(test_dir);
+    g_clear_pointer(&test_dir, g_free);
+}
+
+static void cleanup(void)
+{
+    gpb_test_cleanup();
 }
 
 const char *gpb_test_env(const char *config_text)

@@ -15,6 +15,9 @@
  * DIR, removed when the test process exits. */
 const char *gpb_test_env(const char *config_text);
 
+/* Removes the test's directory now (also done at exit). */
+void gpb_test_cleanup(void);
+
 /* The ledger file of the current environment. */
 char *gpb_test_ledger_path(void);
 
