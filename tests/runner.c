@@ -7,9 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__) || (defined(__has_feature) && __has_feature(address_sanitizer))
-#include <sanitizer/lsan_interface.h>
+/* gcc says __SANITIZE_ADDRESS__, clang says __has_feature */
+#if defined(__SANITIZE_ADDRESS__)
 #define GPB_HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GPB_HAVE_LSAN 1
+#endif
+#endif
+#ifdef GPB_HAVE_LSAN
+#include <sanitizer/lsan_interface.h>
 #endif
 
 /* Defined by helpers.c when linked: removes the test's directory. */
