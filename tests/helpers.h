@@ -9,6 +9,21 @@
 #include "gpubalance.h"
 #include "runner.h"
 
+/* Two sim GPUs in a GeForce-like pool of 3 sessions, then software: the
+ * configuration most placement tests share. */
+#define GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3                                                                               \
+    "[general]\n"                                                                                                      \
+    "discover=false\n"                                                                                                 \
+    "order=nvenc,software\n"                                                                                           \
+    "[pool:geforce]\n"                                                                                                 \
+    "max-sessions=3\n"                                                                                                 \
+    "[device:gpu0]\n"                                                                                                  \
+    "backend=sim\n"                                                                                                    \
+    "pool=geforce\n"                                                                                                   \
+    "[device:gpu1]\n"                                                                                                  \
+    "backend=sim\n"                                                                                                    \
+    "pool=geforce\n"
+
 /* Creates a fresh directory for this test, points GPUBALANCE_DIR at
  * DIR/ledger and GPUBALANCE_CONFIG at DIR/gpubalance.conf holding
  * config_text (NULL: no config file, GPUBALANCE_CONFIG unset). Returns

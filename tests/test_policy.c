@@ -208,18 +208,7 @@ static void cost_follows_the_formula(void)
 
 /* ---- through the real ledger ------------------------------------------ */
 
-static const char two_sims_in_a_pool[] = "[general]\n"
-                                         "discover=false\n"
-                                         "order=nvenc,software\n"
-                                         "learn-expiry=60\n"
-                                         "[pool:geforce]\n"
-                                         "max-sessions=3\n"
-                                         "[device:gpu0]\n"
-                                         "backend=sim\n"
-                                         "pool=geforce\n"
-                                         "[device:gpu1]\n"
-                                         "backend=sim\n"
-                                         "pool=geforce\n";
+static const char two_sims_in_a_pool[] = GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3;
 
 static void balanced_spreads_then_falls_back_to_software(void)
 {

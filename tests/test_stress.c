@@ -29,18 +29,7 @@
 #define ROUNDS_PER_RACER 40
 #define DRIVER_SESSIONS 3
 
-static const char pool_config[] = "[general]\n"
-                                  "discover=false\n"
-                                  "order=nvenc,software\n"
-                                  "when-full=software\n"
-                                  "[pool:geforce]\n"
-                                  "max-sessions=3\n"
-                                  "[device:gpu0]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n"
-                                  "[device:gpu1]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n";
+static const char pool_config[] = GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3;
 
 static bool take_driver_session(int fd, int *byte)
 {

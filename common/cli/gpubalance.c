@@ -98,6 +98,23 @@ static gchar *iso_time(int64_t unix_ms)
     return text;
 }
 
+/* Parses a command's options; a bad option or a stray argument prints
+ * the problem and the command's help. Returns 0 or EXIT_USAGE. */
+static int parse_options(GOptionContext *octx, const char *command, int *argc, char ***argv)
+{
+    GError *error = NULL;
+
+    if (!g_option_context_parse(octx, argc, argv, &error)) {
+        int rc = usage_error(octx, "%s: %s", command, error->message);
+
+        g_error_free(error);
+        return rc;
+    }
+    if (*argc > 1)
+        return usage_error(octx, "%s: unexpected argument '%s'", command, (*argv)[1]);
+    return 0;
+}
+
 /* ---- status ----------------------------------------------------------- */
 
 static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
@@ -274,20 +291,12 @@ static int cmd_status(int argc, char **argv)
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *octx = g_option_context_new("- devices, pools, leases and foreign load");
-    GError *error = NULL;
     gpubalance_context *ctx = NULL;
     int status, rc = EXIT_SUCCESS;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &error)) {
-        rc = usage_error(octx, "status: %s", error->message);
-        g_error_free(error);
+    if ((rc = parse_options(octx, "status", &argc, &argv)) != 0)
         goto out;
-    }
-    if (argc > 1) {
-        rc = usage_error(octx, "status: unexpected argument '%s'", argv[1]);
-        goto out;
-    }
     if ((status = gpubalance_context_open(NULL, &ctx)) < 0) {
         rc = fail("status", status);
         goto out;
@@ -328,17 +337,13 @@ static int cmd_probe(int argc, char **argv)
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *octx = g_option_context_new("- what discovery found, and why not");
-    GError *error = NULL;
     gpubalance_context *ctx = NULL;
     gpubalance_snapshot *snap = NULL;
     int status, rc = EXIT_SUCCESS;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &error)) {
-        rc = usage_error(octx, "probe: %s", error->message);
-        g_error_free(error);
+    if ((rc = parse_options(octx, "probe", &argc, &argv)) != 0)
         goto out;
-    }
     if ((status = gpubalance_context_open_with_flags(NULL, refresh ? GPUBALANCE_OPEN_REFRESH_PROBES : 0, &ctx)) < 0 ||
         (status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
         rc = fail("probe", status);
@@ -497,22 +502,14 @@ static int cmd_pick(int argc, char **argv)
 {
     pick_options o = {.wait_timeout = -1};
     GOptionContext *octx = g_option_context_new("- what would be chosen for this stream now");
-    GError *error = NULL;
     gpubalance_context *ctx = NULL;
     gpubalance_stream *stream = NULL;
     gpubalance_lease *lease = NULL;
     int status, rc;
 
     add_pick_entries(octx, &o, TRUE);
-    if (!g_option_context_parse(octx, &argc, &argv, &error)) {
-        rc = usage_error(octx, "pick: %s", error->message);
-        g_error_free(error);
+    if ((rc = parse_options(octx, "pick", &argc, &argv)) != 0)
         goto out;
-    }
-    if (argc > 1) {
-        rc = usage_error(octx, "pick: unexpected argument '%s'", argv[1]);
-        goto out;
-    }
     if ((rc = stream_from_options(octx, &o, &stream)) != 0)
         goto out;
     if ((status = gpubalance_context_open(NULL, &ctx)) < 0 ||
@@ -576,7 +573,6 @@ static int cmd_exec(int argc, char **argv)
 {
     pick_options o = {.wait_timeout = -1};
     GOptionContext *octx = g_option_context_new("[OPTIONS] -- CMD [ARGS...] - hold a lease for CMD's lifetime");
-    GError *error = NULL;
     gpubalance_context *ctx = NULL;
     gpubalance_stream *stream = NULL;
     gpubalance_lease *lease = NULL;
@@ -592,18 +588,11 @@ static int cmd_exec(int argc, char **argv)
         }
     }
     add_pick_entries(octx, &o, FALSE);
-    if (!g_option_context_parse(octx, &argc, &argv, &error)) {
-        rc = usage_error(octx, "exec: %s", error->message);
-        g_error_free(error);
+    if ((rc = parse_options(octx, "exec", &argc, &argv)) != 0)
         goto out;
-    }
     if (!cmd || !cmd[0]) {
         rc = usage_error(octx, "exec: no command; write it after --, as in: gpubalance exec --codec h264 "
                                "--width 1920 --height 1080 -- ffmpeg ...");
-        goto out;
-    }
-    if (argc > 1) {
-        rc = usage_error(octx, "exec: unexpected argument '%s' before --", argv[1]);
         goto out;
     }
     if ((rc = stream_from_options(octx, &o, &stream)) != 0)
@@ -639,13 +628,11 @@ static int cmd_reset(int argc, char **argv)
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *octx = g_option_context_new("- rebuild a damaged or stale ledger");
-    GError *error = NULL;
     int status, rc = EXIT_SUCCESS;
 
     g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &error)) {
-        rc = usage_error(octx, "reset: %s", error->message);
-        g_error_free(error);
+    if ((rc = parse_options(octx, "reset", &argc, &argv)) != 0) {
+        /* printed */
     } else if ((status = gpubalance_ledger_reset(force)) < 0) {
         rc = fail("reset", status);
     } else {

@@ -233,17 +233,7 @@ static void every_property_reaches_x264enc(void)
     stop(p, &run);
 }
 
-static const char two_sims_and_software[] = "[general]\n"
-                                            "discover=false\n"
-                                            "order=nvenc,software\n"
-                                            "[pool:geforce]\n"
-                                            "max-sessions=3\n"
-                                            "[device:gpu0]\n"
-                                            "backend=sim\n"
-                                            "pool=geforce\n"
-                                            "[device:gpu1]\n"
-                                            "backend=sim\n"
-                                            "pool=geforce\n";
+static const char two_sims_and_software[] = GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3;
 
 /* A child process: one live pipeline; reports its placement, holds it
  * until told, then stops. */
