@@ -16,7 +16,7 @@ packages=(
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
     gstreamer1.0-plugins-bad gstreamer1.0-libav
     # the FFmpeg wrapper's build, and the demo's encoders
-    ffmpeg libx264-dev
+    ffmpeg libx264-dev libx265-dev nasm
     # tests: unshare(1) for the pid-namespace test
     util-linux
 )

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds gpubalance in a build directory and runs every test suite.
+# Builds gpubalance in a build directory and runs every test suite,
+# including the FFmpeg wrappers' tests against an FFmpeg patched and built
+# from Debian's source by ffmpeg-patches/build.sh (built once, then cached
+# in build-ffmpeg/ until the series or the script changes).
 #
 #   tools/test.sh [BUILD_DIR] [MESON_SETUP_OPTIONS...]
 #
-# Default BUILD_DIR is build-test. Prints "N passed, N failed" last and
-# exits non-zero if anything failed.
+# Default BUILD_DIR is build-test. GPB_WITH_FFMPEG=0 skips the FFmpeg
+# suite. Prints "N passed, N failed" last and exits non-zero if anything
+# failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +16,22 @@ build_dir=${1:-build-test}
 shift || true
 
 if [ -d "$build_dir" ]; then
-    meson setup --reconfigure "$build_dir" "$@" >/dev/null
+    meson setup --reconfigure "$build_dir" "$@" -Dffmpeg= >/dev/null
 else
     meson setup "$build_dir" "$@"
 fi
 meson compile -C "$build_dir"
+
+if [ "${GPB_WITH_FFMPEG:-1}" != 0 ]; then
+    key=$(cat ffmpeg-patches/build.sh ffmpeg-patches/n*/*.patch | sha256sum | cut -c1-16)
+    prefix="$PWD/build-ffmpeg/$key"
+    if [ ! -x "$prefix/bin/ffmpeg" ]; then
+        echo "building FFmpeg with the balance encoders into $prefix (a few minutes, once)"
+        GPUBALANCE_BUILD="$PWD/$build_dir" ffmpeg-patches/build.sh --fetch-debian --prefix "$prefix"
+    fi
+    meson configure "$build_dir" -Dffmpeg="$prefix"
+    meson compile -C "$build_dir"
+fi
 
 status=0
 meson test -C "$build_dir" --print-errorlogs --num-processes "$(nproc)" || status=$?
