@@ -5,7 +5,9 @@ set -euo pipefail
 
 packages=(
     # build
-    meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+    meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
+    # building FFmpeg from Debian's source (apt-get source needs dpkg-source)
+    dpkg-dev patch make xz-utils
     # the core
     libglib2.0-dev libjson-glib-dev zlib1g-dev
     # discovery: VA-API headers and NVIDIA's codec headers (the NVIDIA
