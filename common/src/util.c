@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <glib.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,7 +77,7 @@ const char *gpubalance_strerror(int status)
 
 /* ---- logging ---------------------------------------------------------- */
 
-static GMutex log_lock;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static gpubalance_log_func log_func;
 static void *log_user_data;
 static int log_threshold = -1;
@@ -99,10 +100,10 @@ static int log_threshold_from_env(void)
 
 void gpubalance_set_log_handler(gpubalance_log_func func, void *user_data)
 {
-    g_mutex_lock(&log_lock);
+    pthread_mutex_lock(&log_lock);
     log_func = func;
     log_user_data = user_data;
-    g_mutex_unlock(&log_lock);
+    pthread_mutex_unlock(&log_lock);
 }
 
 void gpb_log(gpubalance_log_level level, const char *fmt, ...)
@@ -113,12 +114,12 @@ void gpb_log(gpubalance_log_level level, const char *fmt, ...)
     char message[1024];
     va_list ap;
 
-    g_mutex_lock(&log_lock);
+    pthread_mutex_lock(&log_lock);
     if (log_threshold < 0)
         log_threshold = log_threshold_from_env();
     func = log_func;
     user_data = log_user_data;
-    g_mutex_unlock(&log_lock);
+    pthread_mutex_unlock(&log_lock);
     if ((int)level > log_threshold)
         return;
 
