@@ -211,13 +211,17 @@ static void clear_held(GstGpubalanceEnc *self)
         gst_buffer_unref(buf);
 }
 
+/* Stops and drops a child, whether or not it made it into the bin. */
 static void remove_child(GstGpubalanceEnc *self, GstElement **child)
 {
     if (!*child)
         return;
     gst_element_set_locked_state(*child, TRUE);
     gst_element_set_state(*child, GST_STATE_NULL);
-    gst_bin_remove(GST_BIN(self), *child);
+    if (GST_OBJECT_PARENT(*child) == GST_OBJECT(self))
+        gst_bin_remove(GST_BIN(self), *child);
+    else
+        gst_object_unref(gst_object_ref_sink(*child));
     *child = NULL;
 }
 
@@ -305,7 +309,10 @@ static gboolean build_chain(GstGpubalanceEnc *self, gchar **why)
         goto fail;
     }
     pad = gst_element_get_static_pad(self->encoder, "src");
+    g_mutex_lock(&self->trial_lock); /* a new child starts its trial clean */
     self->on_trial = TRUE;
+    g_clear_pointer(&self->trial_error, g_free);
+    g_mutex_unlock(&self->trial_lock);
     gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_first_output, self, NULL);
     gst_object_unref(pad);
     pad = gst_element_get_static_pad(self->capsfilter, "src");
@@ -327,11 +334,11 @@ static gboolean build_chain(GstGpubalanceEnc *self, gchar **why)
     post_selected(self, factory);
     return TRUE;
 fail:
+    g_mutex_lock(&self->trial_lock); /* nothing of this child's trial stays */
+    self->on_trial = FALSE;
+    g_clear_pointer(&self->trial_error, g_free);
+    g_mutex_unlock(&self->trial_lock);
     teardown_chain(self);
-    g_clear_pointer(&self->convert, gst_object_unref);
-    g_clear_pointer(&self->parser, gst_object_unref);
-    g_clear_pointer(&self->capsfilter, gst_object_unref);
-    g_clear_pointer(&self->encoder, gst_object_unref);
     return FALSE;
 }
 

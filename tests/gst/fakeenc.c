@@ -82,3 +82,35 @@ void gpb_fakeenc_register(void)
 {
     gst_element_register(NULL, "gpbfakenvh264enc", GST_RANK_PRIMARY, gpb_fake_enc_get_type());
 }
+
+/* ---- one that refuses to start --------------------------------------------- */
+
+typedef GpbFakeEnc GpbFakeStartEnc;
+typedef GpbFakeEncClass GpbFakeStartEncClass;
+
+static GType gpb_fake_start_enc_get_type(void);
+G_DEFINE_TYPE(GpbFakeStartEnc, gpb_fake_start_enc, gpb_fake_enc_get_type())
+
+static GstStateChangeReturn refuse_to_start(GstElement *element, GstStateChange transition)
+{
+    if (transition == GST_STATE_CHANGE_NULL_TO_READY) {
+        GST_ELEMENT_ERROR(element, RESOURCE, OPEN_READ, ("Failed to create CUDA context."),
+                          ("cuCtxCreate failed: no CUDA-capable device is detected"));
+        return GST_STATE_CHANGE_FAILURE;
+    }
+    return GST_ELEMENT_CLASS(gpb_fake_start_enc_parent_class)->change_state(element, transition);
+}
+
+static void gpb_fake_start_enc_class_init(GpbFakeStartEncClass *klass)
+{
+    GST_ELEMENT_CLASS(klass)->change_state = refuse_to_start;
+}
+
+static void gpb_fake_start_enc_init(GpbFakeStartEnc *self)
+{
+}
+
+void gpb_fakeenc_register_refusing_start(void)
+{
+    gst_element_register(NULL, "gpbfakestarth264enc", GST_RANK_PRIMARY + 10, gpb_fake_start_enc_get_type());
+}

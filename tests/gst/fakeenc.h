@@ -10,4 +10,9 @@
 /* Registers "gpbfakenvh264enc". */
 void gpb_fakeenc_register(void);
 
+/* Registers "gpbfakestarth264enc", ranked above the other: the same, but
+ * it fails its NULL->READY change, as an element does that cannot create
+ * its device context. */
+void gpb_fakeenc_register_refusing_start(void);
+
 #endif

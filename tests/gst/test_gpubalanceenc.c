@@ -555,7 +555,25 @@ static void replacement_loses_no_frame(void)
     gst_harness_teardown(h);
 }
 
+static void child_refusing_to_start_falls_back_without_an_error(void)
+{
+    Run run;
+    GstElement *p;
+
+    setup(fake_nvenc_config);
+    gpb_fakeenc_register_refusing_start();
+    p = play("videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240 ! "
+             "gpubalanceenc device=nvenc:0 ! h264parse ! avdec_h264 ! fakesink name=sink",
+             &run);
+    g_assert_cmpint(run.errors, ==, 0); /* its error never reached the bus */
+    g_assert_cmpint(run.frames, ==, 20);
+    g_assert_cmpuint(run.selected->len, ==, 1); /* it never started, so never "selected" */
+    g_assert_cmpstr(g_ptr_array_index(run.selected, 0), ==, "software software x264enc 2");
+    stop(p, &run);
+}
+
 static const gpb_test_case cases[] = {
+    {"child_refusing_to_start_falls_back_without_an_error", child_refusing_to_start_falls_back_without_an_error},
     {"replacement_loses_no_frame", replacement_loses_no_frame},
     {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
     {"backend_without_an_element_is_skipped", backend_without_an_element_is_skipped},
