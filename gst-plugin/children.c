@@ -18,14 +18,12 @@ typedef struct {
     const char *rc_values[3];    /* for cbr, vbr, cqp; NULL = leave */
 } ChildMap;
 
+/* x264enc's single-pass VBR is "qual" (the bitrate then caps it): its
+ * "pass1" is the first of two passes and writes a stats file into the
+ * working directory of whatever process encodes. */
 static const ChildMap child_maps[] = {
-    [GPB_CHILD_X264] = {"bitrate",
-                        1,
-                        "key-int-max",
-                        "speed-preset",
-                        {"veryfast", "medium", "slow"},
-                        "pass",
-                        {"cbr", "pass1", "quant"}},
+    [GPB_CHILD_X264] =
+        {"bitrate", 1, "key-int-max", "speed-preset", {"veryfast", "medium", "slow"}, "pass", {"cbr", "qual", "quant"}},
     [GPB_CHILD_X265] =
         {"bitrate", 1, "key-int-max", "speed-preset", {"veryfast", "medium", "slow"}, NULL, {NULL, NULL, NULL}},
     [GPB_CHILD_OPENH264] = {"bitrate",

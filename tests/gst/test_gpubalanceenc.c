@@ -3,6 +3,7 @@
  * Hardware that no machine here has is stood in for by sim devices, and
  * by a fake NVENC element that refuses as NVENC does past its cap. */
 #define _GNU_SOURCE
+#include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <stdio.h>
@@ -572,7 +573,33 @@ static void child_refusing_to_start_falls_back_without_an_error(void)
     stop(p, &run);
 }
 
+static void default_rate_control_writes_no_file(void)
+{
+    Run run;
+    GstElement *p, *x264;
+    gchar *pass;
+    char *stats;
+
+    setup(software_only);
+    g_assert_cmpint(g_mkdir_with_parents(g_getenv("GPUBALANCE_DIR"), 0700), ==, 0);
+    g_assert_cmpint(g_chdir(g_getenv("GPUBALANCE_DIR")), ==, 0);
+    p = play("videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240 ! gpubalanceenc name=enc ! "
+             "fakesink name=sink",
+             &run);
+    g_assert_cmpint(run.errors, ==, 0);
+    x264 = child_of_factory(p, "enc", "x264enc");
+    pass = property_text(x264, "pass");
+    g_assert_cmpstr(pass, ==, "qual"); /* single-pass VBR, the default rate control */
+    stop(p, &run);
+    stats = g_build_filename(g_getenv("GPUBALANCE_DIR"), "x264_2pass.log", NULL);
+    g_assert_false(g_file_test(stats, G_FILE_TEST_EXISTS)); /* nothing written into the cwd */
+    gst_object_unref(x264);
+    g_free(pass);
+    g_free(stats);
+}
+
 static const gpb_test_case cases[] = {
+    {"default_rate_control_writes_no_file", default_rate_control_writes_no_file},
     {"child_refusing_to_start_falls_back_without_an_error", child_refusing_to_start_falls_back_without_an_error},
     {"replacement_loses_no_frame", replacement_loses_no_frame},
     {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
