@@ -127,26 +127,20 @@ static gboolean has_property(GstElementFactory *factory, const char *name)
     return found;
 }
 
-/* An nvcodec element on the CUDA device: a per-device element whose
- * read-only cuda-device-id already is the ordinal, or an "auto GPU"
- * element whose cuda-device-id can be set to it. */
-static GstElement *nvenc_child(gpubalance_codec codec, int ordinal)
+/* The first encoder of codec, highest rank first, that has the property
+ * and whose instance serves the lease (serves() may set the property). */
+static GstElement *first_serving(gpubalance_codec codec, const char *property,
+                                 gboolean (*serves)(GstElement *e, gconstpointer want), gconstpointer want)
 {
     GList *factories = encoder_factories(codec);
     GstElement *found = NULL;
 
     for (GList *l = factories; l && !found; l = l->next) {
         GstElement *e;
-        GParamSpec *pspec;
-        gint id = -1;
 
-        if (!has_property(l->data, "cuda-device-id") || !(e = gst_element_factory_create(l->data, NULL)))
+        if (!has_property(l->data, property) || !(e = gst_element_factory_create(l->data, NULL)))
             continue;
-        pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "cuda-device-id");
-        if ((pspec->flags & G_PARAM_WRITABLE) && !(pspec->flags & G_PARAM_CONSTRUCT_ONLY))
-            g_object_set(e, "cuda-device-id", ordinal, NULL);
-        g_object_get(e, "cuda-device-id", &id, NULL);
-        if (id == ordinal)
+        if (serves(e, want))
             found = e;
         else
             gst_object_unref(gst_object_ref_sink(e));
@@ -155,29 +149,30 @@ static GstElement *nvenc_child(gpubalance_codec codec, int ordinal)
     return found;
 }
 
-/* A va element on the render node (vah264enc for the first node,
- * va<node>h264enc for others, low-power variants too): the one whose
- * device-path is the node. */
-static GstElement *va_child(gpubalance_codec codec, const char *node)
+/* nvcodec: a per-device element whose read-only cuda-device-id already is
+ * the ordinal, or an "auto GPU" element whose cuda-device-id can be set. */
+static gboolean on_cuda_device(GstElement *e, gconstpointer want)
 {
-    GList *factories = encoder_factories(codec);
-    GstElement *found = NULL;
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "cuda-device-id");
+    gint ordinal = GPOINTER_TO_INT(want), id = -1;
 
-    for (GList *l = factories; l && !found; l = l->next) {
-        GstElement *e;
-        gchar *path = NULL;
+    if ((pspec->flags & G_PARAM_WRITABLE) && !(pspec->flags & G_PARAM_CONSTRUCT_ONLY))
+        g_object_set(e, "cuda-device-id", ordinal, NULL);
+    g_object_get(e, "cuda-device-id", &id, NULL);
+    return id == ordinal;
+}
 
-        if (!has_property(l->data, "device-path") || !(e = gst_element_factory_create(l->data, NULL)))
-            continue;
-        g_object_get(e, "device-path", &path, NULL);
-        if (g_strcmp0(path, node) == 0)
-            found = e;
-        else
-            gst_object_unref(gst_object_ref_sink(e));
-        g_free(path);
-    }
-    gst_plugin_feature_list_free(factories);
-    return found;
+/* va: the element whose device-path is the node (vah264enc for the first
+ * node, va<node>h264enc for others, low-power variants too). */
+static gboolean on_render_node(GstElement *e, gconstpointer want)
+{
+    gchar *path = NULL;
+    gboolean same;
+
+    g_object_get(e, "device-path", &path, NULL);
+    same = g_strcmp0(path, want) == 0;
+    g_free(path);
+    return same;
 }
 
 static GstElement *software_child(gpubalance_codec codec, GpbChildKind *kind)
@@ -210,14 +205,15 @@ GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec cod
     switch (gpubalance_lease_backend(lease)) {
     case GPUBALANCE_BACKEND_NVENC:
         *kind = GPB_CHILD_NVCODEC;
-        e = nvenc_child(codec, gpubalance_lease_cuda_ordinal(lease));
+        e = first_serving(codec, "cuda-device-id", on_cuda_device,
+                          GINT_TO_POINTER(gpubalance_lease_cuda_ordinal(lease)));
         if (!e)
             *why = g_strdup_printf("no GStreamer nvcodec %s encoder with cuda-device-id %d (gst-plugins-bad nvcodec)",
                                    gpubalance_codec_name(codec), gpubalance_lease_cuda_ordinal(lease));
         break;
     case GPUBALANCE_BACKEND_VAAPI:
         *kind = GPB_CHILD_VA;
-        e = va_child(codec, gpubalance_lease_render_node(lease));
+        e = first_serving(codec, "device-path", on_render_node, gpubalance_lease_render_node(lease));
         if (!e)
             *why = g_strdup_printf("no GStreamer va %s encoder with device-path %s (gst-plugins-bad va)",
                                    gpubalance_codec_name(codec), gpubalance_lease_render_node(lease));
