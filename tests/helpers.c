@@ -109,7 +109,7 @@ gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_str
     return lease;
 }
 
-static const gpubalance_device_info *find_device(const gpubalance_snapshot *snap, const char *id)
+const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, const char *id)
 {
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
         if (strcmp(gpubalance_snapshot_device(snap, i)->id, id) == 0)
@@ -124,7 +124,7 @@ int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
     int n;
 
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = find_device(snap, device_id)->sessions;
+    n = gpb_test_device(snap, device_id)->sessions;
     gpubalance_snapshot_free(snap);
     return n;
 }
@@ -146,7 +146,7 @@ int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id)
     int n;
 
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = find_device(snap, device_id)->learned_limit;
+    n = gpb_test_device(snap, device_id)->learned_limit;
     gpubalance_snapshot_free(snap);
     return n;
 }

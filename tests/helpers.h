@@ -44,6 +44,9 @@ gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, dou
 /* Acquires and asserts success. */
 gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream);
 
+/* The device of that id in the snapshot; fails the test if there is none. */
+const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, const char *id);
+
 /* Live leases on a device, from a fresh snapshot (verified by locks). */
 int gpb_test_sessions(gpubalance_context *ctx, const char *device_id);
 int gpb_test_total_leases(gpubalance_context *ctx);

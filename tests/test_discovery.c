@@ -37,14 +37,6 @@ static void assert_note(gpubalance_context *ctx, const char *text)
     }
 }
 
-static const gpubalance_device_info *device(const gpubalance_snapshot *snap, const char *id)
-{
-    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-        if (strcmp(gpubalance_snapshot_device(snap, i)->id, id) == 0)
-            return gpubalance_snapshot_device(snap, i);
-    return NULL;
-}
-
 static int count_lines(const char *path)
 {
     gchar *text = NULL;
@@ -122,8 +114,8 @@ static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
     ctx = gpb_test_open();
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
     /* CUDA lists them in reverse: ordinal 0 is NVML's second GPU */
-    d0 = device(snap, "nvenc:0");
-    d1 = device(snap, "nvenc:1");
+    d0 = gpb_test_device(snap, "nvenc:0");
+    d1 = gpb_test_device(snap, "nvenc:1");
     g_assert_nonnull(d0);
     g_assert_nonnull(d1);
     g_assert_cmpstr(d0->gpu_uuid, ==, "GPU-00000001-fake-4000-8000-000000000001");
@@ -174,7 +166,7 @@ static void gpu_without_nvenc_is_listed_and_never_offered(void)
     g_setenv("FAKE_NVENC_NO_ENCODER", "0", TRUE);
     ctx = gpb_test_open();
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    h100 = device(snap, "nvenc:0");
+    h100 = gpb_test_device(snap, "nvenc:0");
     g_assert_nonnull(h100);
     g_assert_cmpuint(h100->codecs, ==, 0);
     gpb_assert_contains(h100->not_offered_why,
@@ -330,7 +322,7 @@ static void foreign_nvenc_sessions_come_from_nvml(void)
     s = gpb_test_stream("h264", 1920, 1080, 30);
     l = gpb_test_acquire(ctx, s); /* refreshes foreign load first */
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    g_assert_cmpint(device(snap, "nvenc:0")->foreign_sessions, ==, 3);
+    g_assert_cmpint(gpb_test_device(snap, "nvenc:0")->foreign_sessions, ==, 3);
     g_assert_cmpint(gpubalance_snapshot_pool(snap, 0)->sessions, ==, 4);
     gpubalance_snapshot_free(snap);
     /* pool cap for driver 535 is 5: 3 foreign + ours = 4, one more fits,
@@ -369,7 +361,7 @@ static void render_node_that_is_not_a_gpu_is_listed_not_offered(void)
     g_assert_true(g_file_set_contents(node, "", 0, NULL));
     ctx = gpb_test_open();
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    d = device(snap, "vaapi:renderD128");
+    d = gpb_test_device(snap, "vaapi:renderD128");
     g_assert_nonnull(d);
     g_assert_nonnull(d->not_offered_why);
     g_assert_cmpstr(d->render_node, ==, node);
