@@ -169,6 +169,19 @@ typedef struct gpubalance_stream gpubalance_stream;
 typedef struct gpubalance_lease gpubalance_lease;
 typedef struct gpubalance_snapshot gpubalance_snapshot;
 
+/* ---- limits ----------------------------------------------------------- */
+
+/** Smallest and largest width or height of a stream, in pixels. */
+#define GPUBALANCE_MIN_DIMENSION 16
+#define GPUBALANCE_MAX_DIMENSION 16384
+/** Largest frame rate a stream may declare (0 means unknown). */
+#define GPUBALANCE_MAX_FPS 1000
+/** Bytes kept of a stream's label. */
+#define GPUBALANCE_MAX_LABEL 63
+/** The constant-quality scale both front ends document: x264's CRF,
+ *  0 (best) .. 51 (worst). See gpubalance_quality_value(). */
+#define GPUBALANCE_MAX_QUALITY 51
+
 /* ---- errors, names, logging ------------------------------------------ */
 
 /** A short sentence for a status code ("ledger file is damaged"). */
@@ -240,6 +253,17 @@ const char *gpubalance_context_ledger_path(const gpubalance_context *ctx);
 /** The configuration file that was read, or NULL for built-in defaults. */
 const char *gpubalance_context_config_path(const gpubalance_context *ctx);
 
+/**
+ * The process's shared context: opened on the first call with the default
+ * configuration (as gpubalance_context_open(NULL, ...)), then the same one
+ * for every caller, so that a process running many encoders discovers the
+ * hardware once. Closed when the process exits (nothing is left for a leak
+ * checker). Thread-safe. Returns NULL when opening failed, with the reason
+ * in gpubalance_last_error(); a later call tries again. The caller does not
+ * close it.
+ */
+gpubalance_context *gpubalance_context_shared(void);
+
 /* ---- stream description ----------------------------------------------- */
 
 /** A new stream description: h264, 1920x1080, unknown fps (counted as
@@ -248,13 +272,16 @@ int gpubalance_stream_new(gpubalance_stream **out);
 void gpubalance_stream_free(gpubalance_stream *stream);
 
 int gpubalance_stream_set_codec(gpubalance_stream *stream, gpubalance_codec codec);
-/** Width and height in pixels, 16..16384 each. */
+/** Width and height in pixels, GPUBALANCE_MIN_DIMENSION ..
+ *  GPUBALANCE_MAX_DIMENSION each. */
 int gpubalance_stream_set_size(gpubalance_stream *stream, int width, int height);
-/** Frames per second, 0 for unknown (counted as 30), at most 1000. */
+/** Frames per second, 0 for unknown (counted as 30), at most
+ *  GPUBALANCE_MAX_FPS. */
 int gpubalance_stream_set_fps(gpubalance_stream *stream, double fps);
 /** 8 or 10. */
 int gpubalance_stream_set_bit_depth(gpubalance_stream *stream, int bit_depth);
-/** Free text shown in `gpubalance status` (truncated to 63 bytes). */
+/** Free text shown in `gpubalance status` (truncated to
+ *  GPUBALANCE_MAX_LABEL bytes). */
 int gpubalance_stream_set_label(gpubalance_stream *stream, const char *label);
 /** "balanced" or "fill"; NULL: the context's. */
 int gpubalance_stream_set_policy(gpubalance_stream *stream, const char *name);
@@ -339,6 +366,111 @@ void gpubalance_lease_release(gpubalance_lease *lease);
  * is not called after all. Returns the file descriptor, or an error.
  */
 int gpubalance_lease_keep_across_exec(gpubalance_lease *lease);
+
+/**
+ * Tells the core which encoder the front end opens for this lease
+ * ("x264enc", "h264_nvenc"): it names the attempt in the attempts list.
+ * Default: the first FFmpeg encoder of gpubalance_encoders().
+ */
+int gpubalance_lease_set_encoder(gpubalance_lease *lease, const char *name);
+
+/**
+ * The attempts that failed so far for this stream, "sim:gpu0 (x264enc):
+ * why; software (x264enc): why", "" before the first. When
+ * gpubalance_lease_report_failure() runs out of candidates,
+ * gpubalance_last_error() holds "every candidate failed: " and this list:
+ * front ends print that message, once, and keep no list of their own.
+ */
+const char *gpubalance_lease_attempts(const gpubalance_lease *lease);
+
+/* ---- encoders: what both front ends need to know ----------------------- */
+
+typedef enum {
+    GPUBALANCE_FRAMEWORK_FFMPEG = 0,
+    GPUBALANCE_FRAMEWORK_GSTREAMER = 1,
+} gpubalance_framework;
+
+/** Encoders that share the meaning of their options. */
+typedef enum {
+    GPUBALANCE_ENCODER_X264 = 0, /**< libx264, x264enc */
+    GPUBALANCE_ENCODER_X265,     /**< libx265, x265enc */
+    GPUBALANCE_ENCODER_OPENH264, /**< openh264enc */
+    GPUBALANCE_ENCODER_SVTAV1,   /**< libsvtav1, svtav1enc */
+    GPUBALANCE_ENCODER_AOM,      /**< libaom-av1, av1enc */
+    GPUBALANCE_ENCODER_NVENC,    /**< h264_nvenc..., GStreamer nvcodec */
+    GPUBALANCE_ENCODER_VAAPI,    /**< h264_vaapi..., GStreamer va */
+} gpubalance_encoder_family;
+#define GPUBALANCE_N_ENCODER_FAMILIES 7
+
+typedef struct {
+    const char *name; /**< "libx264", "x264enc", "h264_nvenc" */
+    gpubalance_encoder_family family;
+} gpubalance_encoder_info;
+
+/**
+ * The encoders a front end may open for codec on backend, most preferred
+ * first; *n_out gets their number (0 and NULL: none). sim answers as
+ * software. GStreamer names its hardware elements per release and device,
+ * so for nvenc and vaapi the GStreamer names are hints: an element finds
+ * its factory by property (cuda-device-id, device-path).
+ *
+ *   FFmpeg     nvenc h264_nvenc hevc_nvenc av1_nvenc; vaapi h264_vaapi...;
+ *              software libx264, libx265, libsvtav1 then libaom-av1
+ *   GStreamer  nvenc nvcudah264enc...; vaapi vah264enc...; software
+ *              x264enc then openh264enc, x265enc, svtav1enc then av1enc
+ */
+const gpubalance_encoder_info *gpubalance_encoders(gpubalance_framework framework, gpubalance_backend backend,
+                                                   gpubalance_codec codec, size_t *n_out);
+
+/** The family of an encoder by its FFmpeg or GStreamer name, or -1. */
+int gpubalance_encoder_family_of(const char *encoder_name);
+
+/** Preset names as x264 spells them, fastest first: ultrafast superfast
+ *  veryfast faster fast medium slow slower veryslow; NULL past the last. */
+const char *gpubalance_preset_name(size_t index);
+
+/**
+ * The value a family's own preset setting takes for a preset named as x264
+ * names it, as text (for av_opt_set, gst_util_set_object_arg):
+ *
+ *   preset     x264/x265  NVENC  VA-API level  SVT-AV1  aom cpu-used  openh264
+ *   ultrafast  ultrafast  p1     7             12       8             low
+ *   superfast  superfast  p1     7             11       7             low
+ *   veryfast   veryfast   p2     6             10       6             low
+ *   faster     faster     p3     5             9        5             low
+ *   fast       fast       p3     5             8        5             medium
+ *   medium     medium     p4     4             7        4             medium
+ *   slow       slow       p5     3             6        3             high
+ *   slower     slower     p6     2             5        2             high
+ *   veryslow   veryslow   p7     1             4        1             high
+ *
+ * (VA-API's level is GStreamer's target-usage and FFmpeg's
+ * compression_level, 1 = best quality.) NULL for an unknown preset name.
+ */
+const char *gpubalance_preset_value(gpubalance_encoder_family family, const char *preset);
+
+/**
+ * A constant-quality value on x264's CRF scale (0 best .. 51 worst) as the
+ * family's own constant-quality setting: x264/x265 crf and openh264 QP
+ * unchanged, NVENC cq and VA-API ICQ/QP 1..51 (their 0 means "automatic"),
+ * SVT-AV1 and aom crf 0..63 (scaled by 63/51).
+ */
+double gpubalance_quality_value(gpubalance_encoder_family family, double crf);
+
+/**
+ * Classifies an encoder's failure to open: the one rule every front end
+ * uses. error_number: a positive errno value the framework gave (ENOMEM,
+ * ENOENT...) or 0; message: the text it logged, or NULL.
+ *
+ * - CAPACITY: NVENC past its session cap ("out of memory (10)",
+ *   NV_ENC_ERR_OUT_OF_MEMORY, ENOMEM from nvenc), VA-API context or
+ *   surface allocation refused, a sim device's refusal;
+ * - UNAVAILABLE: the encoder or device is missing in this process
+ *   ("unsupported device (2)", "No capable devices found", "no such
+ *   element", "not found", ENOENT, ENODEV, ENOSYS, ENXIO);
+ * - OTHER: anything else (parameters this encoder does not take).
+ */
+gpubalance_failure gpubalance_failure_classify(gpubalance_backend backend, int error_number, const char *message);
 
 /* ---- snapshot --------------------------------------------------------- */
 

@@ -1,10 +1,13 @@
 /* context.c - opening a context, and stream descriptions. */
 #define _GNU_SOURCE
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "internal.h"
 #include "util.h"
+
+_Static_assert(GPB_LABEL_SIZE == GPUBALANCE_MAX_LABEL + 1, "a label is GPUBALANCE_MAX_LABEL bytes and a NUL");
 
 int gpubalance_context_open(const char *config_path, gpubalance_context **out)
 {
@@ -42,6 +45,34 @@ fail:
     g_free(path);
     gpubalance_context_close(ctx);
     return status;
+}
+
+/* The process-wide context. A pthread mutex rather than GMutex so that
+ * ThreadSanitizer sees it. The destructor drops the reference at exit:
+ * leases still alive keep the context until they are released, and a
+ * process that exits without releasing them loses them to the kernel
+ * anyway (their locks die with it). */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static gpubalance_context *shared_ctx;
+
+gpubalance_context *gpubalance_context_shared(void)
+{
+    gpubalance_context *ctx;
+
+    pthread_mutex_lock(&shared_lock);
+    if (!shared_ctx && gpubalance_context_open(NULL, &shared_ctx) < 0)
+        shared_ctx = NULL;
+    ctx = shared_ctx;
+    pthread_mutex_unlock(&shared_lock);
+    return ctx;
+}
+
+__attribute__((destructor)) static void close_shared_context(void)
+{
+    pthread_mutex_lock(&shared_lock);
+    gpubalance_context_close(shared_ctx);
+    shared_ctx = NULL;
+    pthread_mutex_unlock(&shared_lock);
 }
 
 gpubalance_context *gpb_context_ref(gpubalance_context *ctx)
@@ -119,8 +150,11 @@ int gpubalance_stream_set_codec(gpubalance_stream *s, gpubalance_codec codec)
 
 int gpubalance_stream_set_size(gpubalance_stream *s, int width, int height)
 {
-    if (width < 16 || width > 16384 || height < 16 || height > 16384)
-        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "size %dx%d is outside 16x16..16384x16384", width, height);
+    if (width < GPUBALANCE_MIN_DIMENSION || width > GPUBALANCE_MAX_DIMENSION || height < GPUBALANCE_MIN_DIMENSION ||
+        height > GPUBALANCE_MAX_DIMENSION)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "size %dx%d is outside %dx%d..%dx%d", width, height,
+                        GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MAX_DIMENSION,
+                        GPUBALANCE_MAX_DIMENSION);
     s->width = width;
     s->height = height;
     return 0;
@@ -128,8 +162,9 @@ int gpubalance_stream_set_size(gpubalance_stream *s, int width, int height)
 
 int gpubalance_stream_set_fps(gpubalance_stream *s, double fps)
 {
-    if (!isfinite(fps) || fps < 0 || fps > 1000)
-        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "fps %g is outside 0..1000 (0 = unknown)", fps);
+    if (!isfinite(fps) || fps < 0 || fps > GPUBALANCE_MAX_FPS)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "fps %g is outside 0..%d (0 = unknown)", fps,
+                        GPUBALANCE_MAX_FPS);
     s->fps = fps;
     return 0;
 }

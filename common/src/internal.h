@@ -46,6 +46,7 @@ struct gpubalance_lease {
     GString *attempts; /* "id (encoder): why; ..." */
     char reason[512];
     char gst_encoder[48];
+    char encoder[48]; /* what the front end opens, "" until it says */
 };
 
 gpubalance_context *gpb_context_ref(gpubalance_context *ctx);

@@ -254,38 +254,23 @@ fail:
 
 const char *gpb_ffmpeg_encoder(const gpb_device *d, gpubalance_codec codec)
 {
-    static const char *const names[][GPUBALANCE_N_CODECS] = {
-        [GPUBALANCE_BACKEND_NVENC] = {"h264_nvenc", "hevc_nvenc", "av1_nvenc"},
-        [GPUBALANCE_BACKEND_VAAPI] = {"h264_vaapi", "hevc_vaapi", "av1_vaapi"},
-        [GPUBALANCE_BACKEND_SOFTWARE] = {"libx264", "libx265", "libsvtav1"},
-        [GPUBALANCE_BACKEND_SIM] = {"libx264", "libx265", "libsvtav1"},
-    };
+    size_t n;
+    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_FFMPEG, d->backend, codec, &n);
 
-    return names[d->backend][codec];
+    return n ? e[0].name : "";
 }
 
 void gpb_gst_encoder(const gpb_device *d, gpubalance_codec codec, char *buf, size_t size)
 {
     static const char *const codec_part[] = {"h264", "h265", "av1"};
-    static const char *const software[] = {"x264enc", "x265enc", "svtav1enc"};
+    size_t n;
+    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, d->backend, codec, &n);
+    /* GStreamer's va plugin names the first render node's elements
+     * va<codec>enc and the others va<node><codec>enc. */
+    const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
 
-    switch (d->backend) {
-    case GPUBALANCE_BACKEND_NVENC:
-        snprintf(buf, size, codec == GPUBALANCE_CODEC_AV1 ? "nvav1enc" : "nvcuda%senc", codec_part[codec]);
-        break;
-    case GPUBALANCE_BACKEND_VAAPI: {
-        /* GStreamer's va plugin names the first render node's elements
-         * va<codec>enc and the others va<node><codec>enc. */
-        const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
-
-        if (!node || strcmp(node, "/renderD128") == 0)
-            snprintf(buf, size, "va%senc", codec_part[codec]);
-        else
-            snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
-        break;
-    }
-    default:
-        snprintf(buf, size, "%s", software[codec]);
-        break;
-    }
+    if (d->backend == GPUBALANCE_BACKEND_VAAPI && node && strcmp(node, "/renderD128") != 0)
+        snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
+    else
+        snprintf(buf, size, "%s", n ? e[0].name : "");
 }

@@ -170,7 +170,7 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->excluded = false;
         if (lease->tried & (UINT64_C(1) << i)) {
             p->excluded = true;
-            p->excluded_why = "already failed for this stream";
+            p->excluded_why = NULL; /* named in the attempts list */
         } else if (d->not_offered_why) {
             p->excluded = true;
             p->excluded_why = d->not_offered_why;
@@ -215,6 +215,7 @@ static int claim(gpubalance_lease *lease, int device, const char *reason)
     lease->attempt++;
     g_strlcpy(lease->reason, reason, sizeof(lease->reason));
     gpb_gst_encoder(d, lease->stream.codec, lease->gst_encoder, sizeof(lease->gst_encoder));
+    lease->encoder[0] = '\0';
     gpb_info("placed %s %dx%d@%g (%s) on %s: %s", gpubalance_codec_name(lease->stream.codec), lease->stream.width,
              lease->stream.height, lease->stream.fps, lease->stream.label, d->id, reason);
     return 0;
@@ -470,6 +471,24 @@ const char *gpubalance_lease_gst_encoder(const gpubalance_lease *lease)
     return lease->gst_encoder;
 }
 
+int gpubalance_lease_set_encoder(gpubalance_lease *lease, const char *name)
+{
+    if (!lease || !name || !*name)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "gpubalance_lease_set_encoder: no lease or no name");
+    g_strlcpy(lease->encoder, name, sizeof(lease->encoder));
+    return 0;
+}
+
+const char *gpubalance_lease_attempts(const gpubalance_lease *lease)
+{
+    return lease ? lease->attempts->str : "";
+}
+
+static const char *lease_encoder(const gpubalance_lease *lease)
+{
+    return lease->encoder[0] ? lease->encoder : gpubalance_lease_ffmpeg_encoder(lease);
+}
+
 const char *gpubalance_lease_reason(const gpubalance_lease *lease)
 {
     return lease->reason;
@@ -595,7 +614,7 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
     d = inv_device(lease->ctx, lease->device);
     reason = reason && *reason ? reason : "open failed";
     g_string_append_printf(lease->attempts, "%s%s (%s): %s", lease->attempts->len ? "; " : "", d->id,
-                           gpubalance_lease_ffmpeg_encoder(lease), reason);
+                           lease_encoder(lease), reason);
     lease->state = GPUBALANCE_LEASE_FAILED;
     lease->tried |= UINT64_C(1) << lease->device;
     gpb_ledger_lock(lease->ctx->ledger);

@@ -95,7 +95,9 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
         }
         *any_supported = true;
         if (d->excluded) {
-            note_rejected(result, d->id, d->excluded_why ? d->excluded_why : "excluded");
+            /* a device tried for this stream is already in the attempts list */
+            if (d->excluded_why)
+                note_rejected(result, d->id, d->excluded_why);
             continue;
         }
         if ((why = full_why(d, pools, r->cost, buf, sizeof(buf)))) {

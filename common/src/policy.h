@@ -30,7 +30,7 @@ typedef struct {
     double budget;        /* 0 = none */
     int pool;             /* index into the pools array, -1 = none */
     bool excluded;        /* tried already for this stream, or unavailable */
-    const char *excluded_why;
+    const char *excluded_why; /* NULL: not worth naming (tried already) */
 } gpb_policy_device;
 
 typedef struct {
