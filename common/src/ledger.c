@@ -923,20 +923,11 @@ out:
     return status;
 }
 
-/* A process cannot change its own pid namespace (unshare and setns only
- * move its future children), so one look per process suffices; a forked
- * child looks again, as it may be the first process of a new one. */
-uint64_t gpb_pid_namespace(void)
+/* The public reset: the ledger in $GPUBALANCE_DIR (see gpubalance.h). */
+int gpubalance_ledger_reset(bool force)
 {
-    static pid_t looked_in; /* written after inode, read before it */
-    static uint64_t inode;
-    struct stat st;
-    uint64_t found;
+    int live = 0;
 
-    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
-        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
-    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
-    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
-    return found;
+    gpb_clear_error();
+    return gpb_ledger_reset(NULL, force, &live);
 }

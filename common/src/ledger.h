@@ -150,7 +150,4 @@ uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger);
  * for the fuzz harness. */
 int gpb_ledger_check_header(const void *header, size_t size, uint64_t file_size, const char *path);
 
-/* The inode of this process's pid namespace (0 if unknown). */
-uint64_t gpb_pid_namespace(void);
-
 #endif

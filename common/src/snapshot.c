@@ -181,11 +181,3 @@ const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot
 {
     return index < snap->leases->len ? &g_array_index(snap->leases, gpubalance_lease_info, index) : NULL;
 }
-
-int gpubalance_ledger_reset(bool force)
-{
-    int live = 0;
-
-    gpb_clear_error();
-    return gpb_ledger_reset(NULL, force, &live);
-}

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The last error is per thread, like errno: a GStreamer process runs many
  * encoders on many threads, and one thread's failure must not overwrite the
@@ -180,6 +182,24 @@ const char *gpb_boot_id(void)
         g_once_init_leave(&done, 1);
     }
     return boot_id;
+}
+
+/* A process cannot change its own pid namespace (unshare and setns only
+ * move its future children), so one look per process suffices; a forked
+ * child looks again, as it may be the first process of a new one. */
+uint64_t gpb_pid_namespace(void)
+{
+    static pid_t looked_in; /* written after inode, read before it */
+    static uint64_t inode;
+    struct stat st;
+    uint64_t found;
+
+    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
+        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
+    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
+    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
+    return found;
 }
 
 /* ---- names ------------------------------------------------------------- */
