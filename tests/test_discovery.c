@@ -10,6 +10,7 @@
 
 #include "fdinfo.h"
 #include "helpers.h"
+#include "inventory.h"
 #include "ledger.h"
 #include "nvidia.h"
 
@@ -50,14 +51,15 @@ static int count_lines(const char *path)
     return n;
 }
 
-/* A test environment with discovery on and no render nodes. */
+/* A test environment with discovery on and an empty directory (DIR/dri)
+ * in place of /dev/dri. */
 static const char *discovery_env(void)
 {
     const char *dir = gpb_test_env("[general]\ndiscover=true\n");
     char *empty = g_build_filename(dir, "dri", NULL);
 
     g_mkdir(empty, 0700);
-    g_setenv("GPUBALANCE_DRI_DIR", empty, TRUE);
+    gpb_discovery_set_roots(empty, NULL);
     g_free(empty);
     return dir;
 }
@@ -136,18 +138,49 @@ static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
     gpubalance_context_close(ctx);
 }
 
+#define FAKE_UUID_0 "GPU-00000000-fake-4000-8000-000000000000"
+#define FAKE_UUID_1 "GPU-00000001-fake-4000-8000-000000000001"
+
+/* NVML sees two GPUs, CUDA only the second (as CUDA_VISIBLE_DEVICES
+ * would): the hidden one is a note, never a device, and no lease lands on
+ * it however many are asked for. */
 static void gpu_hidden_from_cuda_is_not_offered(void)
 {
     gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    gpubalance_stream *s;
+    gpubalance_lease *l[4];
+    int nvenc_devices = 0;
 
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVML_BRANDS", "2,2", TRUE); /* no pool cap in the way */
     g_setenv("FAKE_CUDA_HIDE", "0", TRUE);
     ctx = gpb_test_open();
-    assert_note(ctx, "NVIDIA Fake GPU 0 (GPU-00000000-fake-4000-8000-000000000000, PCI 00000000:17:00.0) is not "
-                     "visible to CUDA here");
-    g_assert_cmpint(gpb_test_sessions(ctx, "nvenc:0"), ==, 0); /* the other GPU is ordinal 0 */
+    assert_note(ctx, "NVIDIA Fake GPU 0 (" FAKE_UUID_0 ", PCI 00000000:17:00.0) is not visible to CUDA here");
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++) {
+        const gpubalance_device_info *d = gpubalance_snapshot_device(snap, i);
+
+        if (d->backend != GPUBALANCE_BACKEND_NVENC)
+            continue;
+        nvenc_devices++;
+        g_assert_cmpstr(d->id, ==, "nvenc:0"); /* the visible GPU, as CUDA numbers it */
+        g_assert_cmpstr(d->gpu_uuid, ==, FAKE_UUID_1);
+        g_assert_cmpint(d->cuda_ordinal, ==, 0);
+    }
+    g_assert_cmpint(nvenc_devices, ==, 1);
+    gpubalance_snapshot_free(snap);
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpubalance_stream_set_order(s, "nvenc");
+    for (size_t i = 0; i < G_N_ELEMENTS(l); i++) {
+        l[i] = gpb_test_acquire(ctx, s);
+        g_assert_cmpstr(gpubalance_lease_gpu_uuid(l[i]), ==, FAKE_UUID_1);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(l); i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
 
@@ -341,18 +374,25 @@ static void foreign_nvenc_sessions_come_from_nvml(void)
 static void no_render_nodes_is_a_note(void)
 {
     gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    char *note;
 
     discovery_env();
     ctx = gpb_test_open();
-    gpb_assert_contains(g_getenv("GPUBALANCE_DRI_DIR"), "dri");
-    assert_note(ctx, "vaapi: no render nodes in");
+    note = g_strdup_printf("vaapi: no render nodes in %s", gpb_discovery_dri_dir());
+    assert_note(ctx, note);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_VAAPI);
+    gpubalance_snapshot_free(snap);
     gpubalance_context_close(ctx);
+    g_free(note);
 }
 
 static void render_node_that_is_not_a_gpu_is_listed_not_offered(void)
 {
     const char *dir = discovery_env();
-    char *node = g_build_filename(g_getenv("GPUBALANCE_DRI_DIR"), "renderD128", NULL);
+    char *node = g_build_filename(gpb_discovery_dri_dir(), "renderD128", NULL);
     gpubalance_context *ctx;
     gpubalance_snapshot *snap;
     const gpubalance_device_info *d;

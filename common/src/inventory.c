@@ -111,6 +111,43 @@ int gpb_inventory_pool_ensure(gpb_inventory *inv, const char *name, int default_
     return (int)inv->pools->len - 1;
 }
 
+int gpb_inventory_pool_sessions(const gpb_inventory *inv, gpb_ledger *ledger, int pool)
+{
+    int sessions = 0;
+
+    for (guint i = 0; i < inv->devices->len; i++) {
+        const gpb_device *d = g_ptr_array_index(inv->devices, i);
+        const gpb_device_record *r;
+
+        if (d->pool != pool)
+            continue;
+        r = gpb_ledger_device(ledger, d->ledger_index);
+        sessions += (int)(r->sessions + r->foreign_sessions);
+    }
+    return sessions;
+}
+
+static char *dri_root;
+static char *proc_root;
+
+void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir)
+{
+    g_free(dri_root);
+    g_free(proc_root);
+    dri_root = g_strdup(dri_dir);
+    proc_root = g_strdup(proc_dir);
+}
+
+const char *gpb_discovery_dri_dir(void)
+{
+    return dri_root ? dri_root : "/dev/dri";
+}
+
+const char *gpb_discovery_proc_dir(void)
+{
+    return proc_root ? proc_root : "/proc";
+}
+
 double gpb_software_default_budget(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

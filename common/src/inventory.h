@@ -100,6 +100,17 @@ int gpb_inventory_pool_find(const gpb_inventory *inventory, const char *name);
  * unless the config defines it (whose max-sessions then wins). */
 int gpb_inventory_pool_ensure(gpb_inventory *inventory, const char *name, int default_max_sessions);
 
+/* Sessions on the pool's member devices, ours and foreign, as the ledger
+ * counts them now (call with the ledger locked). */
+int gpb_inventory_pool_sessions(const gpb_inventory *inventory, gpb_ledger *ledger, int pool);
+
+/* Where discovery looks for render nodes and for other processes' DRM
+ * clients: /dev/dri and /proc. A test points them at trees of its own
+ * before opening a context; NULL restores the default. Process-wide. */
+void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir);
+const char *gpb_discovery_dri_dir(void);
+const char *gpb_discovery_proc_dir(void);
+
 /* The software device's default budget: one cost unit (a 1080p30 x264
  * "veryfast" encode keeps about two cores busy) per two online CPUs, at
  * least 1. [software] budget= overrides it; 0 there means no limit. */

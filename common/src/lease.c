@@ -68,19 +68,19 @@ static gpb_device *inv_device(const gpubalance_context *ctx, int index)
     return g_ptr_array_index(ctx->inventory->devices, index);
 }
 
-/* A learned limit in force, or GPB_NO_LIMIT. */
-static int learned_limit(const gpb_learned *l, uint64_t now)
-{
-    return l->until_ns > now ? (int)l->limit : GPB_NO_LIMIT;
-}
+/* The session limit in force: the configured one (0 = none) or the
+ * learned one, whichever is lower; GPB_NO_LIMIT when neither applies. */
+_Static_assert(GPB_NO_LIMIT == -1, "gpb_learned_limit() answers -1 for no limit");
 
-static int min_limit(int a, int b)
+static int limit_in_force(int configured, const gpb_learned *learned, uint64_t now)
 {
-    if (a == GPB_NO_LIMIT)
-        return b;
-    if (b == GPB_NO_LIMIT)
-        return a;
-    return MIN(a, b);
+    int learned_limit = gpb_learned_limit(learned, now);
+
+    if (configured <= 0)
+        return learned_limit;
+    if (learned_limit == GPB_NO_LIMIT)
+        return configured;
+    return MIN(configured, learned_limit);
 }
 
 static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d, uint64_t now)
@@ -88,7 +88,7 @@ static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d
     const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
 
     return d->max_sessions > 0 || d->budget > 0 || d->pool >= 0 || d->enforce_sessions > 0 ||
-           learned_limit(&r->learned, now) != GPB_NO_LIMIT;
+           gpb_learned_limit(&r->learned, now) != GPB_NO_LIMIT;
 }
 
 /* Counts of devices whose limit can refuse this stream must be exact:
@@ -138,15 +138,6 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
 {
     gpb_inventory *inv = ctx->inventory;
 
-    for (guint i = 0; i < inv->pools->len; i++) {
-        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
-        const gpb_pool_record *r = gpb_ledger_pool(ctx->ledger, p->ledger_index);
-
-        pp[i].name = p->name;
-        pp[i].sessions = 0;
-        pp[i].session_limit =
-            min_limit(p->max_sessions > 0 ? p->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
-    }
     for (guint i = 0; i < inv->devices->len; i++) {
         gpb_device *d = inv_device(ctx, (int)i);
         const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
@@ -162,8 +153,7 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->ten_bit = d->ten_bit;
         p->sessions = (int)r->sessions;
         p->foreign_sessions = (int)r->foreign_sessions;
-        p->session_limit =
-            min_limit(d->max_sessions > 0 ? d->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
+        p->session_limit = limit_in_force(d->max_sessions, &r->learned, now);
         p->load = r->load_milli / 1000.0;
         p->budget = d->budget;
         p->pool = d->pool;
@@ -178,8 +168,15 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
             p->excluded = true;
             p->excluded_why = d->unavailable_why;
         }
-        if (d->pool >= 0)
-            pp[d->pool].sessions += p->sessions + p->foreign_sessions;
+    }
+    /* after the devices: their foreign load was refreshed above */
+    for (guint i = 0; i < inv->pools->len; i++) {
+        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
+        const gpb_pool_record *r = gpb_ledger_pool(ctx->ledger, p->ledger_index);
+
+        pp[i].name = p->name;
+        pp[i].sessions = gpb_inventory_pool_sessions(inv, ctx->ledger, (int)i);
+        pp[i].session_limit = limit_in_force(p->max_sessions, &r->learned, now);
     }
 }
 
@@ -576,13 +573,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
             if (inv_device(ctx, (int)i)->pool == d->pool)
                 mask |= UINT64_C(1) << inv_device(ctx, (int)i)->ledger_index;
         gpb_ledger_verify(ledger, mask);
-        for (guint i = 0; i < ctx->inventory->devices->len; i++) {
-            const gpb_device *m = inv_device(ctx, (int)i);
-            const gpb_device_record *r = gpb_ledger_device(ledger, m->ledger_index);
-
-            if (m->pool == d->pool)
-                others += (int)(r->sessions + r->foreign_sessions);
-        }
+        others = gpb_inventory_pool_sessions(ctx->inventory, ledger, d->pool);
         learned = &gpb_ledger_pool(ledger, p->ledger_index)->learned;
         scope = p->name;
     } else {

@@ -541,11 +541,6 @@ static uint32_t device_count(const gpb_ledger *ledger)
     return MIN(ledger->header->device_count, GPB_MAX_DEVICES);
 }
 
-int gpb_ledger_n_devices(const gpb_ledger *ledger)
-{
-    return (int)device_count(ledger);
-}
-
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend)
 {
     uint32_t n = device_count(ledger);

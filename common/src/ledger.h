@@ -47,6 +47,13 @@ typedef struct {
     char reason[GPB_REASON_SIZE];
 } gpb_learned;
 
+/* The learned limit in force at now (gpb_now_ns), or -1 when nothing was
+ * learned or it has expired. */
+static inline int gpb_learned_limit(const gpb_learned *learned, uint64_t now)
+{
+    return learned->until_ns > now ? (int)learned->limit : -1;
+}
+
 typedef struct {
     char id[GPB_ID_SIZE];
     uint32_t backend;
@@ -106,11 +113,11 @@ int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
 void gpb_ledger_lock(gpb_ledger *ledger);
 void gpb_ledger_unlock(gpb_ledger *ledger);
 
-/* Device and pool tables, keyed by id/name. find_or_add returns the index
- * or GPUBALANCE_ERR_FULL when the table is full. */
+/* Device and pool tables, keyed by id/name. The _index functions return
+ * the record's index, adding a record when there is none, or
+ * GPUBALANCE_ERR_FULL when the table is full. */
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend);
 int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name);
-int gpb_ledger_n_devices(const gpb_ledger *ledger);
 gpb_device_record *gpb_ledger_device(gpb_ledger *ledger, int index);
 gpb_pool_record *gpb_ledger_pool(gpb_ledger *ledger, int index);
 

@@ -51,13 +51,6 @@ int gpb_nvidia_consumer_cap(const char *driver_version)
     return 3;
 }
 
-bool gpb_pci_bus_id_parse(const char *text, unsigned *domain, unsigned *bus, unsigned *device)
-{
-    unsigned function;
-
-    return text && sscanf(text, "%x:%x:%x.%x", domain, bus, device, &function) == 4;
-}
-
 void gpb_nvenc_probe_key(const char *uuid, const char *driver_version, const char *boot_id, char *buf, size_t size)
 {
     snprintf(buf, size, "%s|%s|%s", uuid, driver_version, boot_id);
@@ -320,7 +313,6 @@ out:
 
 typedef struct {
     gpb_inventory *inv;
-    const gpb_config *config;
     gpb_ledger *ledger;
     bool refresh;
     CudaFunctions *cu;
@@ -491,7 +483,7 @@ static void load_cuda_and_nvenc(discovery *dc)
 
 static int nvidia_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
-    discovery dc = {.inv = inv, .config = config, .ledger = ledger, .refresh = refresh};
+    discovery dc = {.inv = inv, .ledger = ledger, .refresh = refresh};
     GArray *gpus, *ordinals;
     unsigned count = 0;
     int status = 0;

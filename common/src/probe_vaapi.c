@@ -26,21 +26,6 @@ typedef struct {
     GArray *before; /* gpb_drm_client of the previous look, NULL at first */
 } vaapi_data;
 
-static const char *dri_dir(void)
-{
-    /* Tests point this at a directory of their own. */
-    const char *dir = g_getenv("GPUBALANCE_DRI_DIR");
-
-    return dir && *dir ? dir : "/dev/dri";
-}
-
-static const char *proc_dir(void)
-{
-    const char *dir = g_getenv("GPUBALANCE_PROC_DIR");
-
-    return dir && *dir ? dir : "/proc";
-}
-
 static void silence(void *user_context, const char *message)
 {
     gpb_debug("libva (%s): %s", (const char *)user_context, message);
@@ -128,7 +113,7 @@ static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
 
 static gpb_device *probe_node(gpb_inventory *inv, const gpb_config *config, const char *name)
 {
-    gchar *path = g_build_filename(dri_dir(), name, NULL);
+    gchar *path = g_build_filename(gpb_discovery_dri_dir(), name, NULL);
     gchar *id = g_strdup_printf("vaapi:%s", name);
     gpb_device *d = gpb_device_new(id, GPUBALANCE_BACKEND_VAAPI);
     vaapi_data *data = g_new0(vaapi_data, 1);
@@ -182,7 +167,7 @@ static gint compare_names(gconstpointer a, gconstpointer b)
 
 static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
-    GDir *dir = g_dir_open(dri_dir(), 0, NULL);
+    GDir *dir = g_dir_open(gpb_discovery_dri_dir(), 0, NULL);
     GPtrArray *nodes = g_ptr_array_new_with_free_func(g_free);
     const char *name;
     int status = 0;
@@ -193,7 +178,7 @@ static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledg
     if (dir)
         g_dir_close(dir);
     if (nodes->len == 0)
-        gpb_inventory_note(inv, "vaapi: no render nodes in %s", dri_dir());
+        gpb_inventory_note(inv, "vaapi: no render nodes in %s", gpb_discovery_dri_dir());
     g_ptr_array_sort(nodes, compare_names);
     for (guint i = 0; i < nodes->len && status >= 0; i++)
         status = gpb_inventory_add(inv, probe_node(inv, config, g_ptr_array_index(nodes, i)));
@@ -209,7 +194,7 @@ static int vaapi_driver_sessions(gpb_device *d)
     GArray *now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
     int active = -1;
 
-    gpb_fdinfo_scan(proc_dir(), data->node, data->pdev, now);
+    gpb_fdinfo_scan(gpb_discovery_proc_dir(), data->node, data->pdev, now);
     if (data->before)
         active = gpb_fdinfo_count_active(data->before, now);
     if (data->before)
