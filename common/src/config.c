@@ -15,8 +15,13 @@
 
 #define SIM_DEFAULT_CODECS ((1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC))
 #define SOFTWARE_DEFAULT_CODECS ((1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC))
-#define MAX_SESSIONS_LIMIT 4096
+#define MAX_SESSIONS_LIMIT 4096 /* as many as the ledger has slots */
 #define MAX_BUDGET 1e6
+#define MAX_LEARN_EXPIRY (30 * 86400.0)
+#define DEFAULT_WAIT_TIMEOUT 30.0
+#define DEFAULT_LEARN_EXPIRY 600.0
+#define MAX_CUDA_ORDINAL 63
+#define MAX_NAME_LENGTH 40 /* of a [device:NAME] or a render node's name */
 
 static const char *const general_keys[] = {"policy",   "order",        "when-full", "wait-timeout",
                                            "discover", "learn-expiry", NULL};
@@ -62,9 +67,9 @@ gpb_config *gpb_config_new_default(void)
     config->order.backends[2] = GPUBALANCE_BACKEND_SOFTWARE;
     config->order.n = 3;
     config->when_full = GPUBALANCE_WHEN_FULL_SOFTWARE;
-    config->wait_timeout = 30;
+    config->wait_timeout = DEFAULT_WAIT_TIMEOUT;
     config->discover = true;
-    config->learn_expiry = 600;
+    config->learn_expiry = DEFAULT_LEARN_EXPIRY;
     config->software_budget = -1; /* the core-count formula */
     config->vaapi_budget = GPB_VAAPI_DEFAULT_BUDGET;
     config->software_codecs = SOFTWARE_DEFAULT_CODECS;
@@ -319,9 +324,9 @@ static int parse_general(const parse_ctx *pc, gpb_config *config)
         (status = get_parsed(pc, g, "order", (int (*)(const char *, void *))gpb_order_parse, &config->order)) < 0 ||
         (status = get_parsed(pc, g, "when-full", (int (*)(const char *, void *))gpb_when_full_parse,
                              &config->when_full)) < 0 ||
-        (status = get_double(pc, g, "wait-timeout", 0, 86400, &config->wait_timeout)) < 0 ||
+        (status = get_double(pc, g, "wait-timeout", 0, GPB_MAX_WAIT_TIMEOUT, &config->wait_timeout)) < 0 ||
         (status = get_bool(pc, g, "discover", &config->discover)) < 0 ||
-        (status = get_double(pc, g, "learn-expiry", 0, 30 * 86400, &config->learn_expiry)) < 0)
+        (status = get_double(pc, g, "learn-expiry", 0, MAX_LEARN_EXPIRY, &config->learn_expiry)) < 0)
         return status;
     return 0;
 }
@@ -372,7 +377,7 @@ static int parse_pool(const parse_ctx *pc, const char *group, gpb_config *config
 
 static bool valid_name(const char *name)
 {
-    if (!*name || strlen(name) > 40)
+    if (!*name || strlen(name) > MAX_NAME_LENGTH)
         return false;
     for (const char *p = name; *p; p++)
         if (!g_ascii_isalnum(*p) && *p != '-' && *p != '_' && *p != '.')
@@ -436,9 +441,9 @@ static int parse_device_identity(const parse_ctx *pc, const char *group, gpb_dev
     case GPUBALANCE_BACKEND_NVENC:
         if (!g_key_file_has_key(pc->kf, group, "cuda-device", NULL))
             return gpb_fail(GPUBALANCE_ERR_CONFIG,
-                            "%s: [%s]: backend=nvenc needs key 'cuda-device' (the CUDA ordinal, 0..63)", pc->file,
-                            group);
-        status = get_int(pc, group, "cuda-device", 0, 63, &dev->cuda_ordinal);
+                            "%s: [%s]: backend=nvenc needs key 'cuda-device' (the CUDA ordinal, 0..%d)", pc->file,
+                            group, MAX_CUDA_ORDINAL);
+        status = get_int(pc, group, "cuda-device", 0, MAX_CUDA_ORDINAL, &dev->cuda_ordinal);
         dev->id = g_strdup_printf("nvenc:%d", dev->cuda_ordinal);
         dev->display_name = g_strdup_printf("NVIDIA GPU %d (declared)", dev->cuda_ordinal);
         break;
@@ -470,15 +475,15 @@ static int parse_device(const parse_ctx *pc, const char *group, gpb_config *conf
 
     if (!valid_name(name))
         return gpb_fail(GPUBALANCE_ERR_CONFIG,
-                        "%s: [%s]: a device name is 1-40 letters, digits, '-', '_' or '.', as in [device:gpu0]",
-                        pc->file, group);
+                        "%s: [%s]: a device name is 1-%d letters, digits, '-', '_' or '.', as in [device:gpu0]",
+                        pc->file, group, MAX_NAME_LENGTH);
     dev = g_new0(gpb_device_config, 1);
     g_ptr_array_add(config->devices, dev);
     dev->group_name = g_strdup(name);
     dev->imitates = GPUBALANCE_BACKEND_NVENC;
     dev->codecs = SIM_DEFAULT_CODECS;
-    dev->max_width = GPB_DEFAULT_MAX_SIZE;
-    dev->max_height = GPB_DEFAULT_MAX_SIZE;
+    dev->max_width = GPB_ASSUMED_MAX_SIZE;
+    dev->max_height = GPB_ASSUMED_MAX_SIZE;
     dev->cuda_ordinal = -1;
     if ((status = check_keys(pc, group, device_keys)) < 0 || (status = parse_device_backend(pc, group, dev)) < 0 ||
         (status = check_backend_keys(pc, group, dev->backend)) < 0 ||
@@ -489,8 +494,10 @@ static int parse_device(const parse_ctx *pc, const char *group, gpb_config *conf
         (status = get_int(pc, group, "max-sessions", 0, MAX_SESSIONS_LIMIT, &dev->max_sessions)) < 0 ||
         (status = get_int(pc, group, "enforce-sessions", 0, MAX_SESSIONS_LIMIT, &dev->enforce_sessions)) < 0 ||
         (status = get_double(pc, group, "budget", 0, MAX_BUDGET, &dev->budget)) < 0 ||
-        (status = get_int(pc, group, "max-width", 16, GPB_SOFTWARE_MAX_SIZE, &dev->max_width)) < 0 ||
-        (status = get_int(pc, group, "max-height", 16, GPB_SOFTWARE_MAX_SIZE, &dev->max_height)) < 0 ||
+        (status = get_int(pc, group, "max-width", GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MAX_DIMENSION,
+                          &dev->max_width)) < 0 ||
+        (status = get_int(pc, group, "max-height", GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MAX_DIMENSION,
+                          &dev->max_height)) < 0 ||
         (status = get_bool(pc, group, "ten-bit", &dev->ten_bit)) < 0)
         return status;
     dev->pool = get_string(pc, group, "pool");

@@ -13,6 +13,7 @@
 #include "util.h"
 
 #define N_FRAMEWORKS 2
+#define AV1_MAX_QUALITY 63.0 /* SVT-AV1's and aom's crf run 0..63 */
 #define MAX_CHOICES 2
 
 typedef struct {
@@ -168,7 +169,7 @@ double gpubalance_quality_value(gpubalance_encoder_family family, double crf)
     switch (family) {
     case GPUBALANCE_ENCODER_SVTAV1:
     case GPUBALANCE_ENCODER_AOM:
-        return round(crf * 63.0 / GPUBALANCE_MAX_QUALITY);
+        return round(crf * AV1_MAX_QUALITY / GPUBALANCE_MAX_QUALITY);
     case GPUBALANCE_ENCODER_NVENC:
     case GPUBALANCE_ENCODER_VAAPI:
         return MAX(1.0, round(crf));

@@ -25,8 +25,8 @@ gpb_device *gpb_device_new(const char *id, gpubalance_backend backend)
     d->ledger_key = g_strdup(id);
     d->backend = backend;
     d->imitates = backend;
-    d->max_width = GPB_DEFAULT_MAX_SIZE;
-    d->max_height = GPB_DEFAULT_MAX_SIZE;
+    d->max_width = GPB_ASSUMED_MAX_SIZE;
+    d->max_height = GPB_ASSUMED_MAX_SIZE;
     d->pool = -1;
     d->cuda_ordinal = -1;
     d->ledger_index = -1;
@@ -218,8 +218,8 @@ static gpb_device *software_device(const gpb_config *config)
 
     d->name = g_strdup("CPU (software encoders)");
     d->codecs = config->software_codecs;
-    d->max_width = GPB_SOFTWARE_MAX_SIZE;
-    d->max_height = GPB_SOFTWARE_MAX_SIZE;
+    d->max_width = GPUBALANCE_MAX_DIMENSION;
+    d->max_height = GPUBALANCE_MAX_DIMENSION;
     d->ten_bit = true;
     d->budget = config->software_budget >= 0 ? config->software_budget : gpb_software_default_budget();
     return d;

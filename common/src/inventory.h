@@ -4,7 +4,7 @@
  * A probe is a table of callbacks (gpb_probe). discover() adds what it
  * finds with gpb_inventory_add() and, when it finds nothing, says why in a
  * note ("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found"), which
- * `gpubalance probe` prints. foreign_sessions() reports sessions that the
+ * `gpubalance probe` prints. driver_sessions() reports the sessions the
  * driver sees on a device; the core subtracts the leases it granted (state
  * opened) and stores the difference in the ledger, shared by every
  * process, at most every GPB_FOREIGN_REFRESH_NS per device.

@@ -366,8 +366,8 @@ static void apply_probe(gpb_device *d, const gpb_nvenc_probe *p)
 {
     if (p->open_status == NV_ENC_SUCCESS) {
         d->codecs = p->codecs;
-        d->max_width = p->max_width ? (int)p->max_width : 4096;
-        d->max_height = p->max_height ? (int)p->max_height : 4096;
+        d->max_width = p->max_width ? (int)p->max_width : GPB_ASSUMED_MAX_SIZE;
+        d->max_height = p->max_height ? (int)p->max_height : GPB_ASSUMED_MAX_SIZE;
         d->ten_bit = p->ten_bit != 0;
         if (!p->codecs)
             d->not_offered_why = g_strdup("NVENC opened but offers no H.264, HEVC or AV1");
@@ -378,7 +378,7 @@ static void apply_probe(gpb_device *d, const gpb_nvenc_probe *p)
         /* busy or failing right now: keep it on offer with defaults and let
          * the open tell; a refusal is then learned */
         d->codecs = (1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC);
-        d->max_width = d->max_height = 4096;
+        d->max_width = d->max_height = GPB_ASSUMED_MAX_SIZE;
     }
 }
 

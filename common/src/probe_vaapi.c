@@ -83,8 +83,8 @@ static void read_encode_caps(VADisplay dpy, gpb_device *d)
         d->ten_bit |= profiles[i].ten_bit;
         max_size(dpy, profiles[i].profile, &width, &height);
     }
-    d->max_width = width ? width : 4096;
-    d->max_height = height ? height : 4096;
+    d->max_width = width ? width : GPB_ASSUMED_MAX_SIZE;
+    d->max_height = height ? height : GPB_ASSUMED_MAX_SIZE;
 }
 
 /* The node's kernel driver and PCI address, from sysfs. */
