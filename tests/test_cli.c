@@ -368,15 +368,15 @@ static void leases_exclude_each_other_across_pid_namespaces(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"exec_holds_the_lease_while_cmd_runs", exec_holds_the_lease_while_cmd_runs},
-    {"exec_lease_ends_when_cmd_is_killed", exec_lease_ends_when_cmd_is_killed},
-    {"exec_passes_the_exit_status_through", exec_passes_the_exit_status_through},
-    {"exec_narrows_cuda_visible_devices", exec_narrows_cuda_visible_devices},
-    {"status_json_has_the_documented_fields", status_json_has_the_documented_fields},
-    {"pick_json_names_device_backend_and_reason", pick_json_names_device_backend_and_reason},
-    {"bad_usage_is_a_clear_error", bad_usage_is_a_clear_error},
-    {"damaged_ledger_message_reaches_the_user", damaged_ledger_message_reaches_the_user},
-    {"leases_exclude_each_other_across_pid_namespaces", leases_exclude_each_other_across_pid_namespaces},
+    GPB_TEST(exec_holds_the_lease_while_cmd_runs),
+    GPB_TEST(exec_lease_ends_when_cmd_is_killed),
+    GPB_TEST(exec_passes_the_exit_status_through),
+    GPB_TEST(exec_narrows_cuda_visible_devices),
+    GPB_TEST(status_json_has_the_documented_fields),
+    GPB_TEST(pick_json_names_device_backend_and_reason),
+    GPB_TEST(bad_usage_is_a_clear_error),
+    GPB_TEST(damaged_ledger_message_reaches_the_user),
+    GPB_TEST(leases_exclude_each_other_across_pid_namespaces),
 };
 
 GPB_TEST_MAIN(cases)

@@ -535,22 +535,22 @@ static void software_budget_follows_the_core_count(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"no_nvidia_libraries_is_a_note", no_nvidia_libraries_is_a_note},
-    {"libraries_but_no_gpu_is_a_note", libraries_but_no_gpu_is_a_note},
-    {"driver_library_mismatch_is_a_note", driver_library_mismatch_is_a_note},
-    {"gpus_are_found_with_uuid_pci_and_cuda_ordinal", gpus_are_found_with_uuid_pci_and_cuda_ordinal},
-    {"gpu_hidden_from_cuda_is_not_offered", gpu_hidden_from_cuda_is_not_offered},
-    {"gpu_without_nvenc_is_listed_and_never_offered", gpu_without_nvenc_is_listed_and_never_offered},
-    {"probe_is_cached_per_uuid_driver_and_boot", probe_is_cached_per_uuid_driver_and_boot},
-    {"probe_holds_a_lease_while_its_session_is_open", probe_holds_a_lease_while_its_session_is_open},
-    {"consumer_cap_follows_driver_version", consumer_cap_follows_driver_version},
-    {"config_and_learning_override_the_driver_cap", config_and_learning_override_the_driver_cap},
-    {"foreign_nvenc_sessions_come_from_nvml", foreign_nvenc_sessions_come_from_nvml},
-    {"no_render_nodes_is_a_note", no_render_nodes_is_a_note},
-    {"render_node_that_is_not_a_gpu_is_listed_not_offered", render_node_that_is_not_a_gpu_is_listed_not_offered},
-    {"fdinfo_of_each_driver_is_parsed", fdinfo_of_each_driver_is_parsed},
-    {"fdinfo_counts_clients_whose_video_use_advances", fdinfo_counts_clients_whose_video_use_advances},
-    {"software_budget_follows_the_core_count", software_budget_follows_the_core_count},
+    GPB_TEST(no_nvidia_libraries_is_a_note),
+    GPB_TEST_WITH_STUBS(libraries_but_no_gpu_is_a_note),
+    GPB_TEST_WITH_STUBS(driver_library_mismatch_is_a_note),
+    GPB_TEST_WITH_STUBS(gpus_are_found_with_uuid_pci_and_cuda_ordinal),
+    GPB_TEST_WITH_STUBS(gpu_hidden_from_cuda_is_not_offered),
+    GPB_TEST_WITH_STUBS(gpu_without_nvenc_is_listed_and_never_offered),
+    GPB_TEST_WITH_STUBS(probe_is_cached_per_uuid_driver_and_boot),
+    GPB_TEST_WITH_STUBS(probe_holds_a_lease_while_its_session_is_open),
+    GPB_TEST(consumer_cap_follows_driver_version),
+    GPB_TEST_WITH_STUBS(config_and_learning_override_the_driver_cap),
+    GPB_TEST_WITH_STUBS(foreign_nvenc_sessions_come_from_nvml),
+    GPB_TEST(no_render_nodes_is_a_note),
+    GPB_TEST(render_node_that_is_not_a_gpu_is_listed_not_offered),
+    GPB_TEST(fdinfo_of_each_driver_is_parsed),
+    GPB_TEST(fdinfo_counts_clients_whose_video_use_advances),
+    GPB_TEST(software_budget_follows_the_core_count),
 };
 
 GPB_TEST_MAIN(cases)

@@ -255,19 +255,19 @@ static void concurrent_creators_agree_on_one_file(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"random_bytes_are_not_a_ledger", random_bytes_are_not_a_ledger},
-    {"truncated_ledger_is_refused", truncated_ledger_is_refused},
-    {"wrong_magic_is_refused", wrong_magic_is_refused},
-    {"newer_format_is_refused_by_name", newer_format_is_refused_by_name},
-    {"damaged_header_fails_its_crc", damaged_header_fails_its_crc},
-    {"symlink_in_place_of_the_file_is_refused", symlink_in_place_of_the_file_is_refused},
-    {"unsafe_directory_is_refused", unsafe_directory_is_refused},
-    {"world_writable_file_is_refused", world_writable_file_is_refused},
-    {"reset_moves_a_damaged_ledger_aside", reset_moves_a_damaged_ledger_aside},
-    {"reset_refuses_while_leases_are_live", reset_refuses_while_leases_are_live},
-    {"reset_with_force_replaces_a_busy_ledger", reset_with_force_replaces_a_busy_ledger},
-    {"garbage_in_the_tables_never_crashes", garbage_in_the_tables_never_crashes},
-    {"concurrent_creators_agree_on_one_file", concurrent_creators_agree_on_one_file},
+    GPB_TEST(random_bytes_are_not_a_ledger),
+    GPB_TEST(truncated_ledger_is_refused),
+    GPB_TEST(wrong_magic_is_refused),
+    GPB_TEST(newer_format_is_refused_by_name),
+    GPB_TEST(damaged_header_fails_its_crc),
+    GPB_TEST(symlink_in_place_of_the_file_is_refused),
+    GPB_TEST(unsafe_directory_is_refused),
+    GPB_TEST(world_writable_file_is_refused),
+    GPB_TEST(reset_moves_a_damaged_ledger_aside),
+    GPB_TEST(reset_refuses_while_leases_are_live),
+    GPB_TEST(reset_with_force_replaces_a_busy_ledger),
+    GPB_TEST(garbage_in_the_tables_never_crashes),
+    GPB_TEST(concurrent_creators_agree_on_one_file),
 };
 
 GPB_TEST_MAIN(cases)

@@ -334,9 +334,9 @@ static void threads_share_a_context_safely(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"threads_share_a_context_safely", threads_share_a_context_safely},
-    {"pool_is_never_oversubscribed", pool_is_never_oversubscribed},
-    {"sigkill_torture_leaves_no_lease", sigkill_torture_leaves_no_lease},
+    GPB_TEST(threads_share_a_context_safely),
+    GPB_TEST(pool_is_never_oversubscribed),
+    GPB_TEST(sigkill_torture_leaves_no_lease),
 };
 
 GPB_TEST_MAIN(cases)
