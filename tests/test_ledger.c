@@ -11,6 +11,7 @@
 
 #include "helpers.h"
 #include "ledger.h"
+#include "util.h"
 
 /* The header the CRC covers, and the dynamic counters after it; the
  * tables follow. */
@@ -363,6 +364,61 @@ static void concurrent_creators_agree_on_one_file(void)
     g_free(path);
 }
 
+/* A frozen clock, so that no periodic sweep (once a second) can repair
+ * the counts in place of the one under test. */
+static uint64_t frozen_clock(void)
+{
+    return 1000ull * 1000 * 1000 * 1000;
+}
+
+/* Dies inside the ledger's critical section, after writing half of a
+ * mutation: gpu0's count says 5 sessions that hold no lock. */
+static G_GNUC_NORETURN void die_inside_the_critical_section(void)
+{
+    gpb_ledger *ledger;
+    gpb_device_record *r;
+
+    if (gpb_ledger_open(NULL, &ledger) < 0)
+        _exit(2);
+    gpb_ledger_lock(ledger);
+    gpb_ledger_sweep(ledger); /* the last sweep is "now" */
+    r = gpb_ledger_device(ledger, gpb_ledger_device_index(ledger, "sim:gpu0", GPUBALANCE_BACKEND_SIM));
+    r->sessions = 5;
+    r->load_milli = 5000;
+    _exit(0); /* without unlocking: the kernel drops the lock, the flag stays */
+}
+
+/* The next process to take the lock finds the critical-section flag set
+ * and rebuilds the counts from the locks before deciding: two devices
+ * without limits (counts only break ties) tie again, and the first wins. */
+static void death_inside_the_critical_section_is_swept_by_the_next_process(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+    pid_t child;
+    int status;
+
+    gpb_set_clock(frozen_clock);
+    gpb_test_env("[general]\ndiscover=false\norder=nvenc\n"
+                 "[device:gpu0]\nbackend=sim\n[device:gpu1]\nbackend=sim\n");
+    ctx = gpb_test_open();
+    child = fork();
+    g_assert_cmpint(child, >=, 0);
+    if (child == 0)
+        die_inside_the_critical_section();
+    g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:gpu0"); /* 0 and 0 sessions: a tie */
+    gpubalance_lease_release(l);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    gpb_set_clock(NULL);
+}
+
 static const gpb_test_case cases[] = {
     GPB_TEST(random_bytes_are_not_a_ledger),
     GPB_TEST(truncated_ledger_is_refused),
@@ -377,6 +433,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(reset_with_force_replaces_a_busy_ledger),
     GPB_TEST(garbage_in_the_tables_never_crashes),
     GPB_TEST(concurrent_creators_agree_on_one_file),
+    GPB_TEST(death_inside_the_critical_section_is_swept_by_the_next_process),
 };
 
 GPB_TEST_MAIN(cases)
