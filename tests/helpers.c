@@ -118,15 +118,21 @@ const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, c
     return NULL;
 }
 
-int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
+/* The device as a fresh snapshot sees it; its strings are not kept. */
+static gpubalance_device_info device_now(gpubalance_context *ctx, const char *device_id)
 {
     gpubalance_snapshot *snap;
-    int n;
+    gpubalance_device_info info;
 
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = gpb_test_device(snap, device_id)->sessions;
+    info = *gpb_test_device(snap, device_id);
     gpubalance_snapshot_free(snap);
-    return n;
+    return info;
+}
+
+int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
+{
+    return device_now(ctx, device_id).sessions;
 }
 
 int gpb_test_total_leases(gpubalance_context *ctx)
@@ -142,13 +148,7 @@ int gpb_test_total_leases(gpubalance_context *ctx)
 
 int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id)
 {
-    gpubalance_snapshot *snap;
-    int n;
-
-    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = gpb_test_device(snap, device_id)->learned_limit;
-    gpubalance_snapshot_free(snap);
-    return n;
+    return device_now(ctx, device_id).learned_limit;
 }
 
 int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool)

@@ -240,33 +240,31 @@ static void pick_json_names_device_backend_and_reason(void)
 
 static void bad_usage_is_a_clear_error(void)
 {
-    const char *no_size[] = {bin(), "pick", "--codec", "h264", NULL};
-    const char *bad_codec[] = {bin(), "pick", "--codec", "vp9", "--width", "64", "--height", "64", NULL};
-    const char *bad_policy[] = {bin(), "pick", "-c", "h264", "-w", "64", "--height", "64", "--policy", "x", NULL};
-    const char *no_cmd[] = {bin(), "exec", "-c", "h264", "-w", "64", "--height", "64", NULL};
-    const char *unknown[] = {bin(), "frobnicate", NULL};
-    const char *bad_option[] = {bin(), "status", "--jsn", NULL};
-    char *err = NULL;
+    /* the arguments after the command's path, and what stderr must say */
+    static const struct {
+        const char *args[10];
+        const char *message;
+    } cases[] = {
+        {{"pick", "--codec", "h264"}, "--codec, --width and --height are required"},
+        {{"pick", "--codec", "vp9", "--width", "64", "--height", "64"}, "--codec vp9: not one of h264, hevc, av1"},
+        {{"pick", "-c", "h264", "-w", "64", "--height", "64", "--policy", "x"},
+         "policy 'x' is not one of: balanced, fill"},
+        {{"exec", "-c", "h264", "-w", "64", "--height", "64"}, "no command; write it after --"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"status", "--jsn"}, "--jsn"},
+    };
 
     gpb_test_env(sim_config);
-    g_assert_cmpint(run(no_size, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--codec, --width and --height are required");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_codec, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--codec vp9: not one of h264, hevc, av1");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_policy, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "policy 'x' is not one of: balanced, fill");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(no_cmd, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "no command; write it after --");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(unknown, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "unknown command 'frobnicate'");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_option, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--jsn");
-    g_free(err);
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        const char *argv[G_N_ELEMENTS(cases[i].args) + 2] = {bin()};
+        char *err = NULL;
+
+        for (size_t j = 0; cases[i].args[j]; j++)
+            argv[j + 1] = cases[i].args[j];
+        g_assert_cmpint(run(argv, NULL, &err), ==, 2);
+        gpb_assert_contains(err, cases[i].message);
+        g_free(err);
+    }
 }
 
 static void damaged_ledger_message_reaches_the_user(void)

@@ -64,43 +64,46 @@ static const char *discovery_env(void)
     return dir;
 }
 
+/* Discovery found no usable NVIDIA GPU: it says why in a note, and the
+ * inventory has no nvenc device (the context still opens). */
+static void assert_no_nvidia_device_and_note(const char *note)
+{
+    gpubalance_context *ctx = gpb_test_open();
+    gpubalance_snapshot *snap;
+
+    assert_note(ctx, note);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
 static void no_nvidia_libraries_is_a_note(void)
 {
-    gpubalance_context *ctx;
     void *real = dlopen("libnvidia-ml.so.1", RTLD_LAZY);
 
     if (real)
         gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
     discovery_env();
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
-    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
-    gpubalance_context_close(ctx);
+    assert_no_nvidia_device_and_note("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
 }
 
 static void libraries_but_no_gpu_is_a_note(void)
 {
-    gpubalance_context *ctx;
-
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "0", TRUE);
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
-    gpubalance_context_close(ctx);
+    assert_no_nvidia_device_and_note("nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
 }
 
 static void driver_library_mismatch_is_a_note(void)
 {
-    gpubalance_context *ctx;
-
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "1", TRUE);
     g_setenv("FAKE_NVML_INIT_FAIL", "18", TRUE);
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
-    gpubalance_context_close(ctx);
+    assert_no_nvidia_device_and_note("nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
 }
 
 static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
