@@ -312,15 +312,25 @@ static int get_parsed(const parse_ctx *pc, const char *group, const char *key, i
 
 /* ---- groups ------------------------------------------------------------ */
 
+/* Whether the group is there to be read: false when it is absent
+ * (*status 0) or holds a key it does not allow (*status < 0). */
+static bool group_to_read(const parse_ctx *pc, const char *group, const char *const *allowed, int *status)
+{
+    *status = 0;
+    if (!g_key_file_has_group(pc->kf, group))
+        return false;
+    *status = check_keys(pc, group, allowed);
+    return *status == 0;
+}
+
 static int parse_general(const parse_ctx *pc, gpb_config *config)
 {
     const char *g = "general";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, general_keys)) < 0 ||
-        (status = get_parsed(pc, g, "policy", (int (*)(const char *, void *))gpb_policy_parse, &config->policy)) < 0 ||
+    if (!group_to_read(pc, g, general_keys, &status))
+        return status;
+    if ((status = get_parsed(pc, g, "policy", (int (*)(const char *, void *))gpb_policy_parse, &config->policy)) < 0 ||
         (status = get_parsed(pc, g, "order", (int (*)(const char *, void *))gpb_order_parse, &config->order)) < 0 ||
         (status = get_parsed(pc, g, "when-full", (int (*)(const char *, void *))gpb_when_full_parse,
                              &config->when_full)) < 0 ||
@@ -333,29 +343,22 @@ static int parse_general(const parse_ctx *pc, gpb_config *config)
 
 static int parse_software(const parse_ctx *pc, gpb_config *config)
 {
-    const char *g = "software";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, software_keys)) < 0 ||
-        (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->software_budget)) < 0 ||
-        (status = get_codecs(pc, g, "codecs", &config->software_codecs)) < 0)
+    if (!group_to_read(pc, "software", software_keys, &status))
         return status;
-    return 0;
+    if ((status = get_double(pc, "software", "budget", 0, MAX_BUDGET, &config->software_budget)) < 0)
+        return status;
+    return get_codecs(pc, "software", "codecs", &config->software_codecs);
 }
 
 static int parse_vaapi(const parse_ctx *pc, gpb_config *config)
 {
-    const char *g = "vaapi";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, vaapi_keys)) < 0 ||
-        (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->vaapi_budget)) < 0)
+    if (!group_to_read(pc, "vaapi", vaapi_keys, &status))
         return status;
-    return 0;
+    return get_double(pc, "vaapi", "budget", 0, MAX_BUDGET, &config->vaapi_budget);
 }
 
 static int parse_pool(const parse_ctx *pc, const char *group, gpb_config *config)

@@ -188,46 +188,41 @@ int gpubalance_stream_set_label(gpubalance_stream *s, const char *label)
     return 0;
 }
 
+/* The stream's own policy, order and when-full override the context's:
+ * has_* says whether the stream has its own. A parser writes the value
+ * only on success, so a refused value leaves the previous one. */
+static int unset(bool *has)
+{
+    *has = false;
+    return 0;
+}
+
+static int own_setting(int parse_status, bool *has)
+{
+    if (parse_status == 0)
+        *has = true;
+    return parse_status;
+}
+
 int gpubalance_stream_set_policy(gpubalance_stream *s, const char *name)
 {
-    int status;
-
-    if (!name) {
-        s->has_policy = false;
-        return 0;
-    }
-    if ((status = gpb_policy_parse(name, &s->policy)) < 0)
-        return status;
-    s->has_policy = true;
-    return 0;
+    if (!name)
+        return unset(&s->has_policy);
+    return own_setting(gpb_policy_parse(name, &s->policy), &s->has_policy);
 }
 
 int gpubalance_stream_set_order(gpubalance_stream *s, const char *order)
 {
-    int status;
-
-    if (!order) {
-        s->has_order = false;
-        return 0;
-    }
-    if ((status = gpb_order_parse(order, &s->order)) < 0)
-        return status;
-    s->has_order = true;
-    return 0;
+    if (!order)
+        return unset(&s->has_order);
+    return own_setting(gpb_order_parse(order, &s->order), &s->has_order);
 }
 
 int gpubalance_stream_set_when_full(gpubalance_stream *s, const char *name)
 {
-    int status;
-
-    if (!name) {
-        s->has_when_full = false;
-        return 0;
-    }
-    if ((status = gpb_when_full_parse(name, &s->when_full)) < 0)
-        return status;
-    s->has_when_full = true;
-    return 0;
+    if (!name)
+        return unset(&s->has_when_full);
+    return own_setting(gpb_when_full_parse(name, &s->when_full), &s->has_when_full);
 }
 
 int gpubalance_stream_set_wait_timeout(gpubalance_stream *s, double seconds)
