@@ -202,28 +202,10 @@ static gchar *get_string(const parse_ctx *pc, const char *group, const char *key
     return value ? g_strstrip(value) : NULL;
 }
 
-static int get_int(const parse_ctx *pc, const char *group, const char *key, int min, int max, int *out)
-{
-    gchar *text = get_string(pc, group, key);
-    gchar *end = NULL;
-    gint64 value;
-    int status = 0;
-
-    if (!text)
-        return 0; /* absent: keep the default */
-    errno = 0;
-    value = g_ascii_strtoll(text, &end, 10);
-    if (!*text || *end || errno)
-        status = key_error(pc, group, key, "not an integer; allowed: %d..%d", min, max);
-    else if (value < min || value > max)
-        status = key_error(pc, group, key, "out of range; allowed: %d..%d", min, max);
-    else
-        *out = (int)value;
-    g_free(text);
-    return status;
-}
-
-static int get_double(const parse_ctx *pc, const char *group, const char *key, double min, double max, double *out)
+/* Reads a number in min..max (whole numbers only when integer). An
+ * absent key keeps *out, the default. */
+static int get_number(const parse_ctx *pc, const char *group, const char *key, bool integer, double min, double max,
+                      double *out)
 {
     gchar *text = get_string(pc, group, key);
     gchar *end = NULL;
@@ -233,15 +215,29 @@ static int get_double(const parse_ctx *pc, const char *group, const char *key, d
     if (!text)
         return 0;
     errno = 0;
-    value = g_ascii_strtod(text, &end);
+    value = integer ? (double)g_ascii_strtoll(text, &end, 10) : g_ascii_strtod(text, &end);
     if (!*text || *end || errno || !isfinite(value))
-        status = key_error(pc, group, key, "not a number; allowed: %g..%g", min, max);
+        status = key_error(pc, group, key, "not %s; allowed: %g..%g", integer ? "an integer" : "a number", min, max);
     else if (value < min || value > max)
         status = key_error(pc, group, key, "out of range; allowed: %g..%g", min, max);
     else
         *out = value;
     g_free(text);
     return status;
+}
+
+static int get_int(const parse_ctx *pc, const char *group, const char *key, int min, int max, int *out)
+{
+    double value = *out;
+    int status = get_number(pc, group, key, true, min, max, &value);
+
+    *out = (int)value;
+    return status;
+}
+
+static int get_double(const parse_ctx *pc, const char *group, const char *key, double min, double max, double *out)
+{
+    return get_number(pc, group, key, false, min, max, out);
 }
 
 static int get_bool(const parse_ctx *pc, const char *group, const char *key, bool *out)
