@@ -22,8 +22,9 @@
  * lock costs one fcntl per lease on the host, on every acquire. The device
  * table keeps counters instead, updated under the header lock by claim and
  * release. A holder that dies without releasing leaves its counter too
- * high (never too low: the counter goes up before the lock is visible and
- * down only after the record is gone), so a count can only overstate load.
+ * high; nothing ever removes a count it did not add (counts change only
+ * under the header lock, with the slot they describe), so a count can only
+ * overstate load.
  * Placement verifies the slots of the devices whose limit matters before
  * trusting them (gpb_ledger_verify), and a full sweep rebuilds everything
  * when a process died inside the critical section.
