@@ -288,26 +288,3 @@ fail:
     gpb_inventory_free(inv);
     return status;
 }
-
-const char *gpb_ffmpeg_encoder(const gpb_device *d, gpubalance_codec codec)
-{
-    size_t n;
-    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_FFMPEG, d->backend, codec, &n);
-
-    return n ? e[0].name : "";
-}
-
-void gpb_gst_encoder(const gpb_device *d, gpubalance_codec codec, char *buf, size_t size)
-{
-    static const char *const codec_part[] = {"h264", "h265", "av1"};
-    size_t n;
-    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, d->backend, codec, &n);
-    /* GStreamer's va plugin names the first render node's elements
-     * va<codec>enc and the others va<node><codec>enc. */
-    const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
-
-    if (d->backend == GPUBALANCE_BACKEND_VAAPI && node && strcmp(node, "/renderD128") != 0)
-        snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
-    else
-        snprintf(buf, size, "%s", n ? e[0].name : "");
-}

@@ -116,10 +116,6 @@ const char *gpb_discovery_proc_dir(void);
  * least 1. [software] budget= overrides it; 0 there means no limit. */
 double gpb_software_default_budget(void);
 
-/* The encoders a lease on the device uses for codec. */
-const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec);
-void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf, size_t size);
-
 /* The probes compiled into this build, NULL-terminated. */
 extern const gpb_probe *const gpb_probes[];
 extern const gpb_probe gpb_nvidia_probe;
