@@ -11,7 +11,7 @@
 static char *test_dir;
 static pid_t test_owner;
 
-static void remove_tree(const char *path)
+void gpb_remove_tree(const char *path)
 {
     GDir *dir = g_dir_open(path, 0, NULL);
     const char *name;
@@ -21,7 +21,7 @@ static void remove_tree(const char *path)
             char *child = g_build_filename(path, name, NULL);
 
             if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
-                remove_tree(child);
+                gpb_remove_tree(child);
             else
                 g_unlink(child);
             g_free(child);
@@ -36,7 +36,7 @@ void gpb_test_cleanup(void)
     /* Forked children exit through _exit or exec; only the test itself
      * removes the directory. */
     if (test_dir && getpid() == test_owner && !g_getenv("GPB_TEST_KEEP"))
-        remove_tree(test_dir);
+        gpb_remove_tree(test_dir);
     g_clear_pointer(&test_dir, g_free);
 }
 
@@ -50,7 +50,7 @@ const char *gpb_test_env(const char *config_text)
     char *ledger_dir;
 
     if (test_dir) { /* a second environment in one test: drop the first */
-        remove_tree(test_dir);
+        gpb_remove_tree(test_dir);
         g_free(test_dir);
     } else {
         atexit(cleanup);

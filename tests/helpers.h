@@ -30,6 +30,9 @@
  * DIR, removed when the test process exits. */
 const char *gpb_test_env(const char *config_text);
 
+/* Removes a directory and everything below it (links are not followed). */
+void gpb_remove_tree(const char *path);
+
 /* Removes the test's directory now (also done at exit). */
 void gpb_test_cleanup(void);
 
