@@ -109,6 +109,14 @@ gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_str
     return lease;
 }
 
+gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+{
+    gpb_test_env(config_text);
+    *ctx = gpb_test_open();
+    *stream = gpb_test_stream("h264", 1920, 1080, 30);
+    return gpb_test_acquire(*ctx, *stream);
+}
+
 const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, const char *id)
 {
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)

@@ -64,9 +64,10 @@ static const char *discovery_env(void)
     return dir;
 }
 
-/* Discovery found no usable NVIDIA GPU: it says why in a note, and the
- * inventory has no nvenc device (the context still opens). */
-static void assert_no_nvidia_device_and_note(const char *note)
+/* Discovery found nothing usable of one backend: it says why in a note,
+ * and the inventory has no device of that backend (the context still
+ * opens). */
+static void assert_note_and_no_device(gpubalance_backend backend, const char *note)
 {
     gpubalance_context *ctx = gpb_test_open();
     gpubalance_snapshot *snap;
@@ -74,7 +75,7 @@ static void assert_no_nvidia_device_and_note(const char *note)
     assert_note(ctx, note);
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, backend);
     gpubalance_snapshot_free(snap);
     gpubalance_context_close(ctx);
 }
@@ -86,7 +87,7 @@ static void no_nvidia_libraries_is_a_note(void)
     if (real)
         gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
     discovery_env();
-    assert_no_nvidia_device_and_note("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
 }
 
 static void libraries_but_no_gpu_is_a_note(void)
@@ -94,7 +95,8 @@ static void libraries_but_no_gpu_is_a_note(void)
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "0", TRUE);
-    assert_no_nvidia_device_and_note("nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC,
+                              "nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
 }
 
 static void driver_library_mismatch_is_a_note(void)
@@ -103,7 +105,8 @@ static void driver_library_mismatch_is_a_note(void)
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "1", TRUE);
     g_setenv("FAKE_NVML_INIT_FAIL", "18", TRUE);
-    assert_no_nvidia_device_and_note("nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC,
+                              "nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
 }
 
 static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
@@ -376,19 +379,11 @@ static void foreign_nvenc_sessions_come_from_nvml(void)
 
 static void no_render_nodes_is_a_note(void)
 {
-    gpubalance_context *ctx;
-    gpubalance_snapshot *snap;
     char *note;
 
     discovery_env();
-    ctx = gpb_test_open();
     note = g_strdup_printf("vaapi: no render nodes in %s", gpb_discovery_dri_dir());
-    assert_note(ctx, note);
-    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_VAAPI);
-    gpubalance_snapshot_free(snap);
-    gpubalance_context_close(ctx);
+    assert_note_and_no_device(GPUBALANCE_BACKEND_VAAPI, note);
     g_free(note);
 }
 

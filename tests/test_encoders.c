@@ -148,11 +148,9 @@ static void failed_attempts_name_the_encoder_the_front_end_opened(void)
     gpubalance_stream *s;
     gpubalance_lease *l;
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\nwhen-full=fail\n"
-                 "[device:a]\nbackend=sim\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l = gpb_test_acquire(ctx, s);
+    l = gpb_test_start("[general]\ndiscover=false\norder=nvenc,software\nwhen-full=fail\n"
+                       "[device:a]\nbackend=sim\n",
+                       &ctx, &s);
     g_assert_cmpstr(gpubalance_lease_attempts(l), ==, "");
     g_assert_cmpint(gpubalance_lease_set_encoder(l, "openh264enc"), ==, 0);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_OTHER, "bad profile"), ==, 0);

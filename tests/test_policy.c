@@ -268,11 +268,9 @@ static void when_full_fail_reports_every_device(void)
     gpubalance_stream *s;
     gpubalance_lease *a, *b = NULL;
 
-    gpb_test_env("[general]\ndiscover=false\nwhen-full=fail\norder=nvenc\n"
-                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    a = gpb_test_acquire(ctx, s);
+    a = gpb_test_start("[general]\ndiscover=false\nwhen-full=fail\norder=nvenc\n"
+                       "[device:a]\nbackend=sim\nmax-sessions=1\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_FULL);
     g_assert_null(b);
     gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
@@ -340,11 +338,9 @@ static void when_full_wait_times_out(void)
     gpubalance_stream *s;
     gpubalance_lease *a, *b = NULL;
 
-    gpb_test_env("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=0.05\norder=nvenc\n"
-                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    a = gpb_test_acquire(ctx, s);
+    a = gpb_test_start("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=0.05\norder=nvenc\n"
+                       "[device:a]\nbackend=sim\nmax-sessions=1\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_TIMEOUT);
     gpb_assert_contains(gpubalance_last_error(), "no device freed up within 0.05 s");
     gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
@@ -458,13 +454,11 @@ static void pooled_refusal_teaches_the_pool(void)
 
     /* Declared nvenc devices stand for real GeForce cards in one pool; the
      * test plays the driver and refuses the third session. */
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n"
-                 "[pool:geforce]\nmax-sessions=8\n"
-                 "[device:g0]\nbackend=nvenc\ncuda-device=0\npool=geforce\n"
-                 "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l[0] = gpb_test_acquire(ctx, s);
+    l[0] = gpb_test_start("[general]\ndiscover=false\norder=nvenc,software\n"
+                          "[pool:geforce]\nmax-sessions=8\n"
+                          "[device:g0]\nbackend=nvenc\ncuda-device=0\npool=geforce\n"
+                          "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n",
+                          &ctx, &s);
     l[1] = gpb_test_acquire(ctx, s);
     l[2] = gpb_test_acquire(ctx, s);
     g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[0]), ==, 0);
@@ -490,11 +484,9 @@ static void every_candidate_failing_lists_each_attempt(void)
     gpubalance_stream *s;
     gpubalance_lease *l;
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc\nwhen-full=fail\n"
-                 "[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l = gpb_test_acquire(ctx, s);
+    l = gpb_test_start("[general]\ndiscover=false\norder=nvenc\nwhen-full=fail\n"
+                       "[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_OTHER, "bad preset"), ==, 0);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_UNAVAILABLE, "element missing"), ==,
                     GPUBALANCE_ERR_NO_CANDIDATE);
