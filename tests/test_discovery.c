@@ -1,7 +1,9 @@
 /* test_discovery.c - discovery of NVIDIA GPUs, VA-API nodes and foreign
- * load. The NVIDIA tests run against stand-in driver libraries
- * (tests/stubs, through LD_LIBRARY_PATH); the real driver path is proved
- * on a real GPU by hand, see the issue notes. */
+ * load. The NVIDIA tests (GPB_TEST_WITH_STUBS) run against stand-in
+ * driver libraries (tests/stubs, through LD_LIBRARY_PATH); the VA-API
+ * tests against a directory of their own in place of /dev/dri
+ * (gpb_discovery_set_roots). No test reaches a real driver: on a machine
+ * with one, `gpubalance probe` shows what discovery found. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <glib/gstdio.h>
