@@ -568,6 +568,38 @@ static void bad_stream_values_are_refused(void)
     gpubalance_stream_free(s);
 }
 
+/* A foreign session counts as one unit while its size is unknown; once
+ * the driver's utilisation measures the foreign streams, their measured
+ * cost replaces that guess, both ways. */
+static void measured_foreign_load_replaces_one_unit_per_session(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].budget = d[1].budget = 32;
+    d[0].load = 3;             /* ours: three 1080p30 */
+    d[1].foreign_sessions = 1; /* one foreign session, size unknown */
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    d[1].foreign_load = 28.8; /* ...that keeps the encoder 90% busy */
+    d[1].foreign_load_known = true;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    g_assert_cmpfloat_with_epsilon(gpb_policy_utilisation(&d[1], 1.0), 29.8 / 32, 1e-9);
+
+    d[1].foreign_sessions = 6; /* six small foreign streams, 3% busy */
+    d[1].foreign_load_known = false;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    d[1].foreign_load = 0.96;
+    d[1].foreign_load_known = true;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    /* a budget refuses by measured load too */
+    d[0].load = 31.5;
+    d[1].foreign_load = 31.5;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, -1);
+}
+
 static const gpb_test_case cases[] = {
     {"balanced_picks_lowest_utilisation", balanced_picks_lowest_utilisation},
     {"balanced_ties_go_to_fewer_sessions_then_lower_index", balanced_ties_go_to_fewer_sessions_then_lower_index},
@@ -590,6 +622,7 @@ static const gpb_test_case cases[] = {
     {"forced_device_is_used_or_named_as_missing", forced_device_is_used_or_named_as_missing},
     {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
     {"bad_stream_values_are_refused", bad_stream_values_are_refused},
+    {"measured_foreign_load_replaces_one_unit_per_session", measured_foreign_load_replaces_one_unit_per_session},
 };
 
 GPB_TEST_MAIN(cases)

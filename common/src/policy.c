@@ -18,6 +18,11 @@ const char *gpb_policy_unsupported_why(const gpb_policy_device *d, const gpb_pol
     return NULL;
 }
 
+double gpb_policy_foreign_load(const gpb_policy_device *d)
+{
+    return d->foreign_load_known ? d->foreign_load : d->foreign_sessions;
+}
+
 double gpb_policy_utilisation(const gpb_policy_device *d, double cost)
 {
     double by_sessions = 0;
@@ -28,7 +33,7 @@ double gpb_policy_utilisation(const gpb_policy_device *d, double cost)
     else if (d->session_limit == 0)
         by_sessions = G_MAXDOUBLE;
     if (d->budget > 0)
-        by_budget = (d->load + d->foreign_sessions + cost) / d->budget;
+        by_budget = (d->load + gpb_policy_foreign_load(d) + cost) / d->budget;
     return MAX(by_sessions, by_budget);
 }
 
@@ -48,8 +53,8 @@ static const char *full_why(const gpb_policy_device *d, const gpb_policy_pool *p
             return buf;
         }
     }
-    if (d->budget > 0 && d->load + d->foreign_sessions + cost > d->budget + UTIL_EPSILON) {
-        snprintf(buf, size, "load %.2f + %.2f over budget %.2f", d->load + d->foreign_sessions, cost, d->budget);
+    if (d->budget > 0 && d->load + gpb_policy_foreign_load(d) + cost > d->budget + UTIL_EPSILON) {
+        snprintf(buf, size, "load %.2f + %.2f over budget %.2f", d->load + gpb_policy_foreign_load(d), cost, d->budget);
         return buf;
     }
     return NULL;
