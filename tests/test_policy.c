@@ -600,6 +600,32 @@ static void measured_foreign_load_replaces_one_unit_per_session(void)
     g_assert_cmpint(choose(d, 2, NULL, &r), ==, -1);
 }
 
+/* Devices of different sizes: the least utilised after adding is not
+ * always the choice that keeps the group closest; balanced keeps the
+ * spread smallest (found by bench/fleet on its mixed host). */
+static void balanced_keeps_unlike_devices_closest(void)
+{
+    gpb_policy_device d[] = {
+        dev("big", GPUBALANCE_BACKEND_NVENC, 4, GPB_NO_LIMIT),
+        dev("small", GPUBALANCE_BACKEND_NVENC, 2, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].budget = 32;
+    d[0].load = 16; /* 50% */
+    d[1].budget = 16;
+    d[1].load = 6.4; /* 40% */
+    r.cost = 4;
+    /* big: 62.5% and 40%, spread 0.225; small: 50% and 65%, spread 0.15 */
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    /* with like devices it is the least utilised, as before */
+    d[1].budget = 32;
+    d[1].load = 12.8;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    d[1].load = 17;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+}
+
 static const gpb_test_case cases[] = {
     {"balanced_picks_lowest_utilisation", balanced_picks_lowest_utilisation},
     {"balanced_ties_go_to_fewer_sessions_then_lower_index", balanced_ties_go_to_fewer_sessions_then_lower_index},
@@ -622,6 +648,7 @@ static const gpb_test_case cases[] = {
     {"forced_device_is_used_or_named_as_missing", forced_device_is_used_or_named_as_missing},
     {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
     {"bad_stream_values_are_refused", bad_stream_values_are_refused},
+    {"balanced_keeps_unlike_devices_closest", balanced_keeps_unlike_devices_closest},
     {"measured_foreign_load_replaces_one_unit_per_session", measured_foreign_load_replaces_one_unit_per_session},
 };
 
