@@ -626,6 +626,46 @@ static void balanced_keeps_unlike_devices_closest(void)
     g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
 }
 
+/* A GeForce pool has few sessions and much throughput: a small stream
+ * that would take one of them goes to a later hardware backend with room,
+ * a big one keeps the pool (found by bench/fleet on its GeForce host). */
+static void small_streams_leave_capped_sessions_to_big_ones(void)
+{
+    gpb_policy_device d[] = {
+        dev("g0", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("g1", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("va", GPUBALANCE_BACKEND_VAAPI, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_pool pools[] = {{"geforce", 2, 8}};
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
+
+    d[0].pool = d[1].pool = 0;
+    d[0].budget = d[1].budget = d[2].budget = 16;
+    d[0].load = d[1].load = 1;
+    /* 30 units left for 6 sessions: 5 per session */
+    r.cost = 0.2; /* 480p30 */
+    gpb_policy_choose(d, 3, pools, &r, &result);
+    g_assert_cmpint(result.device, ==, 2);
+    gpb_assert_contains(result.reason, "would take one of the last sessions of pool geforce");
+    r.cost = 8; /* 4K60 */
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    /* no room on VA-API: the pool takes the small stream after all */
+    r.cost = 0.2;
+    d[2].load = 16;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    /* fill keeps the order; so does a pool without budgets or cap */
+    d[2].load = 0;
+    r.policy = GPUBALANCE_POLICY_FILL;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    r.policy = GPUBALANCE_POLICY_BALANCED;
+    pools[0].session_limit = GPB_NO_LIMIT;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    pools[0].session_limit = 8;
+    d[1].budget = 0;
+    g_assert_cmpint(choose(d, 3, pools, &r), !=, 2); /* stays on NVENC */
+}
+
 static const gpb_test_case cases[] = {
     {"balanced_picks_lowest_utilisation", balanced_picks_lowest_utilisation},
     {"balanced_ties_go_to_fewer_sessions_then_lower_index", balanced_ties_go_to_fewer_sessions_then_lower_index},
@@ -649,6 +689,7 @@ static const gpb_test_case cases[] = {
     {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
     {"bad_stream_values_are_refused", bad_stream_values_are_refused},
     {"balanced_keeps_unlike_devices_closest", balanced_keeps_unlike_devices_closest},
+    {"small_streams_leave_capped_sessions_to_big_ones", small_streams_leave_capped_sessions_to_big_ones},
     {"measured_foreign_load_replaces_one_unit_per_session", measured_foreign_load_replaces_one_unit_per_session},
 };
 

@@ -184,9 +184,12 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
 /* Should a small stream leave the session-capped pool of `chosen` to a
  * later hardware backend? A GeForce pool has few sessions and much
  * throughput (8 sessions, 32 units or more): a 480p stream in one of its
- * last sessions can push a later 4K stream to software. Once half of the
- * pool's sessions are taken, a stream smaller than the pool's remaining
- * budget per remaining session does not use its session fairly. */
+ * last sessions can push a later 4K stream to software. A stream smaller
+ * than the pool's remaining budget per remaining session does not use its
+ * session fairly, so it goes to a later hardware backend with room when
+ * there is one (bench/fleet: host a puts a sixth more streams on
+ * hardware this way). Without budgets or a known cap there is nothing to
+ * weigh, and nothing changes. */
 static bool wastes_a_capped_session(const gpb_policy_device *devices, int n, const gpb_policy_pool *pools, int chosen,
                                     double cost)
 {
