@@ -268,7 +268,7 @@ static void print_row(const char *name, const fleet_world *w, bool with_time)
     char time[32] = "-";
 
     if (with_time)
-        snprintf(time, sizeof(time), "%.1f", decision_us(w));
+        snprintf(time, sizeof(time), "%.2f", decision_us(w));
     printf("| %-16s | %7d | %11d | %11d | %11d | %14.2f | %14.2f | %12.2f | %11s |\n", name, w->refused, w->on_hardware,
            w->on_software, w->over_budget, w->imbalance_peak, imbalance_mean(w), w->excess_peak, time);
 }

@@ -60,6 +60,8 @@ void fleet_generate(const fleet_host *host, guint32 seed, int n, double load, fl
 /* Reads the trace format documented in bench/README.md. Returns false
  * with *error set to "FILE:LINE: what was wrong". */
 bool fleet_read_trace(const char *path, fleet_workload *out, char **error);
+/* The same from text (name is used in messages); for the fuzz harness. */
+bool fleet_parse_trace(const char *text, size_t length, const char *name, fleet_workload *out, char **error);
 bool fleet_write_trace(const char *path, const fleet_workload *w, char **error);
 void fleet_workload_clear(fleet_workload *w);
 

@@ -167,21 +167,21 @@ void fleet_workload_clear(fleet_workload *w)
 static const char *parse_stream(char **fields, fleet_stream *s)
 {
     char *end;
-    int codec;
+    int codec, used = 0;
 
     if (g_strv_length(fields) != 5)
         return "expected 5 fields: START DURATION CODEC WIDTHxHEIGHT FPS";
     s->start = g_ascii_strtod(fields[0], &end);
-    if (*end || !isfinite(s->start) || s->start < 0)
-        return "START must be a number of seconds >= 0";
+    if (*end || !(s->start >= 0) || s->start > 1e9)
+        return "START must be a number of seconds, 0..1e9";
     s->duration = g_ascii_strtod(fields[1], &end);
-    if (*end || !isfinite(s->duration) || s->duration <= 0)
-        return "DURATION must be a number of seconds > 0";
+    if (*end || !(s->duration > 0) || s->duration > 1e9)
+        return "DURATION must be a number of seconds, above 0 and at most 1e9";
     if ((codec = gpubalance_codec_from_name(fields[2])) < 0)
         return "CODEC must be h264, hevc (h265) or av1";
     s->codec = (gpubalance_codec)codec;
-    if (sscanf(fields[3], "%dx%d", &s->width, &s->height) != 2 || s->width < 16 || s->width > 16384 || s->height < 16 ||
-        s->height > 16384 || strchr(fields[3], ' '))
+    if (sscanf(fields[3], "%dx%d%n", &s->width, &s->height, &used) != 2 || fields[3][used] || s->width < 16 ||
+        s->width > 16384 || s->height < 16 || s->height > 16384)
         return "size must be WIDTHxHEIGHT, each 16..16384";
     s->fps = g_ascii_strtod(fields[4], &end);
     if (*end || !(s->fps > 0) || s->fps > 1000)
@@ -197,21 +197,13 @@ static gint by_start(gconstpointer a, gconstpointer b)
     return (x->start > y->start) - (x->start < y->start);
 }
 
-bool fleet_read_trace(const char *path, fleet_workload *out, char **error)
+bool fleet_parse_trace(const char *text, size_t length, const char *name, fleet_workload *out, char **error)
 {
-    gchar *text = NULL;
-    gchar **lines;
-    GError *gerror = NULL;
+    gchar *copy = g_strndup(text, length); /* stops at a NUL byte: the rest is not a line */
+    gchar **lines = g_strsplit(copy, "\n", -1);
     GArray *streams = g_array_new(FALSE, TRUE, sizeof(fleet_stream));
     bool ok = true;
 
-    if (!g_file_get_contents(path, &text, NULL, &gerror)) {
-        *error = g_strdup_printf("%s: %s", path, gerror->message);
-        g_error_free(gerror);
-        g_array_unref(streams);
-        return false;
-    }
-    lines = g_strsplit(text, "\n", -1);
     for (int i = 0; lines[i] && ok; i++) {
         gchar *line = g_strstrip(lines[i]);
         gchar **fields;
@@ -222,7 +214,7 @@ bool fleet_read_trace(const char *path, fleet_workload *out, char **error)
             continue;
         fields = g_regex_split_simple("[ \t]+", line, 0, 0);
         if ((why = parse_stream(fields, &s))) {
-            *error = g_strdup_printf("%s:%d: %s (got \"%s\")", path, i + 1, why, line);
+            *error = g_strdup_printf("%s:%d: %s (got \"%s\")", name, i + 1, why, line);
             ok = false;
         } else {
             g_array_append_val(streams, s);
@@ -230,11 +222,11 @@ bool fleet_read_trace(const char *path, fleet_workload *out, char **error)
         g_strfreev(fields);
     }
     if (ok && streams->len == 0) {
-        *error = g_strdup_printf("%s: no streams in the trace", path);
+        *error = g_strdup_printf("%s: no streams in the trace", name);
         ok = false;
     }
     g_strfreev(lines);
-    g_free(text);
+    g_free(copy);
     if (!ok) {
         g_array_unref(streams);
         return false;
@@ -243,6 +235,23 @@ bool fleet_read_trace(const char *path, fleet_workload *out, char **error)
     out->n = (int)streams->len;
     out->streams = (fleet_stream *)g_array_free(streams, FALSE);
     return true;
+}
+
+bool fleet_read_trace(const char *path, fleet_workload *out, char **error)
+{
+    gchar *text = NULL;
+    gsize length = 0;
+    GError *gerror = NULL;
+    bool ok;
+
+    if (!g_file_get_contents(path, &text, &length, &gerror)) {
+        *error = g_strdup_printf("%s: %s", path, gerror->message);
+        g_error_free(gerror);
+        return false;
+    }
+    ok = fleet_parse_trace(text, length, path, out, error);
+    g_free(text);
+    return ok;
 }
 
 bool fleet_write_trace(const char *path, const fleet_workload *w, char **error)
