@@ -7,8 +7,10 @@
  * modelled driver (a refused open is reported as a capacity failure, as
  * FFmpeg's "out of memory (10)" would be) and releases it at departure.
  * The replay hands one event at a time to the owning worker and waits, so
- * the result does not depend on scheduling. */
+ * the result does not depend on scheduling. The handoff uses pthread
+ * locks, which ThreadSanitizer sees (GLib's futex-based ones it does not). */
 #include <glib/gstdio.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,7 +24,8 @@ typedef struct {
     job_kind kind;
     int stream;
     fleet_world *world;
-    char *error; /* set by the worker on failure */
+    char *error;   /* set by the worker on failure */
+    bool finished; /* under placer_state.lock */
 } job;
 
 typedef struct placer_state placer_state;
@@ -30,7 +33,7 @@ typedef struct placer_state placer_state;
 typedef struct {
     placer_state *state;
     GThread *thread;
-    GAsyncQueue *jobs;
+    job *pending; /* under placer_state.lock */
     gpubalance_context *ctx;
 } worker;
 
@@ -40,7 +43,8 @@ struct placer_state {
     char *config_path;
     worker workers[MAX_WORKERS];
     int n_workers;
-    GAsyncQueue *done;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;    /* a job was handed over or finished */
     gpubalance_lease **leases; /* per stream */
 };
 
@@ -150,9 +154,19 @@ static gpointer worker_main(gpointer data)
 {
     worker *wk = data;
 
+    placer_state *st = wk->state;
+
     for (;;) {
-        job *j = g_async_queue_pop(wk->jobs);
-        job_kind kind = j->kind;
+        job *j;
+        job_kind kind;
+
+        pthread_mutex_lock(&st->lock);
+        while (!wk->pending)
+            pthread_cond_wait(&st->changed, &st->lock);
+        j = wk->pending;
+        wk->pending = NULL;
+        pthread_mutex_unlock(&st->lock);
+        kind = j->kind;
 
         if (kind == JOB_ACQUIRE) {
             acquire(wk, j);
@@ -160,7 +174,10 @@ static gpointer worker_main(gpointer data)
             gpubalance_lease_release(wk->state->leases[j->stream]);
             wk->state->leases[j->stream] = NULL;
         }
-        g_async_queue_push(wk->state->done, j);
+        pthread_mutex_lock(&st->lock);
+        j->finished = true;
+        pthread_cond_broadcast(&st->changed);
+        pthread_mutex_unlock(&st->lock);
         if (kind == JOB_QUIT)
             return NULL;
     }
@@ -172,8 +189,12 @@ static char *run_job(placer_state *st, job_kind kind, int stream, fleet_world *w
     job j = {.kind = kind, .stream = stream, .world = w};
     worker *wk = &st->workers[stream % st->n_workers];
 
-    g_async_queue_push(wk->jobs, &j);
-    g_async_queue_pop(st->done);
+    pthread_mutex_lock(&st->lock);
+    wk->pending = &j;
+    pthread_cond_broadcast(&st->changed);
+    while (!j.finished)
+        pthread_cond_wait(&st->changed, &st->lock);
+    pthread_mutex_unlock(&st->lock);
     return j.error;
 }
 
@@ -222,16 +243,13 @@ static void state_free(void *data)
         worker *wk = &st->workers[k];
 
         if (wk->thread) {
-            job quit = {.kind = JOB_QUIT, .stream = k};
-
-            g_async_queue_push(wk->jobs, &quit);
-            g_async_queue_pop(st->done);
+            run_job(st, JOB_QUIT, k, NULL);
             g_thread_join(wk->thread);
         }
         gpubalance_context_close(wk->ctx);
-        g_async_queue_unref(wk->jobs);
     }
-    g_async_queue_unref(st->done);
+    pthread_cond_destroy(&st->changed);
+    pthread_mutex_destroy(&st->lock);
     g_free(st->leases);
     if (st->dir)
         remove_tree(st->dir);
@@ -260,11 +278,10 @@ fleet_placer *fleet_gpubalance_new(const fleet_host *host, const fleet_workload 
     p->data = st;
     st->host = host;
     st->n_workers = CLAMP(threads, 1, MAX_WORKERS);
-    st->done = g_async_queue_new();
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->changed, NULL);
     st->leases = g_new0(gpubalance_lease *, (size_t)workload->n);
     st->dir = g_dir_make_tmp("gpubalance-fleet-XXXXXX", NULL);
-    for (int k = 0; k < st->n_workers; k++)
-        st->workers[k].jobs = g_async_queue_new();
     if (!st->dir) {
         *error = g_strdup("cannot create a private directory for the ledger");
         goto fail;
