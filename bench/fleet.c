@@ -430,7 +430,7 @@ static bool parse_options(int argc, char **argv, options *o, char **error)
         {"json", 0, 0, G_OPTION_ARG_NONE, &o->json, "Print JSON", NULL},
         {"plot", 0, 0, G_OPTION_ARG_FILENAME, &o->plot, "Draw utilisation and refusals to this PNG (gnuplot)", "FILE"},
         {"check", 0, 0, G_OPTION_ARG_NONE, &o->check, "Exit 1 unless gpubalance meets every target", NULL},
-        {NULL},
+        G_OPTION_ENTRY_NULL,
     };
     GOptionContext *oc = g_option_context_new("- placement quality against today's placers");
     GError *gerror = NULL;

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (fleet_parse_trace((const char *)data, size, "fuzz.trace", &w, &error)) {
         for (int i = 0; i < w.n; i++)
-            if (!(w.streams[i].start >= 0) || !(w.streams[i].duration > 0) || !(w.streams[i].cost > 0) ||
+            if (!(w.streams[i].start >= 0) || !(w.streams[i].duration > 0) || !(w.streams[i].cost >= 0) ||
                 (i > 0 && w.streams[i].start < w.streams[i - 1].start))
                 __builtin_trap(); /* only valid streams, in start order */
         fleet_workload_clear(&w);
