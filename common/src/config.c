@@ -350,6 +350,7 @@ static int parse_vaapi(const parse_ctx *pc, gpb_config *config)
     if ((status = check_keys(pc, g, vaapi_keys)) < 0 ||
         (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->vaapi_budget)) < 0)
         return status;
+    config->vaapi_budget_set = g_key_file_has_key(pc->kf, g, "budget", NULL);
     return 0;
 }
 

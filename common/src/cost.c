@@ -109,7 +109,8 @@ double gpb_nvenc_default_budget(int architecture, int engines, const char *name)
  *        figures, as quoted in DESIGN.md) = 40 units; the card carries two
  *        GPUs, each its own render node
  *
- * Everything else keeps the configured default ([vaapi] budget=, 16).
+ * Everything else keeps the default of 16. An explicit [vaapi] budget=
+ * applies to every node instead, and a [device:...] budget= to its node.
  */
 static const struct {
     unsigned vendor;

@@ -122,7 +122,7 @@ static unsigned read_hex(const char *dir, const char *name)
 
 /* The node's kernel driver and PCI address, from sysfs, and the default
  * budget its vendor and device imply (cost.c). */
-static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
+static void read_sysfs(const char *node_name, const gpb_config *config, gpb_device *d, vaapi_data *data)
 {
     gchar *dev = g_strdup_printf("/sys/class/drm/%s/device", node_name);
     gchar *driver_link = g_build_filename(dev, "driver", NULL);
@@ -138,7 +138,8 @@ static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
     }
     if (strchr(pdev, ':'))
         data->pdev = g_strdup(pdev);
-    d->budget = gpb_vaapi_default_budget(d->driver, read_hex(dev, "vendor"), read_hex(dev, "device"), d->budget);
+    if (!config->vaapi_budget_set) /* the config's word beats the table */
+        d->budget = gpb_vaapi_default_budget(d->driver, read_hex(dev, "vendor"), read_hex(dev, "device"), d->budget);
     g_free(pdev);
     g_free(real);
     g_free(driver);
@@ -162,7 +163,7 @@ static gpb_device *probe_node(gpb_inventory *inv, const gpb_config *config, cons
     d->probe_data = data;
     data->node = g_strdup(path);
     data->utilisation = -1;
-    read_sysfs(name, d, data);
+    read_sysfs(name, config, d, data);
     if (fd < 0) {
         d->not_offered_why = g_strdup_printf("cannot open %s: %s%s", path, g_strerror(errno),
                                              errno == EACCES ? " (is the user in group render?)" : "");
