@@ -484,6 +484,34 @@ static void pooled_refusal_teaches_the_pool(void)
     gpubalance_context_close(ctx);
 }
 
+/* A pooled sim without enforce-sessions stands for a card of a pool whose
+ * driver someone else plays (bench/fleet does): its refusal teaches the
+ * pool, as an NVENC refusal would, so the other card is not tried. */
+static void pooled_sim_refusal_teaches_the_pool(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[4];
+
+    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
+                 "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    for (int i = 0; i < 3; i++)
+        l[i] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)"), ==, 0);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g0"), ==, -1);
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g1"), ==, -1);
+    l[3] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
+    for (int i = 0; i < 4; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
 static void every_candidate_failing_lists_each_attempt(void)
 {
     gpubalance_context *ctx;
@@ -684,6 +712,7 @@ static const gpb_test_case cases[] = {
     {"refusal_falls_back_and_is_learned_by_the_next_process", refusal_falls_back_and_is_learned_by_the_next_process},
     {"learned_limit_expires", learned_limit_expires},
     {"pooled_refusal_teaches_the_pool", pooled_refusal_teaches_the_pool},
+    {"pooled_sim_refusal_teaches_the_pool", pooled_sim_refusal_teaches_the_pool},
     {"every_candidate_failing_lists_each_attempt", every_candidate_failing_lists_each_attempt},
     {"forced_device_is_used_or_named_as_missing", forced_device_is_used_or_named_as_missing},
     {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
