@@ -354,6 +354,7 @@ static int parse_vaapi(const parse_ctx *pc, gpb_config *config)
 
     if (!group_to_read(pc, "vaapi", vaapi_keys, &status))
         return status;
+    config->vaapi_budget_set = g_key_file_has_key(pc->kf, "vaapi", "budget", NULL);
     return get_double(pc, "vaapi", "budget", 0, MAX_BUDGET, &config->vaapi_budget);
 }
 

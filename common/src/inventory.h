@@ -72,6 +72,11 @@ struct gpb_probe {
     /* Sessions the driver reports on the device (ours included), or -1
      * when unknown. Called with the ledger locked. */
     int (*driver_sessions)(gpb_device *device);
+    /* How busy the device's encoder is, 0..1 of its time, as the driver
+     * measures it (NVML encoder utilisation, DRM fdinfo engine busy time),
+     * or -1 when unknown. Called right after driver_sessions(). NULL: never
+     * known. */
+    double (*driver_utilisation)(gpb_device *device);
     void (*free_data)(void *data);
 };
 

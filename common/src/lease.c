@@ -9,6 +9,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "cost.h"
 #include "internal.h"
 #include "policy.h"
 #include "util.h"
@@ -116,20 +117,26 @@ static void verify_counts(gpubalance_context *ctx, const gpubalance_stream *s, u
 static void refresh_foreign(gpubalance_context *ctx, gpb_device *d, uint64_t now)
 {
     gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
-    int total;
+    double utilisation, ours_load = 0;
+    int total, ours_opened = 0;
 
     if (!d->probe || !d->probe->driver_sessions || now - r->foreign_updated_ns < GPB_FOREIGN_REFRESH_NS)
         return;
     total = d->probe->driver_sessions(d);
-    if (total >= 0) {
-        int ours_opened = 0;
-
-        for (int slot = 0; slot < GPB_SLOTS; slot++)
-            if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
-                gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED)
-                ours_opened++;
+    utilisation = d->probe->driver_utilisation ? d->probe->driver_utilisation(d) : -1;
+    for (int slot = 0; slot < GPB_SLOTS; slot++)
+        if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
+            gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED) {
+            ours_opened++;
+            ours_load += gpb_ledger_slot(ctx->ledger, slot)->cost_milli / 1000.0;
+        }
+    if (total >= 0)
         r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened);
-    }
+    /* Live utilisation weighs foreign streams by what they really cost. */
+    r->foreign_load =
+        utilisation >= 0 && d->budget > 0
+            ? gpb_foreign_load_encode(gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
+            : gpb_foreign_load_encode(-1);
     r->foreign_updated_ns = now;
 }
 
@@ -153,6 +160,8 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->ten_bit = d->ten_bit;
         p->sessions = (int)r->sessions;
         p->foreign_sessions = (int)r->foreign_sessions;
+        p->foreign_load = gpb_foreign_load_decode(r->foreign_load);
+        p->foreign_load_known = p->foreign_load >= 0;
         p->session_limit = limit_in_force(d->max_sessions, &r->learned, now);
         p->load = r->load_milli / 1000.0;
         p->budget = d->budget;
@@ -552,7 +561,9 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
 /* Records what a capacity refusal teaches. The refusal of an NVENC open
  * is a per-pool fact (the GeForce cap counts every card), so a pooled
  * device teaches its pool; a sim device's enforce-sessions is its own, and
- * an unpooled device teaches itself. The limit learned is the number of
+ * an unpooled device teaches itself. A pooled sim without enforce-sessions
+ * was refused by someone playing the driver of the whole pool (the fleet
+ * benchmark does), so it teaches the pool too. The limit learned is the number of
  * other sessions that were open when this one was refused. */
 static void learn_capacity(gpubalance_lease *lease, const char *reason)
 {
@@ -565,7 +576,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
     int others = 0;
     const char *scope;
 
-    if (d->pool >= 0 && d->backend != GPUBALANCE_BACKEND_SIM) {
+    if (d->pool >= 0 && !(d->backend == GPUBALANCE_BACKEND_SIM && d->enforce_sessions > 0)) {
         const gpb_pool *p = g_ptr_array_index(ctx->inventory->pools, d->pool);
         uint64_t mask = 0;
 

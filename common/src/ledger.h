@@ -65,7 +65,7 @@ typedef struct {
     gpb_learned learned;
     char probe_key[GPB_PROBE_KEY_SIZE]; /* uuid|driver|boot id */
     uint32_t probe_blob_size;
-    uint32_t reserved;
+    uint32_t foreign_load; /* from live utilisation: gpb_foreign_load_encode() */
     uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
 } gpb_device_record;
 

@@ -16,14 +16,18 @@
 #include <va/va.h>
 #include <va/va_drm.h>
 
+#include "cost.h"
 #include "fdinfo.h"
 #include "inventory.h"
 #include "util.h"
 
 typedef struct {
-    char *node;     /* /dev/dri/renderD128 */
-    char *pdev;     /* 0000:00:02.0, from sysfs */
-    GArray *before; /* gpb_drm_client of the previous look, NULL at first */
+    char *node;         /* /dev/dri/renderD128 */
+    char *pdev;         /* 0000:00:02.0, from sysfs */
+    GArray *before;     /* gpb_drm_client of the previous look, NULL at first */
+    uint64_t before_ns; /* when that look was taken */
+    double utilisation; /* of the video engines between the last two looks,
+                         * 0..1, -1 unknown */
 } vaapi_data;
 
 static void silence(void *user_context, const char *message)
@@ -87,8 +91,23 @@ static void read_encode_caps(VADisplay dpy, gpb_device *d)
     d->max_height = height ? height : GPB_ASSUMED_MAX_SIZE;
 }
 
-/* The node's kernel driver and PCI address, from sysfs. */
-static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
+/* A hexadecimal sysfs attribute ("0x8086\n"), 0 when unreadable. */
+static unsigned read_hex(const char *dir, const char *name)
+{
+    gchar *path = g_build_filename(dir, name, NULL);
+    gchar *text = NULL;
+    unsigned value = 0;
+
+    if (g_file_get_contents(path, &text, NULL, NULL))
+        value = (unsigned)g_ascii_strtoull(text, NULL, 16);
+    g_free(text);
+    g_free(path);
+    return value;
+}
+
+/* The node's kernel driver and PCI address, from sysfs, and the default
+ * budget its vendor and device imply (cost.c). */
+static void read_sysfs(const char *node_name, const gpb_config *config, gpb_device *d, vaapi_data *data)
 {
     gchar *dev = g_strdup_printf("/sys/class/drm/%s/device", node_name);
     gchar *driver_link = g_build_filename(dev, "driver", NULL);
@@ -104,6 +123,8 @@ static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
     }
     if (strchr(pdev, ':'))
         data->pdev = g_strdup(pdev);
+    if (!config->vaapi_budget_set) /* the config's word beats the table */
+        d->budget = gpb_vaapi_default_budget(d->driver, read_hex(dev, "vendor"), read_hex(dev, "device"), d->budget);
     g_free(pdev);
     g_free(real);
     g_free(driver);
@@ -126,7 +147,8 @@ static gpb_device *probe_node(gpb_inventory *inv, const gpb_config *config, cons
     d->probe = &gpb_vaapi_probe;
     d->probe_data = data;
     data->node = g_strdup(path);
-    read_sysfs(name, d, data);
+    data->utilisation = -1;
+    read_sysfs(name, config, d, data);
     if (fd < 0) {
         d->not_offered_why = g_strdup_printf("cannot open %s: %s%s", path, g_strerror(errno),
                                              errno == EACCES ? " (is the user in group render?)" : "");
@@ -192,15 +214,24 @@ static int vaapi_driver_sessions(gpb_device *d)
 {
     vaapi_data *data = d->probe_data;
     GArray *now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    uint64_t now_ns = gpb_boottime_ns();
     int active = -1;
 
     gpb_fdinfo_scan(gpb_discovery_proc_dir(), data->node, data->pdev, now);
+    data->utilisation = gpb_fdinfo_utilisation(data->before, now, now_ns - data->before_ns);
     if (data->before)
         active = gpb_fdinfo_count_active(data->before, now);
     if (data->before)
         g_array_unref(data->before);
     data->before = now;
+    data->before_ns = now_ns;
     return active;
+}
+
+/* The busy time of the same two looks (driver_sessions() just took them). */
+static double vaapi_driver_utilisation(gpb_device *d)
+{
+    return ((vaapi_data *)d->probe_data)->utilisation;
 }
 
 static void vaapi_free(void *p)
@@ -218,5 +249,6 @@ const gpb_probe gpb_vaapi_probe = {
     .name = "vaapi",
     .discover = vaapi_discover,
     .driver_sessions = vaapi_driver_sessions,
+    .driver_utilisation = vaapi_driver_utilisation,
     .free_data = vaapi_free,
 };
