@@ -79,25 +79,54 @@ static double current_utilisation(const gpb_policy_device *d)
     return MAX(by_sessions, by_budget);
 }
 
-/* The spread (highest minus lowest utilisation) of the devices of the
- * group that can encode the request, if the stream went to `chosen`
- * whose utilisation would then be util_chosen. */
-static double spread_after(const gpb_policy_device *devices, int n, const gpb_policy_request *r,
-                           gpubalance_backend group, int chosen, double util_chosen)
-{
-    double lo = util_chosen, hi = util_chosen;
+/* The two highest and two lowest utilisations now among the devices of a
+ * group that can encode the request, so that the spread after placing on
+ * any one of them is known in constant time: the decision stays linear in
+ * the number of devices. */
+typedef struct {
+    double hi[2], lo[2];
+    int hi_at, lo_at; /* index of hi[0] and lo[0] */
+} group_extremes;
 
+static bool counts_for_spread(const gpb_policy_device *d, const gpb_policy_request *r, gpubalance_backend group)
+{
+    return d->order_backend == group && !gpb_policy_unsupported_why(d, r) && !(d->excluded && d->sessions == 0);
+}
+
+static void find_extremes(const gpb_policy_device *devices, int n, const gpb_policy_request *r,
+                          gpubalance_backend group, group_extremes *e)
+{
+    *e = (group_extremes){{-G_MAXDOUBLE, -G_MAXDOUBLE}, {G_MAXDOUBLE, G_MAXDOUBLE}, -1, -1};
     for (int i = 0; i < n; i++) {
-        const gpb_policy_device *d = &devices[i];
         double u;
 
-        if (i == chosen || d->order_backend != group || gpb_policy_unsupported_why(d, r) ||
-            (d->excluded && d->sessions == 0))
+        if (!counts_for_spread(&devices[i], r, group))
             continue;
-        u = current_utilisation(d);
-        lo = MIN(lo, u);
-        hi = MAX(hi, u);
+        u = current_utilisation(&devices[i]);
+        if (u > e->hi[0]) {
+            e->hi[1] = e->hi[0];
+            e->hi[0] = u;
+            e->hi_at = i;
+        } else if (u > e->hi[1]) {
+            e->hi[1] = u;
+        }
+        if (u < e->lo[0]) {
+            e->lo[1] = e->lo[0];
+            e->lo[0] = u;
+            e->lo_at = i;
+        } else if (u < e->lo[1]) {
+            e->lo[1] = u;
+        }
     }
+}
+
+/* The spread (highest minus lowest utilisation) of the group if the
+ * stream went to `chosen`, whose utilisation would then be util_chosen. */
+static double spread_after(const group_extremes *e, int chosen, double util_chosen)
+{
+    double hi = MAX(util_chosen, chosen == e->hi_at ? e->hi[1] : e->hi[0]);
+    double lo = MIN(util_chosen, chosen == e->lo_at ? e->lo[1] : e->lo[0]);
+
     return hi - lo;
 }
 
@@ -137,7 +166,10 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
 {
     int best = -1;
     candidate best_c = {0};
+    group_extremes extremes = {{0, 0}, {0, 0}, -1, -1};
 
+    if (r->policy != GPUBALANCE_POLICY_FILL)
+        find_extremes(devices, n, r, group, &extremes);
     for (int i = 0; i < n; i++) {
         const gpb_policy_device *d = &devices[i];
         char buf[160];
@@ -168,7 +200,7 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
             break;
         }
         {
-            candidate c = {d, util, spread_after(devices, n, r, group, i, util)};
+            candidate c = {d, util, spread_after(&extremes, i, util)};
 
             if (best < 0 || balanced_better(&c, &best_c)) {
                 best = i;
