@@ -704,6 +704,36 @@ static void empty_directory(const char *dir)
     g_dir_close(d);
 }
 
+static gint compare_lines(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names, sizes, modes and change times of dir's files, sorted. */
+static char *directory_listing(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+    const char *name;
+    GString *text = g_string_new(NULL);
+
+    while ((name = g_dir_read_name(d))) {
+        char *path = g_build_filename(dir, name, NULL);
+        struct stat st;
+
+        g_assert_cmpint(stat(path, &st), ==, 0);
+        g_ptr_array_add(lines, g_strdup_printf("%s %lld %o %lld.%09ld", name, (long long)st.st_size, st.st_mode,
+                                               (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec));
+        g_free(path);
+    }
+    g_dir_close(d);
+    g_ptr_array_sort(lines, compare_lines);
+    for (guint i = 0; i < lines->len; i++)
+        g_string_append_printf(text, "%s\n", (char *)g_ptr_array_index(lines, i));
+    g_ptr_array_unref(lines);
+    return g_string_free(text, FALSE);
+}
+
 /* Every ledger and lock file in dir is group-writable and in the group. */
 static void assert_files_shared(const char *dir)
 {
@@ -774,11 +804,16 @@ static void members_and_root_share_a_group_directory_in_any_order(void)
             g_assert_cmpint(finish_child(&children[i]), ==, 0);
         {
             actor_step refused = {&outsider, with_both};
+            char *before = directory_listing(ledger_dir), *after;
             child stranger = start_child(act, &refused);
 
             g_assert_false(child_ready(&stranger));
             status = finish_child(&stranger);
             g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+            after = directory_listing(ledger_dir);
+            g_assert_cmpstr(after, ==, before); /* nothing created, removed or changed */
+            g_free(before);
+            g_free(after);
         }
         assert_files_shared(ledger_dir);
     }
