@@ -999,12 +999,39 @@ static void header_unlock(int fd, int held_fd)
         close(held_fd);
 }
 
+/* getpid() is a system call on every lock; the pid is kept, and looked
+ * up again in a forked child. */
+static pid_t own_pid;
+
+static void forget_own_pid(void)
+{
+    __atomic_store_n(&own_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_own_pid);
+}
+
+static pid_t cached_pid(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pid_t pid = __atomic_load_n(&own_pid, __ATOMIC_RELAXED);
+
+    if (pid == 0) {
+        pthread_once(&once, watch_forks);
+        pid = getpid();
+        __atomic_store_n(&own_pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+
 /* Marks the header lock taken, for waiters: the epoch by which they see
  * progress, and who holds it. */
 static void note_header_locked(ledger_header *h)
 {
     __atomic_add_fetch(&h->lock_epoch, 1, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&h->lock_holder_pid, (int32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->lock_holder_pid, (int32_t)cached_pid(), __ATOMIC_RELAXED);
 }
 
 /* A lease locks byte `slot` of its device's lock file. */
