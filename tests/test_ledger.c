@@ -194,7 +194,10 @@ static void reset_refuses_while_leases_are_live(void)
     g_free(path);
 }
 
-static void reset_with_force_replaces_a_busy_ledger(void)
+/* --force starts a new ledger, but a lease that is still live stays
+ * counted in it (rebuilt from the lock files), and its holder's context
+ * moves to the new file and ends it there. */
+static void reset_with_force_keeps_live_leases_counted(void)
 {
     char *path = make_ledger();
     gpubalance_context *ctx = gpb_test_open();
@@ -204,9 +207,11 @@ static void reset_with_force_replaces_a_busy_ledger(void)
 
     g_assert_cmpint(gpubalance_ledger_reset(true), ==, 0);
     fresh = gpb_test_open();
-    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 0);
-    /* the old lease still ends cleanly on the old file */
+    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 1);
+    g_assert_cmpint(gpb_test_sessions(fresh, "sim:gpu0"), ==, 1);
     gpubalance_lease_release(l);
+    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 0);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
     gpubalance_context_close(fresh);
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
@@ -378,9 +383,8 @@ static G_GNUC_NORETURN void die_inside_the_critical_section(void)
     gpb_ledger *ledger;
     gpb_device_record *r;
 
-    if (gpb_ledger_open(NULL, &ledger) < 0)
+    if (gpb_ledger_open(NULL, &ledger) < 0 || gpb_ledger_lock(ledger) < 0)
         _exit(2);
-    gpb_ledger_lock(ledger);
     gpb_ledger_sweep(ledger); /* the last sweep is "now" */
     r = gpb_ledger_device(ledger, gpb_ledger_device_index(ledger, "sim:gpu0", GPUBALANCE_BACKEND_SIM));
     r->sessions = 5;
@@ -430,10 +434,10 @@ static const gpb_test_case cases[] = {
     GPB_TEST(world_writable_file_is_refused),
     GPB_TEST(reset_moves_a_damaged_ledger_aside),
     GPB_TEST(reset_refuses_while_leases_are_live),
-    GPB_TEST(reset_with_force_replaces_a_busy_ledger),
     GPB_TEST(garbage_in_the_tables_never_crashes),
     GPB_TEST(concurrent_creators_agree_on_one_file),
     GPB_TEST(death_inside_the_critical_section_is_swept_by_the_next_process),
+    GPB_TEST(reset_with_force_keeps_live_leases_counted),
 };
 
 GPB_TEST_MAIN(cases)

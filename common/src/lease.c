@@ -345,7 +345,8 @@ int gpb_place(gpubalance_lease *lease)
     for (;;) {
         decision d;
 
-        gpb_ledger_lock(lease->ctx->ledger);
+        if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+            break;
         d = decide(lease, &o, &status);
         gpb_ledger_unlock(lease->ctx->ledger);
         if (d == DECIDED)
@@ -353,7 +354,8 @@ int gpb_place(gpubalance_lease *lease)
         if (watch == -2) {
             /* Arm the watch, then decide once more before sleeping. */
             watch = open_release_watch(lease->ctx);
-            gpb_ledger_lock(lease->ctx->ledger);
+            if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+                break;
             waiter = gpb_ledger_wait_begin(lease->ctx->ledger);
             gpb_ledger_unlock(lease->ctx->ledger);
             deadline = gpb_boottime_ns() + (uint64_t)(o.wait_timeout * 1e9);
@@ -369,9 +371,12 @@ int gpb_place(gpubalance_lease *lease)
         }
     }
     if (waiter >= 0) {
-        gpb_ledger_lock(lease->ctx->ledger);
-        gpb_ledger_wait_end(lease->ctx->ledger, waiter);
-        gpb_ledger_unlock(lease->ctx->ledger);
+        if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
+            gpb_ledger_wait_end(lease->ctx->ledger, waiter);
+            gpb_ledger_unlock(lease->ctx->ledger);
+        } else {
+            close(waiter); /* the next sweep forgets it */
+        }
     }
     if (watch >= 0)
         close(watch);
@@ -422,9 +427,12 @@ static void release_slot(gpubalance_lease *lease)
 {
     if (lease->fd < 0)
         return;
-    gpb_ledger_lock(lease->ctx->ledger);
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
-    gpb_ledger_unlock(lease->ctx->ledger);
+    if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
+        gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
+        gpb_ledger_unlock(lease->ctx->ledger);
+    } else {
+        close(lease->fd); /* the lease ends with its lock; a sweep forgets the record */
+    }
     lease->fd = -1;
     lease->slot = -1;
 }
@@ -512,10 +520,14 @@ gpubalance_lease_state gpubalance_lease_state_get(const gpubalance_lease *lease)
 
 static int set_state(gpubalance_lease *lease, gpubalance_lease_state state)
 {
+    int status;
+
     if (lease->fd < 0)
         return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "the lease was already released");
-    gpb_ledger_lock(lease->ctx->ledger);
-    gpb_ledger_slot(lease->ctx->ledger, lease->slot)->state = state;
+    if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+        return status;
+    if (gpb_ledger_owns(lease->ctx->ledger, lease->slot, lease->fd))
+        gpb_ledger_slot(lease->ctx->ledger, lease->slot)->state = state;
     gpb_ledger_unlock(lease->ctx->ledger);
     lease->state = state;
     return 0;
@@ -541,10 +553,13 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
     if (d->backend != GPUBALANCE_BACKEND_SIM)
         return 0;
     ledger = lease->ctx->ledger;
-    gpb_ledger_lock(ledger);
+    if ((status = gpb_ledger_lock(ledger)) < 0)
+        return status;
     gpb_ledger_verify(ledger, UINT64_C(1) << d->ledger_index);
     r = gpb_ledger_device(ledger, d->ledger_index);
-    if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
+    if (!gpb_ledger_owns(ledger, lease->slot, lease->fd)) {
+        status = 0; /* a lease of a replaced ledger: no driver to imitate there */
+    } else if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
         status = 0; /* asked twice */
     } else if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
         status = gpb_fail(GPUBALANCE_ERR_REFUSED,
@@ -619,15 +634,18 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
                            lease_encoder(lease), reason);
     lease->state = GPUBALANCE_LEASE_FAILED;
     lease->tried |= UINT64_C(1) << lease->device;
-    gpb_ledger_lock(lease->ctx->ledger);
-    if (kind == GPUBALANCE_FAILURE_CAPACITY) {
-        learn_capacity(lease, reason);
-    } else if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
+    if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
         d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);
         snprintf(d->unavailable_why, sizeof(d->unavailable_why), "unavailable in this process: %s", reason);
     }
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
-    gpb_ledger_unlock(lease->ctx->ledger);
+    if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
+        if (kind == GPUBALANCE_FAILURE_CAPACITY)
+            learn_capacity(lease, reason);
+        gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
+        gpb_ledger_unlock(lease->ctx->ledger);
+    } else {
+        close(lease->fd); /* the lease ends with its lock; placing again reports the ledger's state */
+    }
     lease->fd = -1;
     lease->slot = -1;
     if ((status = gpb_place(lease)) < 0) {
