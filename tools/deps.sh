@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages gpubalance builds, tests and demonstrates
-# with. Run as root (or through sudo). Safe to run again.
+# Installs the Debian packages gpubalance builds, tests and demonstrates
+# with, on Debian 12 (bookworm) or Debian 13 (trixie). Run as root (or
+# through sudo). Safe to run again.
+#
+# Names that carry a version differ between releases (clang 14's runtime
+# on 12, clang 19's on 13), so only version-independent names are listed:
+# libclang-rt-dev is the runtime of the release's default clang.
 set -euo pipefail
+
+tested_releases="bookworm trixie"
 
 packages=(
     # build
-    meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
+    meson ninja-build pkg-config gcc clang libclang-rt-dev python3
     # building FFmpeg from Debian's source (apt-get source needs dpkg-source)
     dpkg-dev patch make xz-utils
     # the core
@@ -28,6 +35,11 @@ packages=(
 if [ "$(id -u)" -ne 0 ]; then
     exec sudo "$0" "$@"
 fi
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-unknown}")
+case " $tested_releases " in
+*" $codename "*) echo "deps.sh: installing for Debian $codename" ;;
+*) echo "deps.sh: warning: Debian $codename is not one of the releases this list is tested on ($tested_releases); trying anyway" >&2 ;;
+esac
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,6 +1,10 @@
 /* fake_cuda.c - a stand-in libcuda.so.1 for tests (see fake_gpus.h).
- * nv-codec-headers' loader insists on every symbol it knows; the ones the
- * probe never calls fail if called. */
+ * nv-codec-headers' loader refuses a libcuda that lacks any symbol it
+ * requires, and each release requires more (12.1, Debian 13's, added
+ * cuDriverGetVersion, cuCtxGetCurrent, cuStreamWaitEvent). So every symbol
+ * of 11.1 and 12.1, optional ones too, is here; the ones the probe never
+ * calls fail if called. The test stand_ins_serve_every_loader_symbol
+ * checks this list against the installed headers' loader. */
 #include "fake_gpus.h"
 
 /* CUDA ordinal -> NVML index: reverse order, minus a hidden GPU. */
@@ -71,11 +75,13 @@ int cuCtxDestroy_v2(void *ctx)
         return 999;                                                                                                    \
     }
 
+UNUSED_SYMBOL(cuDriverGetVersion)
 UNUSED_SYMBOL(cuDeviceGetName)
 UNUSED_SYMBOL(cuDeviceComputeCapability)
 UNUSED_SYMBOL(cuCtxSetLimit)
 UNUSED_SYMBOL(cuCtxPushCurrent_v2)
 UNUSED_SYMBOL(cuCtxPopCurrent_v2)
+UNUSED_SYMBOL(cuCtxGetCurrent)
 UNUSED_SYMBOL(cuMemAlloc_v2)
 UNUSED_SYMBOL(cuMemAllocPitch_v2)
 UNUSED_SYMBOL(cuMemAllocManaged)
@@ -104,6 +110,7 @@ UNUSED_SYMBOL(cuStreamQuery)
 UNUSED_SYMBOL(cuStreamSynchronize)
 UNUSED_SYMBOL(cuStreamDestroy_v2)
 UNUSED_SYMBOL(cuStreamAddCallback)
+UNUSED_SYMBOL(cuStreamWaitEvent)
 UNUSED_SYMBOL(cuEventCreate)
 UNUSED_SYMBOL(cuEventDestroy_v2)
 UNUSED_SYMBOL(cuEventSynchronize)
@@ -131,6 +138,9 @@ UNUSED_SYMBOL(cuArray3DCreate_v2)
 UNUSED_SYMBOL(cuArrayDestroy)
 UNUSED_SYMBOL(cuDeviceGetUuid)
 UNUSED_SYMBOL(cuDeviceGetUuid_v2)
+UNUSED_SYMBOL(cuDeviceGetLuid)
+UNUSED_SYMBOL(cuDeviceGetByPCIBusId)
+UNUSED_SYMBOL(cuDeviceGetPCIBusId)
 UNUSED_SYMBOL(cuImportExternalMemory)
 UNUSED_SYMBOL(cuDestroyExternalMemory)
 UNUSED_SYMBOL(cuExternalMemoryGetMappedBuffer)
@@ -143,3 +153,8 @@ UNUSED_SYMBOL(cuSignalExternalSemaphoresAsync)
 UNUSED_SYMBOL(cuWaitExternalSemaphoresAsync)
 UNUSED_SYMBOL(cuArrayCreate_v2)
 UNUSED_SYMBOL(cuCtxSynchronize)
+UNUSED_SYMBOL(cuEGLStreamProducerConnect)
+UNUSED_SYMBOL(cuEGLStreamProducerDisconnect)
+UNUSED_SYMBOL(cuEGLStreamConsumerDisconnect)
+UNUSED_SYMBOL(cuEGLStreamProducerPresentFrame)
+UNUSED_SYMBOL(cuEGLStreamProducerReturnFrame)
