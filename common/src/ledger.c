@@ -120,6 +120,8 @@ struct gpb_ledger {
      * mutex rather than GMutex: ThreadSanitizer sees pthread mutexes, not
      * GLib's futexes, and the core is checked under it. */
     pthread_mutex_t mutex;
+    gpb_ledger_gone_func gone_hook; /* events.c: leases that expired */
+    void *gone_data;
 };
 
 static const uint64_t device_table_offset = HEADER_SIZE;
@@ -606,6 +608,17 @@ int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot)
     return device;
 }
 
+uint64_t gpb_ledger_generation(const gpb_ledger *ledger)
+{
+    return ledger->generation;
+}
+
+void gpb_ledger_set_gone_hook(gpb_ledger *ledger, gpb_ledger_gone_func func, void *user_data)
+{
+    ledger->gone_hook = func;
+    ledger->gone_data = user_data;
+}
+
 uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
 {
     return ledger->header->last_sweep_ns;
@@ -779,6 +792,8 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
             !ofd_locked_elsewhere(ledger->lock_fd[device], slot_lock_offset(slot))) {
             gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
                       ledger->slots[slot].pid);
+            if (ledger->gone_hook)
+                ledger->gone_hook(ledger->gone_data, device, &ledger->slots[slot]);
             memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
             ledger->slot_map[slot] = GPB_FREE_SLOT;
             continue;

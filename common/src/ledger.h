@@ -152,6 +152,15 @@ void gpb_ledger_sweep(gpb_ledger *ledger);
 /* Nanoseconds (gpb_now_ns) of the last full sweep. */
 uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger);
 
+/* The random generation of this ledger file (names its lock files, and
+ * the counters and event log beside it, events.c). */
+uint64_t gpb_ledger_generation(const gpb_ledger *ledger);
+
+/* Called (under the header lock) for each lease that verification finds
+ * ended without a release: its holder died. For the event log. */
+typedef void (*gpb_ledger_gone_func)(void *user_data, int device, const gpb_slot_record *record);
+void gpb_ledger_set_gone_hook(gpb_ledger *ledger, gpb_ledger_gone_func func, void *user_data);
+
 /* The validation done on open, on a header image of size bytes read from
  * a file of file_size bytes: 0 or a status with the message set. Exposed
  * for the fuzz harness. */
