@@ -21,6 +21,10 @@ packages=(
     ffmpeg libx264-dev libx265-dev nasm
     # tests: unshare(1) for the pid-namespace test
     util-linux
+    # tests of the operations side: a real node_exporter scraping
+    # `gpubalance metrics --textfile`, a real terminal for `status --watch`,
+    # man(1) to check the pages render
+    prometheus-node-exporter tmux man-db
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -213,14 +213,27 @@ static void log_placement(gpubalance_lease *lease, const gpb_device *d, const ch
 /* A request nothing was granted to; the reason is the last error. */
 static void log_rejection(gpubalance_lease *lease, int status)
 {
+    static const struct {
+        int status;
+        const char *name;
+        gpubalance_counter counter;
+    } kinds[] = {
+        {GPUBALANCE_ERR_FULL, "full", GPUBALANCE_COUNTER_REFUSED_FULL},
+        {GPUBALANCE_ERR_TIMEOUT, "timeout", GPUBALANCE_COUNTER_REFUSED_TIMEOUT},
+        {GPUBALANCE_ERR_UNSUPPORTED, "unsupported", GPUBALANCE_COUNTER_REFUSED_UNSUPPORTED},
+        {GPUBALANCE_ERR_NO_CANDIDATE, "no_candidate", GPUBALANCE_COUNTER_REFUSED_NO_CANDIDATE},
+    };
     GString *line = lease_event(lease, "rejected", NULL);
-    int counter = status == GPUBALANCE_ERR_FULL           ? GPUBALANCE_COUNTER_REFUSED_FULL
-                  : status == GPUBALANCE_ERR_TIMEOUT      ? GPUBALANCE_COUNTER_REFUSED_TIMEOUT
-                  : status == GPUBALANCE_ERR_UNSUPPORTED  ? GPUBALANCE_COUNTER_REFUSED_UNSUPPORTED
-                  : status == GPUBALANCE_ERR_NO_CANDIDATE ? GPUBALANCE_COUNTER_REFUSED_NO_CANDIDATE
-                                                          : -1;
+    const char *name = "error";
+    int counter = -1;
 
-    gpb_kv(line, "status", gpubalance_strerror(status));
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        if (kinds[i].status == status) {
+            name = kinds[i].name;
+            counter = (int)kinds[i].counter;
+        }
+    }
+    gpb_kv(line, "status", name);
     gpb_kv(line, "reason", gpubalance_last_error());
     gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, GPB_COUNTER_HOST_ROW, counter);
 }
