@@ -722,6 +722,92 @@ static void man_page_documents_every_option_of_every_command(void)
     g_free(page_path);
 }
 
+/* Every page renders without a warning from groff. */
+static void man_pages_render_cleanly(void)
+{
+    static const char *const pages[] = {"gpubalance.1", "gpubalance.conf.5", "gpubalance-encoders.7"};
+    gchar *man = g_find_program_in_path("man");
+
+    if (!man)
+        gpb_test_skip("man is not installed (tools/deps.sh installs man-db)");
+    g_setenv("MANWIDTH", "80", TRUE);
+    for (size_t i = 0; i < G_N_ELEMENTS(pages); i++) {
+        gchar *path = g_build_filename(g_getenv("GPB_MAN_DIR"), pages[i], NULL);
+        const char *argv[] = {man, "--warnings=all", "-l", path, NULL};
+        char *out = NULL, *err = NULL;
+
+        g_assert_cmpint(run(argv, &out, &err), ==, 0);
+        if (*err)
+            g_error("%s: %s", pages[i], err);
+        g_assert_cmpuint(strlen(out), >, 500);
+        g_free(out);
+        g_free(err);
+        g_free(path);
+    }
+    g_free(man);
+}
+
+/* ---- the shared directory as a system ships it ------------------------- */
+
+/* sysusers.d makes the group, tmpfiles.d the directory (2770, setgid),
+ * here inside a scratch root; a ledger made there then belongs to the
+ * group and is shared with it (0660). */
+static void tmpfiles_snippet_makes_a_group_ledger_directory(void)
+{
+    gchar *tmpfiles = g_find_program_in_path("systemd-tmpfiles");
+    gchar *sysusers = g_find_program_in_path("systemd-sysusers");
+    const char *pick[] = {bin(), "pick", "-c", "h264", "-w", "640", "--height", "360", NULL};
+    gchar *root, *run_dir, *ledger, *group_file, *root_arg, *command;
+    gchar *group_text = NULL;
+    struct stat dir_st, ledger_st;
+    gchar *etc;
+
+    if (!tmpfiles || !sysusers)
+        gpb_test_skip("systemd-tmpfiles or systemd-sysusers is not installed");
+    if (geteuid() != 0)
+        gpb_test_skip("systemd-tmpfiles gives the directory to root: this test runs as root only");
+    root = g_build_filename(gpb_test_env(ops_config), "root", NULL);
+    group_file = g_build_filename(root, "etc", "group", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(root, 0755), ==, 0);
+    etc = g_path_get_dirname(group_file);
+    g_assert_cmpint(mkdir(etc, 0755), ==, 0);
+    g_free(etc);
+    g_assert_true(g_file_set_contents(group_file, "", 0, NULL));
+    /* with --root the tools read their configuration inside the root: give it on stdin */
+    root_arg = g_strdup_printf("--root=%s", root);
+    command =
+        g_strdup_printf("%s %s - < %s/sysusers.d/gpubalance.conf && %s --create %s - < %s/tmpfiles.d/gpubalance.conf",
+                        sysusers, root_arg, g_getenv("GPB_DATA_DIR"), tmpfiles, root_arg, g_getenv("GPB_DATA_DIR"));
+    {
+        const char *argv[] = {"sh", "-c", command, NULL};
+
+        g_assert_cmpint(run(argv, NULL, NULL), ==, 0);
+    }
+    g_assert_true(g_file_get_contents(group_file, &group_text, NULL, NULL));
+    gpb_assert_contains(group_text, "gpubalance:x:");
+    run_dir = g_build_filename(root, "run", "gpubalance", NULL);
+    g_assert_cmpint(stat(run_dir, &dir_st), ==, 0);
+    g_assert_cmpint(dir_st.st_mode & 07777, ==, 02770);
+    g_assert_cmpint(dir_st.st_uid, ==, 0);
+    g_assert_cmpint(dir_st.st_gid, ==, atoi(strchr(strchr(group_text, ':') + 1, ':') + 1));
+
+    g_setenv("GPUBALANCE_DIR", run_dir, TRUE);
+    g_assert_cmpint(run(pick, NULL, NULL), ==, 0);
+    ledger = g_build_filename(run_dir, "ledger", NULL);
+    g_assert_cmpint(stat(ledger, &ledger_st), ==, 0);
+    g_assert_cmpint(ledger_st.st_gid, ==, dir_st.st_gid);
+    g_assert_cmpint(ledger_st.st_mode & 0777, ==, 0660);
+    g_free(tmpfiles);
+    g_free(sysusers);
+    g_free(root);
+    g_free(run_dir);
+    g_free(ledger);
+    g_free(group_file);
+    g_free(root_arg);
+    g_free(command);
+    g_free(group_text);
+}
+
 static const gpb_test_case cases[] = {
     GPB_TEST(node_exporter_serves_the_textfile_matching_status),
     GPB_TEST(metrics_text_follows_the_exposition_format),
@@ -729,6 +815,8 @@ static const gpb_test_case cases[] = {
     GPB_TEST(damaged_event_log_is_replaced_not_trusted),
     GPB_TEST(status_watch_redraws_in_a_terminal),
     GPB_TEST(man_page_documents_every_option_of_every_command),
+    GPB_TEST(man_pages_render_cleanly),
+    GPB_TEST(tmpfiles_snippet_makes_a_group_ledger_directory),
 };
 
 GPB_TEST_MAIN(cases)
