@@ -484,6 +484,42 @@ static void damaged_event_log_is_replaced_not_trusted(void)
     g_free(err);
 }
 
+/* log --follow prints an event of another process as it happens (its
+ * read blocks until then: no sleeping, no polling), and ends cleanly on
+ * SIGINT. */
+static void log_follow_prints_new_events_until_interrupted(void)
+{
+    const char *argv[] = {bin(), "log", "--follow", NULL};
+    gpubalance_context *ctx;
+    gpubalance_lease *lease;
+    GError *error = NULL;
+    GPid pid;
+    int out, status;
+    char *line = NULL;
+
+    gpb_test_env(ops_config);
+    ctx = gpb_test_open();
+    lease = acquire_on(ctx, "sim:gpu1", "before-follow", 30);
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out,
+                                  NULL, &error))
+        g_error("spawn: %s", error->message);
+    line = gpb_read_line(out);
+    gpb_assert_contains(line, "event=placed label=before-follow");
+    gpubalance_lease_release(lease);
+    lease = acquire_on(ctx, "sim:gpu0", "while-following", 30);
+    g_free(line);
+    line = gpb_read_line(out);
+    gpb_assert_contains(line, " info event=placed label=while-following");
+    gpb_assert_contains(line, "device=sim:gpu0 attempt=1");
+    kill(pid, SIGINT);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    gpubalance_lease_release(lease);
+    gpubalance_context_close(ctx);
+    close(out);
+    g_free(line);
+}
+
 /* ---- status --watch in a terminal --------------------------------------- */
 
 typedef struct {
@@ -813,6 +849,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(metrics_text_follows_the_exposition_format),
     GPB_TEST(every_decision_is_one_structured_line),
     GPB_TEST(damaged_event_log_is_replaced_not_trusted),
+    GPB_TEST(log_follow_prints_new_events_until_interrupted),
     GPB_TEST(status_watch_redraws_in_a_terminal),
     GPB_TEST(man_page_documents_every_option_of_every_command),
     GPB_TEST(man_pages_render_cleanly),
