@@ -456,6 +456,29 @@ static void every_decision_is_one_structured_line(void)
     g_free(log_out);
 }
 
+/* A label is the user's text: a newline or a quote in it cannot forge a
+ * second event or end the value early. */
+static void hostile_label_stays_one_quoted_value(void)
+{
+    const char *log_argv[] = {bin(), "log", NULL};
+    gpubalance_context *ctx;
+    gpubalance_lease *lease;
+    char *out = NULL;
+    gchar **lines;
+
+    gpb_test_env(ops_config);
+    ctx = gpb_test_open();
+    lease = acquire_on(ctx, "sim:gpu1", "cam\nevent=expired \"x\"=y", 30);
+    g_assert_cmpint(run(log_argv, &out, NULL), ==, 0);
+    lines = g_strsplit(out, "\n", -1);
+    g_assert_cmpuint(g_strv_length(lines), ==, 2); /* one line, then "" after its newline */
+    gpb_assert_contains(lines[0], "event=placed label=\"cam\\nevent=expired \\\"x\\\"=y\" pid=");
+    g_strfreev(lines);
+    gpubalance_lease_release(lease);
+    gpubalance_context_close(ctx);
+    g_free(out);
+}
+
 /* The events file is outside input: garbage in it is moved aside and a
  * new one started; placement never depends on it. */
 static void damaged_event_log_is_replaced_not_trusted(void)
@@ -858,6 +881,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(node_exporter_serves_the_textfile_matching_status),
     GPB_TEST(metrics_text_follows_the_exposition_format),
     GPB_TEST(every_decision_is_one_structured_line),
+    GPB_TEST(hostile_label_stays_one_quoted_value),
     GPB_TEST(damaged_event_log_is_replaced_not_trusted),
     GPB_TEST(log_follow_prints_new_events_until_interrupted),
     GPB_TEST(status_watch_redraws_in_a_terminal),

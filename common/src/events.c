@@ -273,7 +273,7 @@ uint64_t gpb_events_counter(const gpb_events *events, int row, gpubalance_counte
 
 GString *gpb_event_begin(const char *kind)
 {
-    GString *line = g_string_sized_new(256);
+    GString *line = g_string_sized_new(512);
 
     g_string_append_printf(line, "event=%s", kind);
     return line;
@@ -283,26 +283,35 @@ GString *gpb_event_begin(const char *kind)
  * quotes with \" \\ \n escaped; control characters never pass. */
 void gpb_kv(GString *line, const char *key, const char *value)
 {
-    bool plain = value && *value;
+    static const char special[] = " \"=\\\n\t\r\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12"
+                                  "\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f";
+    const char *p = value ? value : "";
+    size_t plain = strcspn(p, special);
 
-    for (const char *p = value; plain && *p; p++)
-        if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f)
-            plain = false;
-    g_string_append_printf(line, " %s=", key);
-    if (plain) {
-        g_string_append(line, value);
+    g_string_append_c(line, ' ');
+    g_string_append(line, key);
+    g_string_append_c(line, '=');
+    if (*p && !p[plain]) {
+        g_string_append_len(line, p, (gssize)plain);
         return;
     }
     g_string_append_c(line, '"');
-    for (const char *p = value ? value : ""; *p; p++) {
-        if (*p == '"' || *p == '\\')
+    /* runs of ordinary characters at once, then the one that is not */
+    for (; *p; p += plain + 1) {
+        plain = strcspn(p, special);
+        g_string_append_len(line, p, (gssize)plain);
+        if (!p[plain])
+            break;
+        if (p[plain] == '"' || p[plain] == '\\') {
             g_string_append_c(line, '\\');
-        if (*p == '\n')
+            g_string_append_c(line, p[plain]);
+        } else if (p[plain] == '\n') {
             g_string_append(line, "\\n");
-        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            g_string_append_c(line, '?');
-        else
-            g_string_append_c(line, *p);
+        } else if (p[plain] == ' ' || p[plain] == '=') {
+            g_string_append_c(line, p[plain]);
+        } else {
+            g_string_append_c(line, '?'); /* a control character */
+        }
     }
     g_string_append_c(line, '"');
 }

@@ -183,22 +183,24 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
 /* ---- the event log ------------------------------------------------------ */
 
 /* The start of a lease's line in the event log (events.h): what happened,
- * to which stream (label, pid), where, at which attempt. */
-static GString *lease_event(const gpubalance_lease *lease, const char *kind, const gpb_device *d)
+ * to which stream (label, pid), where, at which attempt. pid: the caller's
+ * if known, else 0 (getpid() is a system call: not paid twice per
+ * placement). */
+static GString *lease_event(const gpubalance_lease *lease, const char *kind, const gpb_device *d, pid_t pid)
 {
     GString *line = gpb_event_begin(kind);
 
     gpb_kv(line, "label", lease->stream.label);
-    gpb_kv_int(line, "pid", getpid());
+    gpb_kv_int(line, "pid", pid ? pid : getpid());
     if (d)
         gpb_kv(line, "device", d->id);
     gpb_kv_int(line, "attempt", lease->attempt);
     return line;
 }
 
-static void log_placement(gpubalance_lease *lease, const gpb_device *d, const char *reason, bool fallback)
+static void log_placement(gpubalance_lease *lease, const gpb_device *d, const char *reason, bool fallback, pid_t pid)
 {
-    GString *line = lease_event(lease, fallback ? "fallback" : "placed", d);
+    GString *line = lease_event(lease, fallback ? "fallback" : "placed", d, pid);
     char size[64];
 
     snprintf(size, sizeof(size), "%dx%d@%g", lease->stream.width, lease->stream.height, lease->stream.fps);
@@ -223,7 +225,7 @@ static void log_rejection(gpubalance_lease *lease, int status)
         {GPUBALANCE_ERR_UNSUPPORTED, "unsupported", GPUBALANCE_COUNTER_REFUSED_UNSUPPORTED},
         {GPUBALANCE_ERR_NO_CANDIDATE, "no_candidate", GPUBALANCE_COUNTER_REFUSED_NO_CANDIDATE},
     };
-    GString *line = lease_event(lease, "rejected", NULL);
+    GString *line = lease_event(lease, "rejected", NULL, 0);
     const char *name = "error";
     int counter = -1;
 
@@ -271,7 +273,7 @@ static int claim(gpubalance_lease *lease, int device, const char *reason, bool f
     g_strlcpy(lease->reason, reason, sizeof(lease->reason));
     gpb_gst_encoder(d, lease->stream.codec, lease->gst_encoder, sizeof(lease->gst_encoder));
     lease->encoder[0] = '\0';
-    log_placement(lease, d, reason, fallback);
+    log_placement(lease, d, reason, fallback, rec.pid);
     return 0;
 }
 
@@ -400,7 +402,7 @@ int gpb_place(gpubalance_lease *lease)
             break;
         if (watch == -2) {
             /* Arm the watch, then decide once more before sleeping. */
-            GString *line = lease_event(lease, "waiting", NULL);
+            GString *line = lease_event(lease, "waiting", NULL, 0);
 
             gpb_kv(line, "reason", gpubalance_last_error());
             gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, GPB_COUNTER_HOST_ROW,
@@ -654,7 +656,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
     learned->until_ns = until;
     g_strlcpy(learned->reason, reason, sizeof(learned->reason));
     {
-        GString *line = lease_event(lease, "learned", d);
+        GString *line = lease_event(lease, "learned", d, 0);
 
         gpb_kv(line, "scope", scope);
         gpb_kv_int(line, "limit", others);
@@ -668,7 +670,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
 static void log_open_failure(gpubalance_lease *lease, const gpb_device *d, gpubalance_failure kind, const char *reason)
 {
     static const char *const kinds[] = {"capacity", "unavailable", "other"};
-    GString *line = lease_event(lease, "refused", d);
+    GString *line = lease_event(lease, "refused", d, 0);
     bool known = (unsigned)kind < G_N_ELEMENTS(kinds);
 
     gpb_kv(line, "kind", known ? kinds[kind] : "unknown");
