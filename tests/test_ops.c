@@ -821,7 +821,7 @@ static void man_pages_render_cleanly(void)
 /* sysusers.d makes the group, tmpfiles.d the directory (2770, setgid),
  * here inside a scratch root; a ledger made there then belongs to the
  * group and is shared with it (0660). */
-static void tmpfiles_snippet_makes_a_group_ledger_directory(void)
+static void tmpfiles_snippet_makes_a_directory_two_users_share(void)
 {
     gchar *tmpfiles = g_find_program_in_path("systemd-tmpfiles");
     gchar *sysusers = g_find_program_in_path("systemd-sysusers");
@@ -829,13 +829,15 @@ static void tmpfiles_snippet_makes_a_group_ledger_directory(void)
     gchar *root, *run_dir, *ledger, *group_file, *root_arg, *command;
     gchar *group_text = NULL;
     struct stat dir_st, ledger_st;
+    const char *test_dir;
     gchar *etc;
 
     if (!tmpfiles || !sysusers)
         gpb_test_skip("systemd-tmpfiles or systemd-sysusers is not installed");
     if (geteuid() != 0)
         gpb_test_skip("systemd-tmpfiles gives the directory to root: this test runs as root only");
-    root = g_build_filename(gpb_test_env(ops_config), "root", NULL);
+    test_dir = gpb_test_env(ops_config);
+    root = g_build_filename(test_dir, "root", NULL);
     group_file = g_build_filename(root, "etc", "group", NULL);
     g_assert_cmpint(g_mkdir_with_parents(root, 0755), ==, 0);
     etc = g_path_get_dirname(group_file);
@@ -866,6 +868,29 @@ static void tmpfiles_snippet_makes_a_group_ledger_directory(void)
     g_assert_cmpint(stat(ledger, &ledger_st), ==, 0);
     g_assert_cmpint(ledger_st.st_gid, ==, dir_st.st_gid);
     g_assert_cmpint(ledger_st.st_mode & 0777, ==, 0660);
+
+    /* another user of the group places a stream beside root's, in the
+     * same ledger, counters and event log */
+    {
+        gchar *groups = g_strdup_printf("%u", (unsigned)dir_st.st_gid);
+        const char *as_nobody[] = {"setpriv",  "--reuid", "65534",   "--regid", "65534", "--groups", groups,
+                                   "--",       bin(),     "pick",    "-c",      "h264",  "-w",       "640",
+                                   "--height", "360",     "--label", "nobody",  NULL};
+        const char *log_argv[] = {"setpriv", "--reuid", "65534", "--regid", "65534", "--groups",
+                                  groups,    "--",      bin(),   "log",     NULL};
+        char *err = NULL, *out = NULL;
+
+        g_assert_cmpint(chmod(test_dir, 0755), ==, 0); /* the scratch root must be reachable */
+        g_assert_cmpint(chmod(root, 0755), ==, 0);
+        if (run(as_nobody, NULL, &err) != 0)
+            g_error("pick as uid 65534 in group %s: %s", groups, err);
+        g_assert_cmpint(run(log_argv, &out, NULL), ==, 0);
+        gpb_assert_contains(out, "event=placed label=nobody");
+        gpb_assert_contains(out, "event=placed label=\"\" pid="); /* root's pick */
+        g_free(groups);
+        g_free(err);
+        g_free(out);
+    }
     g_free(tmpfiles);
     g_free(sysusers);
     g_free(root);
@@ -887,7 +912,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(status_watch_redraws_in_a_terminal),
     GPB_TEST(man_page_documents_every_option_of_every_command),
     GPB_TEST(man_pages_render_cleanly),
-    GPB_TEST(tmpfiles_snippet_makes_a_group_ledger_directory),
+    GPB_TEST(tmpfiles_snippet_makes_a_directory_two_users_share),
 };
 
 GPB_TEST_MAIN(cases)

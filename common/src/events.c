@@ -153,16 +153,17 @@ static int create_events_file(const char *path, uint64_t generation, mode_t mode
     return status;
 }
 
-/* The file is outside input: the same owner as the ledger (or us), not
- * writable by everyone, a regular file, and the layout this code writes
- * for this ledger's generation. */
+/* The file is outside input: a regular file, not writable by everyone,
+ * ours or shared with the ledger's group (on a group directory any member
+ * may have made it), and the layout this code writes for this ledger's
+ * generation. */
 static bool file_is_ours(int fd, const struct stat *ledger_st, uint64_t generation)
 {
     struct stat st;
     events_layout found, want;
 
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_IWOTH) ||
-        (st.st_uid != geteuid() && st.st_uid != ledger_st->st_uid))
+        (st.st_uid != geteuid() && !((st.st_mode & S_IWGRP) && st.st_gid == ledger_st->st_gid)))
         return false;
     if (pread(fd, &found, sizeof(found), 0) != (ssize_t)sizeof(found))
         return false;
