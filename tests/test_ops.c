@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-glib/json-glib.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal.h"
 
 /* Two sims in a pool, gpu0 with room for one session; software last. */
 static const char ops_config[] = "[general]\n"
@@ -454,6 +456,59 @@ static void every_decision_is_one_structured_line(void)
     g_ptr_array_unref(lines);
     g_free(ready);
     g_free(log_out);
+}
+
+/* The ring is outside input too: records holding the right sequence
+ * numbers but random levels, lengths and bytes (seeded, so a failure
+ * repeats) come out bounded, printable and with a known level. */
+static void check_clean(const gpubalance_event *event, void *user_data)
+{
+    g_assert_cmpuint(strlen(event->text), <, GPB_EVENT_TEXT_SIZE);
+    for (const char *p = event->text; *p; p++)
+        g_assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+    g_assert_cmpint(event->level, <=, GPUBALANCE_LOG_DEBUG);
+    (*(int *)user_data)++;
+}
+
+static void garbage_in_the_event_ring_is_read_safely(void)
+{
+    const int events = GPB_EVENT_CAPACITY + 100;
+    const size_t record = 24 + GPB_EVENT_TEXT_SIZE;
+    GRand *rand = g_rand_new_with_seed(15);
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    struct stat st;
+    uint8_t *garbage;
+    int fd, read_back = 0;
+
+    gpb_test_env(ops_config);
+    ctx = gpb_test_open();
+    g_assert_nonnull(ctx->events);
+    s = gpb_test_stream("h264", 640, 360, 30);
+    for (int i = 0; i < events; i++) /* a full ring, wrapped */
+        gpubalance_lease_release(gpb_test_acquire(ctx, s));
+    gpubalance_stream_free(s);
+    fd = open(gpb_events_path(ctx->events), O_RDWR | O_CLOEXEC);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    garbage = g_malloc(record);
+    for (int slot = 0; slot < GPB_EVENT_CAPACITY; slot++) {
+        uint64_t seq = (uint64_t)(events - GPB_EVENT_CAPACITY) + 1 +
+                       (uint64_t)((slot - (events - GPB_EVENT_CAPACITY) % GPB_EVENT_CAPACITY + GPB_EVENT_CAPACITY) %
+                                  GPB_EVENT_CAPACITY);
+
+        for (size_t i = 0; i < record; i++)
+            garbage[i] = (uint8_t)g_rand_int(rand);
+        memcpy(garbage, &seq, sizeof(seq)); /* the one field that must be right to be read at all */
+        g_assert_cmpint(pwrite(fd, garbage, record,
+                               st.st_size - (off_t)(record * GPB_EVENT_CAPACITY) + (off_t)(record * (size_t)slot)),
+                        ==, (ssize_t)record);
+    }
+    gpubalance_events_read(ctx, 0, check_clean, &read_back);
+    g_assert_cmpint(read_back, ==, GPB_EVENT_CAPACITY);
+    close(fd);
+    g_free(garbage);
+    g_rand_free(rand);
+    gpubalance_context_close(ctx);
 }
 
 /* A label is the user's text: a newline or a quote in it cannot forge a
@@ -907,6 +962,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(metrics_text_follows_the_exposition_format),
     GPB_TEST(every_decision_is_one_structured_line),
     GPB_TEST(hostile_label_stays_one_quoted_value),
+    GPB_TEST(garbage_in_the_event_ring_is_read_safely),
     GPB_TEST(damaged_event_log_is_replaced_not_trusted),
     GPB_TEST(log_follow_prints_new_events_until_interrupted),
     GPB_TEST(status_watch_redraws_in_a_terminal),
