@@ -401,7 +401,9 @@ int gpb_place(gpubalance_lease *lease)
         if (d == DECIDED)
             break;
         if (watch == -2) {
-            /* Arm the watch, then decide once more before sleeping. */
+            /* The first time full: say so once (the reason is what
+             * decide() found). Arm the watch, then decide once more
+             * before sleeping. */
             GString *line = lease_event(lease, "waiting", NULL, 0);
 
             gpb_kv(line, "reason", gpubalance_last_error());
