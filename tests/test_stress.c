@@ -147,6 +147,13 @@ typedef struct {
     int progress_fd;
 } torturer;
 
+/* A torturer that cannot go on says why (the parent fails the test). */
+static G_GNUC_NORETURN void torturer_gives_up(const char *call)
+{
+    fprintf(stderr, "torturer %d: %s failed: %s\n", (int)getpid(), call, gpubalance_last_error());
+    _exit(1);
+}
+
 /* Acquires, maybe opens, reports progress, holds or releases, forever. */
 static G_GNUC_NORETURN void torture_child(int progress_fd, unsigned seed)
 {
@@ -167,11 +174,11 @@ static G_GNUC_NORETURN void torture_child(int progress_fd, unsigned seed)
                                 g_rand_int_range(rand, 16, 2161), g_rand_int_range(rand, 0, 121));
 
             if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0)
-                _exit(1);
+                torturer_gives_up("acquire");
             if (g_rand_boolean(rand)) {
                 while (gpubalance_lease_check_open(held[i]) < 0)
                     if (gpubalance_lease_report_failure(&held[i], GPUBALANCE_FAILURE_CAPACITY, "refused") < 0)
-                        _exit(1);
+                        torturer_gives_up("report_failure");
                 gpubalance_lease_mark_opened(held[i]);
             }
             gpubalance_stream_free(s);

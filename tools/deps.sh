@@ -30,6 +30,10 @@ packages=(
     util-linux
     # bench/fleet --plot
     gnuplot-nox
+    # tests of the operations side: a real node_exporter scraping
+    # `gpubalance metrics --textfile`, a real terminal for `status --watch`,
+    # man(1) to check the pages render
+    prometheus-node-exporter tmux man-db
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,4 +1,5 @@
-/* main.c - the gpubalance command: status, probe, pick, exec, reset.
+/* main.c - the gpubalance command: status, probe, pick, exec, reset
+ * (metrics in metrics.c, log in log.c, status --watch in watch.c).
  *
  * It uses only the public API (gpubalance.h), like any other front end. */
 #define _GNU_SOURCE
@@ -13,9 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "gpubalance.h"
 
-#define EXIT_USAGE 2
+/* shared with the other files of the command (cli.h) */
+#define fail cli_fail
+#define parse_options cli_parse_options
 
 /* ---- text from elsewhere ------------------------------------------------
  *
@@ -68,7 +72,7 @@ static const char *shown(GPtrArray *pool, const char *text)
     return safe;
 }
 
-static int fail(const char *what, int status)
+int cli_fail(const char *what, int status)
 {
     const char *detail = gpubalance_last_error();
     gchar *safe = display_text(detail && *detail ? detail : gpubalance_strerror(status));
@@ -164,7 +168,7 @@ static gchar *iso_time(int64_t unix_ms)
 
 /* Parses a command's options; a bad option or a stray argument prints
  * the problem and the command's help. Returns 0 or EXIT_USAGE. */
-static int parse_options(GOptionContext *octx, const char *command, int *argc, char ***argv)
+int cli_parse_options(GOptionContext *octx, const char *command, int *argc, char ***argv)
 {
     GError *error = NULL;
 
@@ -349,12 +353,21 @@ static void status_text(const gpubalance_snapshot *snap)
     g_ptr_array_unref(pool);
 }
 
+/* One refresh of status --watch: JSON on one line per change. */
+static void print_status(const gpubalance_snapshot *snap, gboolean json)
+{
+    if (json)
+        status_json(snap, FALSE);
+    else
+        status_text(snap);
+}
+
 static int cmd_status(int argc, char **argv)
 {
     gboolean json = FALSE, watch = FALSE;
     GOptionEntry entries[] = {
-        {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object (one line per refresh with --watch)", NULL},
-        {"watch", 0, 0, G_OPTION_ARG_NONE, &watch, "Print again every second until interrupted", NULL},
+        {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object (one line per change with --watch)", NULL},
+        {"watch", 0, 0, G_OPTION_ARG_NONE, &watch, "Redraw whenever a lease is taken or ends, until interrupted", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *octx = g_option_context_new("- devices, pools, leases and foreign load");
@@ -368,25 +381,21 @@ static int cmd_status(int argc, char **argv)
         rc = fail("status", status);
         goto out;
     }
-    do {
+    if (watch) {
+        rc = cli_watch_status(ctx, json, print_status);
+    } else {
         gpubalance_snapshot *snap;
 
         if ((status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
             rc = fail("status", status);
-            break;
+            goto out;
         }
         if (json)
-            status_json(snap, !watch);
+            status_json(snap, TRUE);
         else
             status_text(snap);
         gpubalance_snapshot_free(snap);
-        if (watch) {
-            if (!json)
-                printf("\n");
-            fflush(stdout);
-            g_usleep(G_USEC_PER_SEC);
-        }
-    } while (watch);
+    }
 out:
     gpubalance_context_close(ctx);
     g_option_context_free(octx);
@@ -734,6 +743,8 @@ static const struct {
     {"pick", cmd_pick, "pick --codec C --width W --height H [--fps F] [--json]"},
     {"exec", cmd_exec, "exec [pick options] -- CMD...   hold a lease for CMD's lifetime"},
     {"reset", cmd_reset, "reset [--force]                 rebuild a damaged or stale ledger"},
+    {"metrics", cmd_metrics, "metrics [--textfile DIR]        state and counters for Prometheus"},
+    {"log", cmd_log, "log [--lines N] [--follow]      the host's placements, refusals and expiries"},
 };
 
 static int usage(FILE *out)

@@ -534,6 +534,74 @@ const gpubalance_pool_info *gpubalance_snapshot_pool(const gpubalance_snapshot *
 size_t gpubalance_snapshot_n_leases(const gpubalance_snapshot *snap);
 const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot *snap, size_t index);
 
+/* ---- operations: counters, the event log, change notification -------- */
+
+/** Counters kept beside the ledger (in its directory), shared by every
+ *  process of the host and surviving them; they start over when the
+ *  ledger is reset. Per device unless marked host-wide. */
+typedef enum {
+    /** Leases granted on the device (every attempt, fallbacks included). */
+    GPUBALANCE_COUNTER_PLACEMENTS = 0,
+    /** Leases placed on the software device by when-full=software. */
+    GPUBALANCE_COUNTER_FALLBACKS = 1,
+    /** Encoder opens reported failed, by gpubalance_failure kind. */
+    GPUBALANCE_COUNTER_FAILURES_CAPACITY = 2,
+    GPUBALANCE_COUNTER_FAILURES_UNAVAILABLE = 3,
+    GPUBALANCE_COUNTER_FAILURES_OTHER = 4,
+    /** Session limits learned from a capacity refusal on the device. */
+    GPUBALANCE_COUNTER_LIMITS_LEARNED = 5,
+    /** Leases whose holder ended without releasing them (found by a sweep). */
+    GPUBALANCE_COUNTER_LEASES_EXPIRED = 6,
+    /** Host-wide: acquires that blocked with when-full=wait. */
+    GPUBALANCE_COUNTER_WAITS = 7,
+    /** Host-wide: acquires refused, by status (FULL, TIMEOUT, UNSUPPORTED,
+     *  NO_CANDIDATE). */
+    GPUBALANCE_COUNTER_REFUSED_FULL = 8,
+    GPUBALANCE_COUNTER_REFUSED_TIMEOUT = 9,
+    GPUBALANCE_COUNTER_REFUSED_UNSUPPORTED = 10,
+    GPUBALANCE_COUNTER_REFUSED_NO_CANDIDATE = 11,
+} gpubalance_counter;
+#define GPUBALANCE_N_COUNTERS 12
+
+/** Pass as the device index to gpubalance_snapshot_counter() for the
+ *  host-wide total (every device of the ledger, and host-wide counters). */
+#define GPUBALANCE_HOST ((size_t)-1)
+
+/** A counter's value when the snapshot was taken: for the device at index
+ *  (as gpubalance_snapshot_device()), or GPUBALANCE_HOST. 0 when counters
+ *  are unavailable (the counters file could not be opened; logged). */
+uint64_t gpubalance_snapshot_counter(const gpubalance_snapshot *snap, size_t device, gpubalance_counter counter);
+
+/** One line of the host's event log: a placement, refusal, learned limit,
+ *  fallback, wait or expiry, as key=value pairs ("event=placed
+ *  label=cam1 pid=42 device=sim:gpu0 attempt=1 reason=..."). */
+typedef struct {
+    uint64_t seq;    /**< increasing across the host, from 1 */
+    int64_t unix_ms; /**< when it was logged */
+    gpubalance_log_level level;
+    const char *text; /**< valid during the callback only */
+} gpubalance_event;
+
+typedef void (*gpubalance_event_func)(const gpubalance_event *event, void *user_data);
+
+/** Calls func, oldest first, for each event still kept in the host's
+ *  bounded event log whose seq is above after. Returns the highest seq
+ *  seen (or after). Each event is also a log line at info level through
+ *  gpubalance_set_log_handler()'s handler, in the process it happened in. */
+uint64_t gpubalance_events_read(gpubalance_context *ctx, uint64_t after, gpubalance_event_func func, void *user_data);
+
+/** Notification of changes to the ledger: a lease granted, released or
+ *  ended by its process's death, an event logged. While a watch exists,
+ *  released leases close their descriptors (the change is seen by
+ *  inotify), which makes acquires slightly dearer host-wide. */
+typedef struct gpubalance_watch gpubalance_watch;
+int gpubalance_watch_new(gpubalance_context *ctx, gpubalance_watch **out);
+/** A descriptor that polls readable when something changed. */
+int gpubalance_watch_fd(const gpubalance_watch *watch);
+/** Consumes the notifications so far (call before taking a snapshot). */
+void gpubalance_watch_drain(gpubalance_watch *watch);
+void gpubalance_watch_free(gpubalance_watch *watch);
+
 /* ---- maintenance ------------------------------------------------------ */
 
 /**

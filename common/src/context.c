@@ -41,6 +41,7 @@ int gpubalance_context_open_with_flags(const char *config_path, unsigned flags, 
         (status = gpb_inventory_build(ctx->config, ctx->ledger, flags & GPUBALANCE_OPEN_REFRESH_PROBES,
                                       &ctx->inventory)) < 0)
         goto fail;
+    gpb_events_attach(ctx);
     gpb_debug("context: config %s, ledger %s, %u devices", path ? path : "(defaults)", gpb_ledger_path(ctx->ledger),
               ctx->inventory->devices->len);
     g_free(path);
@@ -94,6 +95,7 @@ void gpubalance_context_close(gpubalance_context *ctx)
         gpb_ledger_set_moved_hook(ctx->ledger, NULL, NULL); /* the inventory goes first */
     gpb_inventory_free(ctx->inventory);
     gpb_ledger_close(ctx->ledger);
+    gpb_events_close(ctx->events);
     gpb_config_free(ctx->config);
     g_free(ctx);
 }

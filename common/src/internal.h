@@ -5,6 +5,7 @@
 #include <glib.h>
 
 #include "config.h"
+#include "events.h"
 #include "gpubalance.h"
 #include "inventory.h"
 #include "ledger.h"
@@ -14,6 +15,7 @@ struct gpubalance_context {
     gpb_config *config;
     gpb_ledger *ledger;
     gpb_inventory *inventory;
+    gpb_events *events; /* NULL when its file cannot be used */
 };
 
 struct gpubalance_stream {

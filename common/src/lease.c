@@ -189,6 +189,66 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
     }
 }
 
+/* ---- the event log ------------------------------------------------------ */
+
+/* The start of a lease's line in the event log (events.h): what happened,
+ * to which stream (label, pid), where, at which attempt. pid: the caller's
+ * if known, else 0 (getpid() is a system call: not paid twice per
+ * placement). */
+static GString *lease_event(const gpubalance_lease *lease, const char *kind, const gpb_device *d, pid_t pid)
+{
+    GString *line = gpb_event_begin(kind);
+
+    gpb_kv(line, "label", lease->stream.label);
+    gpb_kv_int(line, "pid", pid ? pid : getpid());
+    if (d)
+        gpb_kv(line, "device", d->id);
+    gpb_kv_int(line, "attempt", lease->attempt);
+    return line;
+}
+
+static void log_placement(gpubalance_lease *lease, const gpb_device *d, const char *reason, bool fallback, pid_t pid)
+{
+    GString *line = lease_event(lease, fallback ? "fallback" : "placed", d, pid);
+    char size[64];
+
+    snprintf(size, sizeof(size), "%dx%d@%g", lease->stream.width, lease->stream.height, lease->stream.fps);
+    gpb_kv(line, "codec", gpubalance_codec_name(lease->stream.codec));
+    gpb_kv(line, "size", size);
+    gpb_kv(line, "reason", reason);
+    gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, d->ledger_index, GPUBALANCE_COUNTER_PLACEMENTS);
+    if (fallback)
+        gpb_events_count(lease->ctx->events, d->ledger_index, GPUBALANCE_COUNTER_FALLBACKS);
+}
+
+/* A request nothing was granted to; the reason is the last error. */
+static void log_rejection(gpubalance_lease *lease, int status)
+{
+    static const struct {
+        int status;
+        const char *name;
+        gpubalance_counter counter;
+    } kinds[] = {
+        {GPUBALANCE_ERR_FULL, "full", GPUBALANCE_COUNTER_REFUSED_FULL},
+        {GPUBALANCE_ERR_TIMEOUT, "timeout", GPUBALANCE_COUNTER_REFUSED_TIMEOUT},
+        {GPUBALANCE_ERR_UNSUPPORTED, "unsupported", GPUBALANCE_COUNTER_REFUSED_UNSUPPORTED},
+        {GPUBALANCE_ERR_NO_CANDIDATE, "no_candidate", GPUBALANCE_COUNTER_REFUSED_NO_CANDIDATE},
+    };
+    GString *line = lease_event(lease, "rejected", NULL, 0);
+    const char *name = "error";
+    int counter = -1;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        if (kinds[i].status == status) {
+            name = kinds[i].name;
+            counter = (int)kinds[i].counter;
+        }
+    }
+    gpb_kv(line, "status", name);
+    gpb_kv(line, "reason", gpubalance_last_error());
+    gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, GPB_COUNTER_HOST_ROW, counter);
+}
+
 static void fill_record(const gpubalance_stream *s, gpb_slot_record *rec)
 {
     memset(rec, 0, sizeof(*rec));
@@ -204,7 +264,7 @@ static void fill_record(const gpubalance_stream *s, gpb_slot_record *rec)
     g_strlcpy(rec->label, s->label, sizeof(rec->label));
 }
 
-static int claim(gpubalance_lease *lease, int device, const char *reason)
+static int claim(gpubalance_lease *lease, int device, const char *reason, bool fallback)
 {
     gpubalance_context *ctx = lease->ctx;
     gpb_device *d = inv_device(ctx, device);
@@ -222,8 +282,7 @@ static int claim(gpubalance_lease *lease, int device, const char *reason)
     g_strlcpy(lease->reason, reason, sizeof(lease->reason));
     gpb_gst_encoder(d, lease->stream.codec, lease->gst_encoder, sizeof(lease->gst_encoder));
     lease->encoder[0] = '\0';
-    gpb_info("placed %s %dx%d@%g (%s) on %s: %s", gpubalance_codec_name(lease->stream.codec), lease->stream.width,
-             lease->stream.height, lease->stream.fps, lease->stream.label, d->id, reason);
+    log_placement(lease, d, reason, fallback, rec.pid);
     return 0;
 }
 
@@ -261,7 +320,7 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
             snprintf(reason, sizeof(reason), "%s; passed over %s", result.reason, result.rejected);
         else
             snprintf(reason, sizeof(reason), "%s", result.reason);
-        *status = claim(lease, result.device, reason);
+        *status = claim(lease, result.device, reason, false);
         return DECIDED;
     }
     if (o->when_full == GPUBALANCE_WHEN_FULL_SOFTWARE && !gpb_policy_unsupported_why(&pd[software], &req) &&
@@ -270,7 +329,7 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
 
         snprintf(reason, sizeof(reason), "when-full=software: %s (%s)", result.reason,
                  result.rejected[0] ? result.rejected : "no candidate");
-        *status = claim(lease, software, reason);
+        *status = claim(lease, software, reason, true);
         return DECIDED;
     }
     if (result.outcome == GPB_ALL_FULL && o->when_full == GPUBALANCE_WHEN_FULL_WAIT && !lease->tried) {
@@ -352,7 +411,14 @@ int gpb_place(gpubalance_lease *lease)
         if (d == DECIDED)
             break;
         if (watch == -2) {
-            /* Arm the watch, then decide once more before sleeping. */
+            /* The first time full: say so once (the reason is what
+             * decide() found). Arm the watch, then decide once more
+             * before sleeping. */
+            GString *line = lease_event(lease, "waiting", NULL, 0);
+
+            gpb_kv(line, "reason", gpubalance_last_error());
+            gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, GPB_COUNTER_HOST_ROW,
+                             GPUBALANCE_COUNTER_WAITS);
             watch = open_release_watch(lease->ctx);
             if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
                 break;
@@ -380,6 +446,8 @@ int gpb_place(gpubalance_lease *lease)
     }
     if (watch >= 0)
         close(watch);
+    if (status < 0)
+        log_rejection(lease, status);
     return status;
 }
 
@@ -615,8 +683,29 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
     learned->limit = (uint32_t)others;
     learned->until_ns = until;
     g_strlcpy(learned->reason, reason, sizeof(learned->reason));
-    gpb_warning("%s refused a session with %d open (%s); limit %d learned for %s for %g s", d->id, others, reason,
-                others, scope, ctx->config->learn_expiry);
+    {
+        GString *line = lease_event(lease, "learned", d, 0);
+
+        gpb_kv(line, "scope", scope);
+        gpb_kv_int(line, "limit", others);
+        gpb_kv_int(line, "for_s", (long long)ctx->config->learn_expiry);
+        gpb_kv(line, "reason", reason);
+        gpb_event_commit(ctx->events, line, GPUBALANCE_LOG_WARNING, d->ledger_index, GPUBALANCE_COUNTER_LIMITS_LEARNED);
+    }
+}
+
+/* A front end's failed open, counted by kind on the device. */
+static void log_open_failure(gpubalance_lease *lease, const gpb_device *d, gpubalance_failure kind, const char *reason)
+{
+    static const char *const kinds[] = {"capacity", "unavailable", "other"};
+    GString *line = lease_event(lease, "refused", d, 0);
+    bool known = (unsigned)kind < G_N_ELEMENTS(kinds);
+
+    gpb_kv(line, "kind", known ? kinds[kind] : "unknown");
+    gpb_kv(line, "encoder", lease_encoder(lease));
+    gpb_kv(line, "reason", reason);
+    gpb_event_commit(lease->ctx->events, line, GPUBALANCE_LOG_INFO, d->ledger_index,
+                     known ? GPUBALANCE_COUNTER_FAILURES_CAPACITY + (int)kind : -1);
 }
 
 int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failure kind, const char *reason)
@@ -634,6 +723,7 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
                            lease_encoder(lease), reason);
     lease->state = GPUBALANCE_LEASE_FAILED;
     lease->tried |= UINT64_C(1) << lease->device;
+    log_open_failure(lease, d, kind, reason);
     if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
         d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);
         snprintf(d->unavailable_why, sizeof(d->unavailable_why), "unavailable in this process: %s", reason);

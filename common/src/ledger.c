@@ -176,6 +176,8 @@ struct gpb_ledger {
      * mutex rather than GMutex: ThreadSanitizer sees pthread mutexes, not
      * GLib's futexes, and the core is checked under it. */
     pthread_mutex_t mutex;
+    gpb_ledger_gone_func gone_hook; /* events.c: leases that expired */
+    void *gone_data;
 };
 
 static const uint64_t device_table_offset = HEADER_SIZE;
@@ -345,7 +347,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
         uintptr_t base = __atomic_load_n(&mappings[i].base, __ATOMIC_ACQUIRE);
         size_t size = __atomic_load_n(&mappings[i].size, __ATOMIC_RELAXED);
 
-        if (base && addr >= base && addr < base + size) {
+        if (base > 1 && addr >= base && addr < base + size) {
             if (mmap((void *)base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
                 MAP_FAILED) {
                 __atomic_store_n(&mappings[i].lost, 1, __ATOMIC_RELEASE);
@@ -374,23 +376,27 @@ static void install_sigbus_handler(void)
     sigaction(SIGBUS, &sa, &previous_sigbus);
 }
 
-static int register_mapping(void *base, size_t size)
+/* An entry is claimed by turning its base from 0 to 1 (which no handler
+ * matches), filled, and published by storing the real base, so the handler
+ * never pairs one mapping's base with another's size. */
+int gpb_mapping_guard(void *base, size_t size)
 {
     pthread_once(&sigbus_once, install_sigbus_handler);
     for (int i = 0; i < MAX_MAPPINGS; i++) {
         uintptr_t expected = 0;
 
+        if (!__atomic_compare_exchange_n(&mappings[i].base, &expected, (uintptr_t)1, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue;
         __atomic_store_n(&mappings[i].size, size, __ATOMIC_RELAXED);
-        if (__atomic_compare_exchange_n(&mappings[i].base, &expected, (uintptr_t)base, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            __atomic_store_n(&mappings[i].lost, 0, __ATOMIC_RELEASE);
-            return i;
-        }
+        __atomic_store_n(&mappings[i].lost, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&mappings[i].base, (uintptr_t)base, __ATOMIC_RELEASE);
+        return i;
     }
-    return -1; /* more than MAX_MAPPINGS contexts: no safety net for this one */
+    return -1; /* more than MAX_MAPPINGS mappings: no safety net for this one */
 }
 
-static void unregister_mapping(int index)
+void gpb_mapping_unguard(int index)
 {
     if (index >= 0)
         __atomic_store_n(&mappings[index].base, 0, __ATOMIC_RELEASE);
@@ -711,13 +717,18 @@ static void give_up_message(int fd, const char *path, int32_t recorded, uint64_t
              path, holder, (int)(stalled_ns / 1000000));
 }
 
-/* What a process is doing, from /proc/PID/stat: its state letter and
- * the CPU time it has used. */
+/* What a process is doing, from /proc/PID/stat: its state letter, its
+ * kernel flags and the CPU time it has used. */
 typedef struct {
     int pid;
     char state;
+    unsigned flags;
     unsigned long long cpu_ticks;
 } proc_sample;
+
+/* The kernel's PF_EXITING (include/linux/sched.h): the task is in do_exit
+ * and its locks are about to go with its files. */
+#define TASK_FLAG_EXITING 0x00000004u
 
 static bool sample_process(int pid, proc_sample *out)
 {
@@ -725,14 +736,17 @@ static bool sample_process(int pid, proc_sample *out)
     gchar *text = NULL;
     const char *after_name;
     unsigned long long utime = 0, stime = 0;
+    unsigned flags = 0;
     char state = 0;
     bool ok = false;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     if (pid > 0 && g_file_get_contents(path, &text, NULL, NULL) && (after_name = strrchr(text, ')')) &&
-        sscanf(after_name + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &state, &utime, &stime) == 3) {
+        sscanf(after_name + 1, " %c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %llu %llu", &state, &flags, &utime,
+               &stime) == 4) {
         out->pid = pid;
         out->state = state;
+        out->flags = flags;
         out->cpu_ticks = utime + stime;
         ok = true;
     }
@@ -741,57 +755,76 @@ static bool sample_process(int pid, proc_sample *out)
 }
 
 /* Waiting for the header lock. Past GPB_LOCK_STALL_MS without any other
- * process taking it, the holder is looked at: one that is running, or has
- * used CPU since the last look, is slow (a loaded machine), and is waited
- * for up to GPB_LOCK_MAX_MS in all; one that is not running and uses no
- * CPU (stopped, traced, in uninterruptible sleep, frozen) is stuck, and
- * the wait fails 50 ms after the bound. */
+ * process taking it, the holder is looked at every 50 ms:
+ * - running, exiting (its lock goes with it), or using CPU since the last
+ *   look: slow, not stuck (a loaded machine deschedules holders for
+ *   hundreds of milliseconds); waited for, up to GPB_LOCK_MAX_MS in all;
+ * - stopped or traced (SIGSTOP, a debugger, a paused container): stuck,
+ *   the wait fails;
+ * - asleep or in uninterruptible sleep with no CPU used (a hung NFS read,
+ *   a frozen cgroup), or not to be found (another pid namespace): the wait
+ *   fails once nothing moved for GPB_LOCK_HUNG_MS. CPU time counts in
+ *   ticks, so a holder sleeping briefly between short bursts can look idle
+ *   for one 50 ms look; the longer bound keeps that from failing a
+ *   healthy wait. */
 typedef struct {
     int fd;
     uint64_t start;
-    uint64_t last_progress;
+    uint64_t last_progress; /* the epoch moved, or the holder used CPU */
+    uint64_t next_look;
     uint32_t epoch;
     proc_sample holder;
     bool have_holder;
-    bool searched_fdinfo;
-    int unseen_looks;
 } lock_wait;
 
-static bool holder_is_stuck(lock_wait *w, int32_t recorded)
+typedef enum { HOLDER_BUSY, HOLDER_STOPPED, HOLDER_IDLE, HOLDER_UNSEEN } holder_verdict;
+
+static bool find_holder(lock_wait *w, int32_t recorded, proc_sample *now)
+{
+    struct stat st;
+
+    if (sample_process(recorded, now))
+        return true;
+    /* the recorded pid is gone or not ours to see: ask the kernel's
+     * fdinfo which process holds the lock now */
+    return fstat(w->fd, &st) == 0 && sample_process(find_lock_holder(st.st_dev, st.st_ino, 0), now);
+}
+
+static holder_verdict look_at_holder(lock_wait *w, int32_t recorded)
 {
     proc_sample now;
-    bool sampled = sample_process(recorded, &now);
+    bool same;
 
-    if (!sampled && !w->searched_fdinfo) {
-        struct stat st;
-
-        w->searched_fdinfo = true;
-        if (fstat(w->fd, &st) == 0)
-            sampled = sample_process(find_lock_holder(st.st_dev, st.st_ino, 0), &now);
-    } else if (!sampled && w->have_holder) {
-        sampled = sample_process(w->holder.pid, &now);
-    }
-    if (!sampled) /* nothing to look at (twice): the bound decides */
-        return ++w->unseen_looks >= 2;
-    w->unseen_looks = 0;
-    if (now.state == 'R' || !w->have_holder || now.pid != w->holder.pid || now.cpu_ticks != w->holder.cpu_ticks) {
-        w->holder = now;
-        w->have_holder = true;
-        return false;
-    }
-    return true;
+    if (!find_holder(w, recorded, &now))
+        return HOLDER_UNSEEN;
+    same = w->have_holder && now.pid == w->holder.pid && now.cpu_ticks == w->holder.cpu_ticks;
+    w->holder = now;
+    w->have_holder = true;
+    if (now.state == 'R' || (now.flags & TASK_FLAG_EXITING) || now.state == 'Z' || !same)
+        return HOLDER_BUSY;
+    if (now.state == 'T' || now.state == 't')
+        return HOLDER_STOPPED;
+    return HOLDER_IDLE;
 }
 
 static bool waited_too_long(lock_wait *w, uint64_t now, int32_t recorded)
 {
+    uint64_t stalled = now - w->last_progress;
+
     if (now - w->start > GPB_LOCK_MAX_MS * 1000000ull)
         return true;
-    if (now - w->last_progress <= GPB_LOCK_STALL_MS * 1000000ull)
+    if (stalled <= GPB_LOCK_STALL_MS * 1000000ull || now < w->next_look)
         return false;
-    if (holder_is_stuck(w, recorded))
+    w->next_look = now + 50 * 1000000ull;
+    switch (look_at_holder(w, recorded)) {
+    case HOLDER_BUSY:
+        w->last_progress = now;
+        return false;
+    case HOLDER_STOPPED:
         return true;
-    w->last_progress = now - (GPB_LOCK_STALL_MS - 50) * 1000000ull; /* look again in 50 ms */
-    return false;
+    default:
+        return stalled > GPB_LOCK_HUNG_MS * 1000000ull;
+    }
 }
 
 /* Takes the header lock of fd, waiting while its holder makes progress
@@ -826,7 +859,6 @@ static int header_lock_polling(int fd, const char *path, const ledger_header *ma
             w->epoch = seen;
             w->last_progress = now;
             w->have_holder = false;
-            w->unseen_looks = 0;
         }
         if (waited_too_long(w, now, recorded)) {
             give_up_message(fd, path, recorded, now - w->last_progress);
@@ -971,7 +1003,6 @@ static int header_lock_bounded(int fd, const char *path, const ledger_header *ma
             w.epoch = seen;
             w.last_progress = now;
             w.have_holder = false;
-            w.unseen_looks = 0;
         }
         if (waited_too_long(&w, now, recorded)) {
             b->abandoned = true;
@@ -1187,7 +1218,7 @@ static void renew_for_this_boot(gpb_ledger *ledger)
 
 static void unmap(gpb_ledger *ledger)
 {
-    unregister_mapping(ledger->mapping);
+    gpb_mapping_unguard(ledger->mapping);
     ledger->mapping = -1;
     if (ledger->base)
         munmap(ledger->base, ledger->size);
@@ -1233,7 +1264,7 @@ static int open_existing(gpb_ledger *ledger)
             ledger->base = NULL;
             status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot map ledger %s: %s", ledger->path, g_strerror(errno));
         } else {
-            ledger->mapping = register_mapping(ledger->base, ledger->size);
+            ledger->mapping = gpb_mapping_guard(ledger->base, ledger->size);
             map_tables(ledger);
             note_header_locked(ledger->header);
             ledger->generation = header.layout.generation;
@@ -1874,6 +1905,17 @@ int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot)
     return device;
 }
 
+uint64_t gpb_ledger_generation(const gpb_ledger *ledger)
+{
+    return ledger->generation;
+}
+
+void gpb_ledger_set_gone_hook(gpb_ledger *ledger, gpb_ledger_gone_func func, void *user_data)
+{
+    ledger->gone_hook = func;
+    ledger->gone_data = user_data;
+}
+
 uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
 {
     return ledger->header->last_sweep_ns;
@@ -2058,6 +2100,8 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
         if ((readable & (UINT64_C(1) << owner)) && !bit_set(bits, slot)) {
             gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[owner].id,
                       ledger->slots[slot].pid);
+            if (ledger->gone_hook)
+                ledger->gone_hook(ledger->gone_data, owner, &ledger->slots[slot]);
             memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
             ledger->slot_map[slot] = GPB_FREE_SLOT;
             continue;

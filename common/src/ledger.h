@@ -115,11 +115,19 @@ const char *gpb_ledger_dir(const gpb_ledger *ledger);
  * them, so the live leases stay counted. */
 int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
 
+/* Keeps a shared mapping from killing the process with SIGBUS (a file
+ * truncated under it, a full tmpfs): a fault in it is answered with zero
+ * pages (see ledger.c). Returns a handle for gpb_mapping_unguard(), or -1
+ * when the registry is full (the mapping is then unguarded). */
+int gpb_mapping_guard(void *base, size_t size);
+void gpb_mapping_unguard(int handle);
+
 /* Serialises mutations across threads and processes. If the last holder
  * died inside its critical section, lock() sweeps before returning.
  *
- * The wait is bounded: a holder that makes no progress (stopped, hung,
- * paused) for GPB_LOCK_STALL_MS, or a wait longer than GPB_LOCK_MAX_MS in
+ * The wait is bounded: a holder that is stopped (SIGSTOP, traced) for
+ * GPB_LOCK_STALL_MS, asleep without using CPU (hung, frozen) or out of
+ * sight for GPB_LOCK_HUNG_MS, or a wait longer than GPB_LOCK_MAX_MS in
  * all, fails with GPUBALANCE_ERR_LEDGER_IO naming the ledger and, when it
  * can be found, the holder's pid. Before returning 0 it checks that the
  * file is still the one mapped: a ledger replaced by a reset is reopened
@@ -127,6 +135,7 @@ int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
  * an error, found before the mapping is touched. Records this process
  * registered are checked against their CRCs and repaired. */
 #define GPB_LOCK_STALL_MS 250
+#define GPB_LOCK_HUNG_MS 750
 #define GPB_LOCK_MAX_MS 10000
 int gpb_ledger_lock(gpb_ledger *ledger) __attribute__((warn_unused_result));
 void gpb_ledger_unlock(gpb_ledger *ledger);
@@ -180,6 +189,15 @@ void gpb_ledger_sweep(gpb_ledger *ledger);
 
 /* Nanoseconds (gpb_now_ns) of the last full sweep. */
 uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger);
+
+/* The random generation of this ledger file (names its lock files, and
+ * the counters and event log beside it, events.c). */
+uint64_t gpb_ledger_generation(const gpb_ledger *ledger);
+
+/* Called (under the header lock) for each lease that verification finds
+ * ended without a release: its holder died. For the event log. */
+typedef void (*gpb_ledger_gone_func)(void *user_data, int device, const gpb_slot_record *record);
+void gpb_ledger_set_gone_hook(gpb_ledger *ledger, gpb_ledger_gone_func func, void *user_data);
 
 /* The validation done on open, on a header image of size bytes read from
  * a file of file_size bytes: 0 or a status with the message set. Exposed

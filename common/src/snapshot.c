@@ -10,6 +10,7 @@ struct gpubalance_snapshot {
     GArray *pools;   /* gpubalance_pool_info */
     GArray *leases;  /* gpubalance_lease_info */
     GStringChunk *strings;
+    GArray *counters; /* GPUBALANCE_N_COUNTERS uint64 per device, then the host's */
 };
 
 static const char *keep(gpubalance_snapshot *snap, const char *text)
@@ -81,6 +82,27 @@ static const char *lease_device_id(gpubalance_context *ctx, gpubalance_snapshot 
     return keep_bounded(snap, gpb_ledger_device(ctx->ledger, ledger_index)->id, GPB_ID_SIZE);
 }
 
+/* Each device's row (its ledger index), then the host-wide sum of every
+ * row: devices other processes know count too. */
+static void copy_counters(gpubalance_context *ctx, gpubalance_snapshot *snap)
+{
+    uint64_t host[GPUBALANCE_N_COUNTERS] = {0};
+
+    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+        const gpb_device *d = g_ptr_array_index(ctx->inventory->devices, i);
+
+        for (int c = 0; c < GPUBALANCE_N_COUNTERS; c++) {
+            uint64_t value = gpb_events_counter(ctx->events, d->ledger_index, (gpubalance_counter)c);
+
+            g_array_append_val(snap->counters, value);
+        }
+    }
+    for (int row = 0; row < GPB_COUNTER_ROWS; row++)
+        for (int c = 0; c < GPUBALANCE_N_COUNTERS; c++)
+            host[c] += gpb_events_counter(ctx->events, row, (gpubalance_counter)c);
+    g_array_append_vals(snap->counters, host, GPUBALANCE_N_COUNTERS);
+}
+
 static void copy_leases(gpubalance_context *ctx, gpubalance_snapshot *snap)
 {
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
@@ -121,6 +143,7 @@ int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out)
     snap->pools = g_array_new(FALSE, TRUE, sizeof(gpubalance_pool_info));
     snap->leases = g_array_new(FALSE, TRUE, sizeof(gpubalance_lease_info));
     snap->strings = g_string_chunk_new(1024);
+    snap->counters = g_array_new(FALSE, TRUE, sizeof(uint64_t));
     if ((status = gpb_ledger_lock(ctx->ledger)) < 0) {
         gpubalance_snapshot_free(snap);
         return status;
@@ -128,6 +151,7 @@ int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out)
     gpb_ledger_sweep(ctx->ledger);
     copy_devices(ctx, snap, gpb_now_ns());
     copy_leases(ctx, snap);
+    copy_counters(ctx, snap);
     gpb_ledger_unlock(ctx->ledger);
     *out = snap;
     return 0;
@@ -141,6 +165,7 @@ void gpubalance_snapshot_free(gpubalance_snapshot *snap)
     g_array_unref(snap->pools);
     g_array_unref(snap->leases);
     g_string_chunk_free(snap->strings);
+    g_array_unref(snap->counters);
     g_free(snap);
 }
 
@@ -172,4 +197,13 @@ size_t gpubalance_snapshot_n_leases(const gpubalance_snapshot *snap)
 const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot *snap, size_t index)
 {
     return index < snap->leases->len ? &g_array_index(snap->leases, gpubalance_lease_info, index) : NULL;
+}
+
+uint64_t gpubalance_snapshot_counter(const gpubalance_snapshot *snap, size_t device, gpubalance_counter counter)
+{
+    size_t row = device == GPUBALANCE_HOST ? snap->devices->len : device;
+
+    if ((unsigned)counter >= GPUBALANCE_N_COUNTERS || row > snap->devices->len)
+        return 0;
+    return g_array_index(snap->counters, uint64_t, row * GPUBALANCE_N_COUNTERS + (size_t)counter);
 }

@@ -1,0 +1,115 @@
+/* log.c - `gpubalance log`: the host's event log, every process's
+ * placements, fallbacks, refusals, learned limits, waits, rejections and
+ * expiries, from the bounded ring kept beside the ledger. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* "2026-11-24T23:29:01.123Z info event=placed ..." */
+static gchar *event_line(const gpubalance_event *event)
+{
+    static const char *const levels[] = {"error", "warning", "info", "debug"};
+    GDateTime *dt = g_date_time_new_from_unix_utc(event->unix_ms / 1000);
+    gchar *when = dt ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%S") : g_strdup("?");
+    gchar *line = g_strdup_printf("%s.%03dZ %s %s", when, (int)((event->unix_ms % 1000 + 1000) % 1000),
+                                  levels[event->level], event->text);
+
+    g_free(when);
+    if (dt)
+        g_date_time_unref(dt);
+    return line;
+}
+
+static void print_event(const gpubalance_event *event, void *user_data)
+{
+    gchar *line = event_line(event);
+
+    (void)user_data;
+    printf("%s\n", line);
+    g_free(line);
+}
+
+static void keep_event(const gpubalance_event *event, void *user_data)
+{
+    g_ptr_array_add(user_data, event_line(event));
+}
+
+/* Prints what is logged from now on, until SIGINT or SIGTERM. */
+static int follow(gpubalance_context *ctx, uint64_t seen)
+{
+    gpubalance_watch *watch = NULL;
+    int signals = cli_signal_fd();
+    int status;
+
+    if (signals < 0) {
+        fprintf(stderr, "gpubalance log: cannot catch signals: %s\n", g_strerror(errno));
+        return EXIT_FAILURE;
+    }
+    if ((status = gpubalance_watch_new(ctx, &watch)) < 0) {
+        close(signals);
+        return cli_fail("log", status);
+    }
+    for (;;) {
+        struct pollfd fds[2] = {
+            {.fd = gpubalance_watch_fd(watch), .events = POLLIN},
+            {.fd = signals, .events = POLLIN},
+        };
+
+        gpubalance_watch_drain(watch);
+        seen = gpubalance_events_read(ctx, seen, print_event, NULL);
+        fflush(stdout);
+        while (poll(fds, 2, -1) < 0 && errno == EINTR)
+            ;
+        if (fds[1].revents)
+            break;
+    }
+    gpubalance_watch_free(watch);
+    close(signals);
+    return EXIT_SUCCESS;
+}
+
+int cmd_log(int argc, char **argv)
+{
+    gboolean follow_on = FALSE;
+    gint lines = 0;
+    GOptionEntry entries[] = {
+        {"lines", 'n', 0, G_OPTION_ARG_INT, &lines, "Print only the last N events (default: all kept)", "N"},
+        {"follow", 'f', 0, G_OPTION_ARG_NONE, &follow_on, "Then print new events as they happen, until interrupted",
+         NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    GOptionContext *octx = g_option_context_new("- the host's placements, refusals and expiries");
+    gpubalance_context *ctx = NULL;
+    GPtrArray *kept;
+    uint64_t seen;
+    int status, rc;
+
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if ((rc = cli_parse_options(octx, "log", &argc, &argv)) != 0)
+        goto out;
+    if (lines < 0) {
+        rc = EXIT_USAGE;
+        fprintf(stderr, "gpubalance: log: --lines %d: not a count of lines\n", lines);
+        goto out;
+    }
+    if ((status = gpubalance_context_open(NULL, &ctx)) < 0) {
+        rc = cli_fail("log", status);
+        goto out;
+    }
+    kept = g_ptr_array_new_with_free_func(g_free);
+    seen = gpubalance_events_read(ctx, 0, keep_event, kept);
+    for (guint i = lines > 0 && kept->len > (guint)lines ? kept->len - (guint)lines : 0; i < kept->len; i++)
+        printf("%s\n", (const char *)g_ptr_array_index(kept, i));
+    g_ptr_array_unref(kept);
+    fflush(stdout);
+    if (follow_on)
+        rc = follow(ctx, seen);
+out:
+    gpubalance_context_close(ctx);
+    g_option_context_free(octx);
+    return rc;
+}
