@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds gpubalance in a build directory and runs every test suite,
-# including the FFmpeg wrappers' tests against an FFmpeg patched and built
-# from Debian's source by ffmpeg-patches/build.sh (built once, then cached
-# in build-ffmpeg/ until the series or the script changes).
+# including the FFmpeg wrappers' tests against FFmpeg patched and built
+# from Debian's source by ffmpeg-patches/build.sh (its test configuration;
+# built once, then cached in build-ffmpeg/ until the series or the script
+# changes). On Debian 12 the FFmpeg suite runs against 5.1 and against the
+# newest release (unstable's); elsewhere against the host release's.
+# GPB_FFMPEG_RELEASES="bookworm trixie sid" picks others.
 #
 #   tools/test.sh [BUILD_DIR] [MESON_SETUP_OPTIONS...]
 #
@@ -22,27 +25,61 @@ else
 fi
 meson compile -C "$build_dir"
 
-if [ "${GPB_WITH_FFMPEG:-1}" != 0 ]; then
+# The FFmpeg releases whose series are tested here: Debian 12 tests the 5.1
+# series (its own FFmpeg) and the newest (unstable's); Debian 13 its 7.1.
+host_release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+case "$host_release" in
+bookworm) default_releases="bookworm sid" ;;
+*) default_releases="$host_release" ;;
+esac
+releases=${GPB_FFMPEG_RELEASES:-$default_releases}
+
+# Builds (once, cached by the series and build.sh) the test configuration
+# of FFmpeg from Debian's source of a release; prints its prefix.
+ffmpeg_for() {
+    local release=$1 key prefix
     key=$(cat ffmpeg-patches/build.sh ffmpeg-patches/n*/*.patch | sha256sum | cut -c1-16)
-    prefix="$PWD/build-ffmpeg/$key"
+    prefix="$PWD/build-ffmpeg/$release-$key"
     if [ ! -x "$prefix/bin/ffmpeg" ]; then
-        echo "building FFmpeg with the balance encoders into $prefix (a few minutes, once)"
-        GPUBALANCE_BUILD="$PWD/$build_dir" ffmpeg-patches/build.sh --fetch-debian --prefix "$prefix"
+        echo "building FFmpeg from Debian $release's source with the balance encoders into $prefix (once)" >&2
+        GPUBALANCE_BUILD="$PWD/$build_dir" ffmpeg-patches/build.sh --fetch-debian "$release" \
+            --config test --prefix "$prefix" >&2
     fi
-    meson configure "$build_dir" -Dffmpeg="$prefix"
-    meson compile -C "$build_dir"
-fi
+    echo "$prefix"
+}
 
 status=0
-meson test -C "$build_dir" --print-errorlogs --num-processes "$(nproc)" || status=$?
+logs=()
+if [ "${GPB_WITH_FFMPEG:-1}" != 0 ]; then
+    first=1
+    for release in $releases; do
+        prefix=$(ffmpeg_for "$release")
+        meson configure "$build_dir" -Dffmpeg="$prefix"
+        meson compile -C "$build_dir"
+        if [ "$first" = 1 ]; then
+            # everything, against the first release's FFmpeg
+            meson test -C "$build_dir" --print-errorlogs --num-processes "$(nproc)" || status=$?
+            first=0
+        else
+            echo "=== the FFmpeg suite against Debian $release's FFmpeg"
+            meson test -C "$build_dir" --print-errorlogs --num-processes "$(nproc)" --suite ffmpeg || status=$?
+        fi
+        cp "$build_dir/meson-logs/testlog.json" "$build_dir/meson-logs/testlog-$release.json"
+        logs+=("$build_dir/meson-logs/testlog-$release.json")
+    done
+else
+    meson test -C "$build_dir" --print-errorlogs --num-processes "$(nproc)" || status=$?
+    logs+=("$build_dir/meson-logs/testlog.json")
+fi
 
 # meson's summary, as the plain closing line that any reader understands
-python3 - "$build_dir/meson-logs/testlog.json" <<'PY'
+python3 - "${logs[@]}" <<'PY'
 import json, sys
 counts = {}
-for line in open(sys.argv[1]):
-    result = json.loads(line)["result"]
-    counts[result] = counts.get(result, 0) + 1
+for log in sys.argv[1:]:
+    for line in open(log):
+        result = json.loads(line)["result"]
+        counts[result] = counts.get(result, 0) + 1
 passed = counts.get("OK", 0)
 skipped = counts.get("SKIP", 0)
 failed = sum(n for r, n in counts.items() if r not in ("OK", "SKIP", "EXPECTEDFAIL"))
