@@ -5,7 +5,8 @@
 # built once, then cached in build-ffmpeg/ until the series or the script
 # changes). On Debian 12 the FFmpeg suite runs against 5.1 and against the
 # newest release (unstable's); elsewhere against the host release's.
-# GPB_FFMPEG_RELEASES="bookworm trixie sid" picks others.
+# GPB_FFMPEG_RELEASES="bookworm trixie sid" picks others;
+# GPB_FFMPEG_CONFIG=complete builds the first one as the README does.
 #
 #   tools/test.sh [BUILD_DIR] [MESON_SETUP_OPTIONS...]
 #
@@ -37,13 +38,13 @@ releases=${GPB_FFMPEG_RELEASES:-$default_releases}
 # Builds (once, cached by the series and build.sh) the test configuration
 # of FFmpeg from Debian's source of a release; prints its prefix.
 ffmpeg_for() {
-    local release=$1 key prefix
+    local release=$1 config=$2 key prefix
     key=$(cat ffmpeg-patches/build.sh ffmpeg-patches/n*/*.patch | sha256sum | cut -c1-16)
-    prefix="$PWD/build-ffmpeg/$release-$key"
+    prefix="$PWD/build-ffmpeg/$release-$config-$key"
     if [ ! -x "$prefix/bin/ffmpeg" ]; then
-        echo "building FFmpeg from Debian $release's source with the balance encoders into $prefix (once)" >&2
+        echo "building FFmpeg ($config configuration) from Debian $release's source into $prefix (once)" >&2
         GPUBALANCE_BUILD="$PWD/$build_dir" ffmpeg-patches/build.sh --fetch-debian "$release" \
-            --config test --prefix "$prefix" >&2
+            --config "$config" --prefix "$prefix" >&2
     fi
     echo "$prefix"
 }
@@ -51,9 +52,13 @@ ffmpeg_for() {
 status=0
 logs=()
 if [ "${GPB_WITH_FFMPEG:-1}" != 0 ]; then
+    # GPB_FFMPEG_CONFIG=complete: the first release gets the README's
+    # complete build (CI builds it once that way), the others the test one
     first=1
     for release in $releases; do
-        prefix=$(ffmpeg_for "$release")
+        config=test
+        [ "$first" = 1 ] && config=${GPB_FFMPEG_CONFIG:-test}
+        prefix=$(ffmpeg_for "$release" "$config")
         meson configure "$build_dir" -Dffmpeg="$prefix"
         meson compile -C "$build_dir"
         if [ "$first" = 1 ]; then

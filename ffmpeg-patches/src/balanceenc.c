@@ -332,9 +332,13 @@ static void pass_speed_and_quality(AVCodecContext *avctx)
             set_child_option(avctx, "rc_mode", "CQP");
             child->global_quality = s->qp;
             break;
-        case GPUBALANCE_ENCODER_AOM:
-            not_honoured(avctx, "qp", "(constant QP)");
+        case GPUBALANCE_ENCODER_AOM: {
+            char value[16];
+
+            snprintf(value, sizeof(value), "%d", s->qp);
+            not_honoured(avctx, "qp", value);
             break;
+        }
         default:
             set_child_number(avctx, "qp", s->qp);
             break;
