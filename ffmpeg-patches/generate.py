@@ -30,7 +30,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "src")
 
-AUTHOR = "gpubalance developers <gpubalance-devel@lists.debian.net>"
+AUTHOR = "gpubalance developers <gpubalance@invalid>"  # no person signs for the project yet
 DATE = "2026-11-24T00:00:00+00:00"
 
 # ---- edits, as data -------------------------------------------------------
