@@ -211,8 +211,8 @@ complete_options() {
 test_options() {
     echo --enable-gpl --enable-libx264 --enable-libx265 --enable-libsvtav1 --enable-libdav1d \
         --enable-nvenc --enable-vaapi --enable-ffnvcodec --enable-libgpubalance --disable-everything \
-        --enable-encoder=balance_h264,balance_hevc,balance_av1,libx264,libx265,libsvtav1,h264_nvenc,hevc_nvenc,av1_nvenc,h264_vaapi,hevc_vaapi,av1_vaapi,rawvideo,aac \
-        --enable-decoder=h264,hevc,libdav1d,rawvideo,aac \
+        --enable-encoder=balance_h264,balance_hevc,balance_av1,libx264,libx265,libsvtav1,h264_nvenc,hevc_nvenc,av1_nvenc,h264_vaapi,hevc_vaapi,av1_vaapi,rawvideo,wrapped_avframe,aac \
+        --enable-decoder=h264,hevc,libdav1d,rawvideo,wrapped_avframe,aac \
         --enable-parser=h264,hevc,av1,aac \
         --enable-demuxer=mov,matroska,h264,hevc,rawvideo,mpegts,hls,ivf \
         --enable-muxer=mp4,mov,matroska,h264,hevc,null,rawvideo,mpegts,hls,framecrc,ivf \

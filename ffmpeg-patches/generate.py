@@ -266,8 +266,12 @@ def patch_encoders(t, major):
 
 def patch_fate(t):
     os.makedirs(t.path("tests/ref/fate"), exist_ok=True)
+    fate_mak = FATE_MAK
+    if t.has("libavcodec/allcodecs.c", r"ff_wrapped_avframe_decoder;"):
+        # lavfi hands frames to ffmpeg as wrapped_avframe packets here
+        fate_mak = fate_mak.replace("LAVFI_INDEV ", "LAVFI_INDEV WRAPPED_AVFRAME_DECODER ")
     with open(t.path("tests/fate/balance.mak"), "w") as f:
-        f.write(FATE_MAK)
+        f.write(fate_mak)
     shutil.copyfile(os.path.join(SRC, "fate", "balance-h264-lossless"), t.path("tests/ref/fate/balance-h264-lossless"))
     t.insert_before("tests/Makefile", r"^include \$\(SRC_PATH\)/tests/fate/bmp\.mak", [
         "include $(SRC_PATH)/tests/fate/balance.mak"])
