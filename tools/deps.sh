@@ -26,6 +26,9 @@ packages=(
     gstreamer1.0-plugins-bad gstreamer1.0-libav
     # the FFmpeg wrapper's build, and the demo's encoders
     ffmpeg libx264-dev libx265-dev nasm
+    # balance_av1's children and AV1 decoding, the complete build's
+    # https and DRM, and the series generator (unifdef)
+    libsvtav1enc-dev libaom-dev libdav1d-dev libgnutls28-dev libdrm-dev unifdef
     # tests: unshare(1) for the pid-namespace test
     util-linux
     # bench/fleet --plot

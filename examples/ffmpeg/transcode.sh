@@ -8,4 +8,4 @@
 set -eu
 ffmpeg=$1
 exec "$ffmpeg" -hide_banner -i "$2" -c:v balance_h264 -b:v 4M -maxrate 6M -bufsize 8M -g 120 \
-    -speed balanced -c:a copy "$3"
+    -preset medium -c:a copy "$3"

@@ -1,5 +1,7 @@
-/* test_ffmpeg.c - balance_h264 / balance_hevc in a real FFmpeg patched and
- * built from source (ffmpeg-patches/build.sh; FFMPEG_PREFIX names it).
+/* test_ffmpeg.c - balance_h264 / balance_hevc / balance_av1 in a real FFmpeg
+ * patched and built from source (ffmpeg-patches/build.sh; FFMPEG_PREFIX
+ * names it). Options are checked in the output: libx264 writes its settings
+ * into an SEI message, ffprobe reports the rest.
  * Processes are synchronised through pipes: an ffmpeg reading raw video
  * from its stdin opens its encoder at the first frame and logs
  * "selected DEVICE (ENCODER)"; the test reads that line before going on. */
@@ -80,6 +82,48 @@ static char *probe(const char *file)
     return g_strstrip(out);
 }
 
+/* One ffprobe answer: -show_entries ENTRIES of the first video stream (or
+ * the format, for format=...), as csv without the section name. */
+static char *probe_entries(const char *file, const char *entries)
+{
+    char *out = NULL;
+    GPtrArray *argv =
+        args("-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "csv=p=0", file, NULL);
+
+    g_ptr_array_insert(argv, 0, tool("ffprobe"));
+    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    return g_strstrip(out);
+}
+
+/* libx264's settings, from the SEI message it writes into the stream. */
+static char *x264_settings(const char *file)
+{
+    gchar *data = NULL;
+    gsize size = 0;
+    char *sei, *settings;
+
+    g_assert_true(g_file_get_contents(file, &data, &size, NULL));
+    sei = memmem(data, size, "x264 - core", 11);
+    g_assert_nonnull(sei);
+    settings = g_strndup(sei, strnlen(sei, data + size - sei));
+    g_free(data);
+    return settings;
+}
+
+/* The value of one x264 setting ("threads") from the SEI. */
+static char *x264_setting(const char *settings, const char *name)
+{
+    char *key = g_strdup_printf(" %s=", name);
+    const char *at = strstr(settings, key);
+    char *value;
+
+    g_assert_nonnull(at);
+    at += strlen(key);
+    value = g_strndup(at, strcspn(at, " "));
+    g_free(key);
+    return value;
+}
+
 static const char software_only[] = "[general]\ndiscover=false\n";
 
 static void encodes_to_mp4_and_mkv_that_ffprobe_decodes(void)
@@ -116,33 +160,209 @@ static void encodes_to_mp4_and_mkv_that_ffprobe_decodes(void)
 static void generic_options_reach_libx264(void)
 {
     const char *dir = gpb_test_env(software_only);
-    const char *opts[] = {"-c:v", "balance_h264", "-b:v", "800k",       "-g",   "25",     "-bf",  "2", "-maxrate",
-                          "1M",   "-bufsize",     "2M",   "-profile:v", "main", "-speed", "fast", NULL};
+    const char *opts[] = {"-c:v",        "balance_h264", "-b:v",     "800k",     "-g",     "25",      "-bf",
+                          "2",           "-maxrate",     "1M",       "-bufsize", "2M",     "-refs",   "1",
+                          "-keyint_min", "12",           "-trellis", "0",        "-qcomp", "0.5",     "-sc_threshold",
+                          "30",          "-profile:v",   "main",     "-level",   "3.1",    "-preset", "veryfast",
+                          NULL};
     char *out = g_build_filename(dir, "opts.mp4", NULL);
-    gchar *data = NULL;
-    gsize size = 0;
-    char *sei, *profile_out = NULL;
-    GPtrArray *argv;
+    char *sei, *info;
 
     g_assert_cmpint(encode_testsrc(out, opts, NULL), ==, 0);
-    /* libx264 records its settings in an SEI message in the stream */
-    g_assert_true(g_file_get_contents(out, &data, &size, NULL));
-    sei = memmem(data, size, "x264 - core", 11);
-    g_assert_nonnull(sei);
-    gpb_assert_contains(sei, "keyint=25 ");
-    gpb_assert_contains(sei, "bframes=2 ");
-    gpb_assert_contains(sei, "bitrate=800 ");
-    gpb_assert_contains(sei, "vbv_maxrate=1000 ");
-    gpb_assert_contains(sei, "vbv_bufsize=2000 ");
-    gpb_assert_contains(sei, "subme=2 "); /* preset veryfast, from -speed fast */
-    argv =
-        args("-v", "error", "-select_streams", "v:0", "-show_entries", "stream=profile", "-of", "csv=p=0", out, NULL);
-    g_ptr_array_insert(argv, 0, tool("ffprobe"));
-    g_assert_cmpint(run(argv, &profile_out, NULL), ==, 0);
-    g_assert_cmpstr(g_strstrip(profile_out), ==, "Main");
-    g_free(profile_out);
-    g_free(data);
+    sei = x264_settings(out);
+    gpb_assert_contains(sei, " keyint=25 ");
+    gpb_assert_contains(sei, " keyint_min=12 ");
+    gpb_assert_contains(sei, " bframes=2 ");
+    gpb_assert_contains(sei, " bitrate=800 ");
+    gpb_assert_contains(sei, " vbv_maxrate=1000 ");
+    gpb_assert_contains(sei, " vbv_bufsize=2000 ");
+    gpb_assert_contains(sei, " ref=1 ");
+    gpb_assert_contains(sei, " trellis=0 ");
+    gpb_assert_contains(sei, " qcomp=0.50 ");
+    gpb_assert_contains(sei, " scenecut=30 ");
+    gpb_assert_contains(sei, " subme=2 ");    /* preset veryfast */
+    gpb_assert_contains(sei, " open_gop=0 "); /* x264's closed GOP kept */
+    info = probe_entries(out, "stream=profile,level");
+    g_assert_cmpstr(info, ==, "Main,31");
+    g_free(info);
+    g_free(sei);
     g_free(out);
+}
+
+static void quality_options_reach_libx264(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    const char *crf[] = {"-c:v", "balance_h264", "-crf", "35", "-tune", "zerolatency", NULL};
+    const char *qp[] = {"-c:v", "balance_h264", "-qp", "20", "-x264-params", "ref=5", NULL};
+    char *crf_out = g_build_filename(dir, "crf.mkv", NULL);
+    char *qp_out = g_build_filename(dir, "qp.mkv", NULL);
+    char *sei;
+
+    g_assert_cmpint(encode_testsrc(crf_out, crf, NULL), ==, 0);
+    sei = x264_settings(crf_out);
+    gpb_assert_contains(sei, " rc=crf ");
+    gpb_assert_contains(sei, " crf=35.0 ");
+    gpb_assert_contains(sei, " bframes=0 "); /* tune zerolatency */
+    gpb_assert_contains(sei, " mbtree=0 ");  /* no lookahead */
+    g_free(sei);
+    g_assert_cmpint(encode_testsrc(qp_out, qp, NULL), ==, 0);
+    sei = x264_settings(qp_out);
+    gpb_assert_contains(sei, " rc=cqp ");
+    gpb_assert_contains(sei, " qp=20 ");
+    gpb_assert_contains(sei, " ref=5 ");
+    g_free(sei);
+    g_free(crf_out);
+    g_free(qp_out);
+}
+
+/* With default options libx264 under the wrapper runs with the thread
+ * count plain libx264 picks; -threads N reaches it. */
+static void thread_count_is_libx264s_own(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    const char *plain[] = {"-c:v", "libx264", NULL};
+    const char *wrapped[] = {"-c:v", "balance_h264", NULL};
+    const char *three[] = {"-c:v", "balance_h264", "-threads", "3", NULL};
+    char *plain_out = g_build_filename(dir, "plain.mkv", NULL);
+    char *wrapped_out = g_build_filename(dir, "wrapped.mkv", NULL);
+    char *three_out = g_build_filename(dir, "three.mkv", NULL);
+    char *plain_sei, *wrapped_sei, *three_sei, *plain_threads, *wrapped_threads, *three_threads;
+
+    g_assert_cmpint(encode_testsrc(plain_out, plain, NULL), ==, 0);
+    g_assert_cmpint(encode_testsrc(wrapped_out, wrapped, NULL), ==, 0);
+    g_assert_cmpint(encode_testsrc(three_out, three, NULL), ==, 0);
+    plain_sei = x264_settings(plain_out);
+    wrapped_sei = x264_settings(wrapped_out);
+    three_sei = x264_settings(three_out);
+    plain_threads = x264_setting(plain_sei, "threads");
+    wrapped_threads = x264_setting(wrapped_sei, "threads");
+    three_threads = x264_setting(three_sei, "threads");
+    g_test_message("threads: libx264 %s, balance_h264 %s, balance_h264 -threads 3: %s", plain_threads, wrapped_threads,
+                   three_threads);
+    g_assert_cmpstr(wrapped_threads, ==, plain_threads);
+    g_assert_cmpstr(three_threads, ==, "3");
+    /* and the whole configuration is the same as plain libx264's */
+    g_assert_cmpstr(wrapped_sei, ==, plain_sei);
+    g_free(plain_threads);
+    g_free(wrapped_threads);
+    g_free(three_threads);
+    g_free(plain_sei);
+    g_free(wrapped_sei);
+    g_free(three_sei);
+    g_free(plain_out);
+    g_free(wrapped_out);
+    g_free(three_out);
+}
+
+/* child_opts reaches libx264 (nal-hrd=cbr); the bitrate of a CBR encode is
+ * within 10% of the target; a key no candidate has is an error. */
+static void child_opts_reach_libx264_and_cbr_holds_its_rate(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    const char *cbr[] = {"-c:v",     "balance_h264", "-b:v",        "400k",        "-maxrate", "400k",
+                         "-bufsize", "400k",         "-child_opts", "nal-hrd=cbr", NULL};
+    const char *typo[] = {"-c:v", "balance_h264", "-child_opts", "nal-hdr=cbr", NULL};
+    char *out = g_build_filename(dir, "cbr.mkv", NULL);
+    char *sei, *sizes, *err = NULL;
+    char **lines;
+    double bits = 0, kbps;
+
+    g_assert_cmpint(encode_testsrc(out, cbr, NULL), ==, 0);
+    sei = x264_settings(out);
+    gpb_assert_contains(sei, " nal_hrd=cbr ");
+    /* the video stream's own rate: its packets over its 2 s */
+    sizes = probe_entries(out, "packet=size");
+    lines = g_strsplit(sizes, "\n", -1);
+    for (int i = 0; lines[i]; i++)
+        bits += 8 * g_ascii_strtod(lines[i], NULL);
+    kbps = bits / 2 / 1000;
+    g_test_message("CBR target 400 kbit/s, video stream %.0f kbit/s", kbps);
+    g_assert_cmpfloat(kbps, >=, 400 * 0.9);
+    g_assert_cmpfloat(kbps, <=, 400 * 1.1);
+    g_strfreev(lines);
+    g_free(sizes);
+    g_assert_cmpint(encode_testsrc(out, typo, &err), !=, 0);
+    gpb_assert_contains(err, "child_opts: no encoder balance_h264 may choose has an option 'nal-hdr'");
+    g_free(err);
+    g_free(sei);
+    g_free(out);
+}
+
+/* An option the chosen child does not use is named in a warning. */
+static void option_the_child_ignores_is_a_warning(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    const char *opts[] = {"-c:v", "balance_hevc", "-trellis", "1", "-tune", "film", NULL};
+    char *out = g_build_filename(dir, "warn.mkv", NULL);
+    char *err = NULL;
+
+    g_assert_cmpint(encode_testsrc(out, opts, &err), ==, 0);
+    gpb_assert_contains(err, "libx265 does not use -trellis; ignored");
+    gpb_assert_contains(err, "libx265 has no equivalent of tune=film; ignored");
+    g_free(err);
+    g_free(out);
+}
+
+/* nv12 (which libx265 does not take) is converted by ffmpeg, as for
+ * libx265; 10-bit 4:2:2 is encoded as such. */
+static void hevc_takes_nv12_and_ten_bit_422(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    const char *nv12[] = {"-pix_fmt", "nv12", "-c:v", "balance_hevc", NULL};
+    const char *p422[] = {"-pix_fmt", "yuv422p10le", "-c:v", "balance_hevc", NULL};
+    char *out = g_build_filename(dir, "nv12.mkv", NULL);
+    char *out422 = g_build_filename(dir, "422.mkv", NULL);
+    char *info;
+
+    g_assert_cmpint(encode_testsrc(out, nv12, NULL), ==, 0);
+    info = probe(out);
+    g_assert_cmpstr(info, ==, "hevc,320,240,60");
+    g_free(info);
+    g_assert_cmpint(encode_testsrc(out422, p422, NULL), ==, 0);
+    info = probe_entries(out422, "stream=pix_fmt,profile");
+    g_assert_cmpstr(info, ==, "Rext,yuv422p10le");
+    g_free(info);
+    g_free(out);
+    g_free(out422);
+}
+
+static void av1_encodes_with_libsvtav1_and_decodes(void)
+{
+    const char *dir = gpb_test_env("[general]\ndiscover=false\n[software]\ncodecs=h264,hevc,av1\n");
+    const char *av1[] = {"-c:v", "balance_av1", "-preset", "ultrafast", "-crf", "40", NULL};
+    char *out = g_build_filename(dir, "av1.mkv", NULL);
+    char *err = NULL, *info;
+
+    g_assert_cmpint(encode_testsrc(out, av1, &err), ==, 0);
+    gpb_assert_contains(err, "selected software (libsvtav1)");
+    info = probe(out);
+    g_assert_cmpstr(info, ==, "av1,320,240,60");
+    g_free(info);
+    g_free(err);
+    g_free(out);
+}
+
+/* HLS and MPEG-TS written by the built ffmpeg decode completely. */
+static void hls_and_mpegts_outputs_decode(void)
+{
+    const char *dir = gpb_test_env(software_only);
+    char *playlist = g_build_filename(dir, "live.m3u8", NULL);
+    char *ts = g_build_filename(dir, "out.ts", NULL);
+    const char *hls[] = {"-c:v", "balance_h264",   "-g", "30", "-f", "hls", "-hls_time",
+                         "1",    "-hls_list_size", "0",  NULL};
+    const char *mpegts[] = {"-c:v", "balance_hevc", "-f", "mpegts", NULL};
+    char *info;
+
+    g_assert_cmpint(encode_testsrc(playlist, hls, NULL), ==, 0);
+    info = probe(playlist); /* the stream, listed in its program too */
+    g_assert_true(g_str_has_prefix(info, "h264,320,240,60"));
+    g_free(info);
+    g_assert_cmpint(encode_testsrc(ts, mpegts, NULL), ==, 0);
+    info = probe(ts);
+    g_assert_true(g_str_has_prefix(info, "hevc,320,240,60"));
+    g_free(info);
+    g_free(playlist);
+    g_free(ts);
 }
 
 /* ---- processes fed through their stdin ----------------------------------- */
@@ -161,7 +381,7 @@ typedef struct {
 static void start_encoder(Encoder *e, const char *output, const char *const *extra)
 {
     GPtrArray *argv = args("-hide_banner", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "320x240", "-r", "30",
-                           "-i", "pipe:0", "-c:v", "balance_h264", "-speed", "fast", NULL);
+                           "-i", "pipe:0", "-c:v", "balance_h264", "-preset", "veryfast", NULL);
     GError *error = NULL;
     guint8 frame[W * H * 3 / 2];
 
@@ -289,11 +509,12 @@ static void bad_option_values_fail_clearly(void)
     const char *bad_policy[] = {"-c:v", "balance_h264", "-policy", "random", NULL};
     const char *bad_order[] = {"-c:v", "balance_h264", "-order", "nvenc,cuda", NULL};
     const char *bad_device[] = {"-c:v", "balance_h264", "-device", "nvenc:9", NULL};
-    const char *bad_speed[] = {"-c:v", "balance_h264", "-speed", "ludicrous", NULL};
+    const char *bad_preset[] = {"-c:v", "balance_h264", "-preset", "ludicrous", NULL};
     char *err = NULL;
 
     g_assert_cmpint(encode_testsrc(out, bad_policy, &err), !=, 0);
-    gpb_assert_contains(err, "policy 'random' is not one of: balanced, fill");
+    gpb_assert_contains(err, "policy");
+    gpb_assert_contains(err, "random");
     g_clear_pointer(&err, g_free);
     g_assert_cmpint(encode_testsrc(out, bad_order, &err), !=, 0);
     gpb_assert_contains(err, "order entry 'cuda' is not one of: nvenc, vaapi, software");
@@ -301,8 +522,9 @@ static void bad_option_values_fail_clearly(void)
     g_assert_cmpint(encode_testsrc(out, bad_device, &err), !=, 0);
     gpb_assert_contains(err, "device 'nvenc:9' does not exist here");
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(encode_testsrc(out, bad_speed, &err), !=, 0);
-    gpb_assert_contains(err, "ludicrous");
+    g_assert_cmpint(encode_testsrc(out, bad_preset, &err), !=, 0);
+    gpb_assert_contains(err, "preset 'ludicrous' is not one of: ultrafast superfast veryfast faster fast medium "
+                             "slow slower veryslow");
     g_free(err);
     g_free(out);
 }
@@ -310,6 +532,13 @@ static void bad_option_values_fail_clearly(void)
 static const gpb_test_case cases[] = {
     {"encodes_to_mp4_and_mkv_that_ffprobe_decodes", encodes_to_mp4_and_mkv_that_ffprobe_decodes},
     {"generic_options_reach_libx264", generic_options_reach_libx264},
+    {"quality_options_reach_libx264", quality_options_reach_libx264},
+    {"thread_count_is_libx264s_own", thread_count_is_libx264s_own},
+    {"child_opts_reach_libx264_and_cbr_holds_its_rate", child_opts_reach_libx264_and_cbr_holds_its_rate},
+    {"option_the_child_ignores_is_a_warning", option_the_child_ignores_is_a_warning},
+    {"hevc_takes_nv12_and_ten_bit_422", hevc_takes_nv12_and_ten_bit_422},
+    {"av1_encodes_with_libsvtav1_and_decodes", av1_encodes_with_libsvtav1_and_decodes},
+    {"hls_and_mpegts_outputs_decode", hls_and_mpegts_outputs_decode},
     {"six_processes_place_three_on_sim_and_three_on_software", six_processes_place_three_on_sim_and_three_on_software},
     {"enforce_sessions_refusal_falls_back_and_is_learned", enforce_sessions_refusal_falls_back_and_is_learned},
     {"killed_encoder_leaves_no_lease", killed_encoder_leaves_no_lease},
