@@ -56,7 +56,7 @@ typedef struct {
     double learn_expiry;    /* seconds a learned limit stays in force */
     double software_budget; /* -1: gpb_software_default_budget() */
     double vaapi_budget;    /* default budget of a discovered render node */
-    unsigned software_codecs;
+    unsigned software_codecs; /* 0: those the host has encoders for */
     GPtrArray *devices; /* of gpb_device_config* */
     GPtrArray *pools;   /* of gpb_pool_config* */
 } gpb_config;
