@@ -45,15 +45,43 @@ enum {
 static GParamSpec *properties[N_PROPERTIES];
 
 /* Autopluggers (encodebin, transcodebin) take the highest-ranked encoder
- * for the caps: one above NVIDIA's own encoders (primary x 2), and so
- * above x264enc/x265enc (primary) and the va encoders, since this one
- * places the stream on any of them. GST_PLUGIN_FEATURE_RANK lowers it. */
-#define GST_GPUBALANCE_ENC_RANK (GST_RANK_PRIMARY * 2 + 1)
+ * whose src template fits the profile, then a parser for that template:
+ * so each codec has its own element (gpubalanceh264enc, gpubalanceh265enc,
+ * gpubalanceav1enc: the same element with the codec fixed and one codec in
+ * its template), ranked above NVIDIA's own encoders (primary x 2) and so
+ * above x264enc/x265enc (primary) and the va encoders, since it places the
+ * stream on any of them. GST_PLUGIN_FEATURE_RANK lowers them. The
+ * all-codec gpubalanceenc is for gst-launch and named profiles
+ * ("mp4mux:gpubalanceenc"); ranked none, an autoplugger never takes it
+ * for a codec it would not produce. */
+#define GST_GPUBALANCE_ENC_CODEC_RANK (GST_RANK_PRIMARY * 2 + 1)
+
+typedef struct {
+    const char *feature; /* element name */
+    const char *type_name;
+    gpubalance_codec codec;
+    const char *src_caps;
+    const char *long_name;
+} GstGpubalanceEncCodecElement;
+
+static const GstGpubalanceEncCodecElement codec_elements[] = {
+    {"gpubalanceh264enc", "GstGpubalanceH264Enc", GPUBALANCE_CODEC_H264,
+     "video/x-h264, stream-format = (string) { avc, byte-stream }, alignment = (string) au",
+     "gpubalance H.264 encoder"},
+    {"gpubalanceh265enc", "GstGpubalanceH265Enc", GPUBALANCE_CODEC_HEVC,
+     "video/x-h265, stream-format = (string) { hvc1, hev1, byte-stream }, alignment = (string) au",
+     "gpubalance H.265 encoder"},
+    {"gpubalanceav1enc", "GstGpubalanceAV1Enc", GPUBALANCE_CODEC_AV1,
+     "video/x-av1, stream-format = (string) obu-stream, alignment = (string) tu", "gpubalance AV1 encoder"},
+};
+
+/* The codec element a type is, or NULL for gpubalanceenc. */
+static GQuark codec_element_quark;
 
 G_DEFINE_TYPE_WITH_CODE(GstGpubalanceEnc, gst_gpubalance_enc, GST_TYPE_BIN,
                         GST_DEBUG_CATEGORY_INIT(gst_gpubalance_enc_debug, "gpubalanceenc", 0,
                                                 "gpubalance encoder placement"));
-GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_GPUBALANCE_ENC_RANK, GST_TYPE_GPUBALANCE_ENC);
+GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_NONE, GST_TYPE_GPUBALANCE_ENC);
 
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -303,6 +331,12 @@ static void gst_gpubalance_enc_set_property(GObject *object, guint id, const GVa
 
     switch (id) {
     case PROP_CODEC:
+        if (g_type_get_qdata(G_OBJECT_TYPE(self), codec_element_quark) &&
+            (gint)self->codec != g_value_get_enum(value)) {
+            g_warning("%s: %s encodes %s only; use gpubalanceenc to choose the codec", GST_OBJECT_NAME(self),
+                      G_OBJECT_TYPE_NAME(self), gpubalance_codec_name(self->codec));
+            break;
+        }
         GST_OBJECT_LOCK(self);
         self->codec = g_value_get_enum(value);
         self->codec_set = TRUE;
@@ -494,11 +528,13 @@ static void gst_gpubalance_enc_class_init(GstGpubalanceEncClass *klass)
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_SPEED, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_RATE_CONTROL, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_TUNE, 0);
+    codec_element_quark = g_quark_from_static_string("gst-gpubalance-enc-codec-element");
 }
 
 static void gst_gpubalance_enc_init(GstGpubalanceEnc *self)
 {
     GstElementClass *klass = GST_ELEMENT_GET_CLASS(self);
+    const GstGpubalanceEncCodecElement *fixed = g_type_get_qdata(G_OBJECT_TYPE(self), codec_element_quark);
 
     self->sinkpad =
         gst_ghost_pad_new_no_target_from_template("sink", gst_element_class_get_pad_template(klass, "sink"));
@@ -508,7 +544,8 @@ static void gst_gpubalance_enc_init(GstGpubalanceEnc *self)
     gst_pad_set_query_function(self->sinkpad, gst_gpubalance_enc_sink_query);
     gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
     gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-    self->codec = GPUBALANCE_CODEC_H264;
+    self->codec = fixed ? fixed->codec : GPUBALANCE_CODEC_H264;
+    self->codec_set = fixed != NULL;
     self->settings.gop_size = -1;
     self->settings.speed = GPB_SPEED_BALANCED;
     self->settings.rate_control = GPB_RC_VBR;
@@ -516,4 +553,43 @@ static void gst_gpubalance_enc_init(GstGpubalanceEnc *self)
     g_mutex_init(&self->trial_lock);
     g_queue_init(&self->held);
     gst_video_info_init(&self->info);
+}
+
+/* ---- the per-codec elements --------------------------------------------------- */
+
+static void gst_gpubalance_enc_codec_class_init(gpointer klass, gpointer data)
+{
+    const GstGpubalanceEncCodecElement *e = data;
+    GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+    GstCaps *caps = gst_caps_from_string(e->src_caps);
+
+    /* replaces the all-codec template of the same name */
+    gst_element_class_add_pad_template(element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+    gst_caps_unref(caps);
+    gst_element_class_set_static_metadata(
+        element_class, e->long_name, "Codec/Encoder/Video/Hardware",
+        "Encodes on the NVENC GPU, VA-API device or CPU that gpubalance chooses for the stream, with fallback",
+        "gpubalance developers");
+}
+
+gboolean gst_gpubalance_enc_register_codec_elements(GstPlugin *plugin)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(codec_elements); i++) {
+        const GstGpubalanceEncCodecElement *e = &codec_elements[i];
+        GTypeInfo info = {
+            .class_size = sizeof(GstGpubalanceEncClass),
+            .class_init = gst_gpubalance_enc_codec_class_init,
+            .class_data = e,
+            .instance_size = sizeof(GstGpubalanceEnc),
+        };
+        GType type = g_type_from_name(e->type_name);
+
+        if (!type) {
+            type = g_type_register_static(GST_TYPE_GPUBALANCE_ENC, e->type_name, &info, 0);
+            g_type_set_qdata(type, g_quark_from_static_string("gst-gpubalance-enc-codec-element"), (gpointer)e);
+        }
+        if (!gst_element_register(plugin, e->feature, GST_GPUBALANCE_ENC_CODEC_RANK, type))
+            return FALSE;
+    }
+    return TRUE;
 }
