@@ -10,9 +10,16 @@
 
 const char software_only[] = "[general]\ndiscover=false\n";
 
-static void on_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data)
+/* The sink's streaming thread is the only writer; the test reads after
+ * EOS. */
+void note_buffer(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data)
 {
-    g_atomic_int_inc(&((Run *)data)->frames);
+    Run *run = data;
+
+    run->frames++;
+    run->bytes += gst_buffer_get_size(buf);
+    if (!GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT))
+        run->keyframes++;
 }
 
 void note_message(Run *run, GstMessage *msg)
@@ -93,7 +100,7 @@ GstElement *play(const char *description, Run *run)
     }
     if ((sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink"))) {
         g_object_set(sink, "signal-handoffs", TRUE, NULL);
-        g_signal_connect(sink, "handoff", G_CALLBACK(on_handoff), run);
+        g_signal_connect(sink, "handoff", G_CALLBACK(note_buffer), run);
         gst_object_unref(sink);
     }
     bus = gst_element_get_bus(pipeline);

@@ -7,7 +7,9 @@
 #include <gst/gst.h>
 
 typedef struct {
-    int frames; /* buffers that reached the sink named "sink" */
+    int frames;    /* buffers that reached the sink named "sink" */
+    int keyframes; /* of those, without the delta-unit flag */
+    guint64 bytes; /* their size */
     int errors;
     int warnings;
     int caps_out;       /* caps out of the element named "enc" that changed the stream */
@@ -28,6 +30,8 @@ void setup(const char *config);
  * message), collecting what happened. Returns it still playing. */
 GstElement *play(const char *description, Run *run);
 void stop(GstElement *pipeline, Run *run);
+/* A fakesink handoff handler counting into the Run in data. */
+void note_buffer(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data);
 /* Notes an error, warning or placement message into run. */
 void note_message(Run *run, GstMessage *msg);
 
