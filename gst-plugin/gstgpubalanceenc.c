@@ -52,8 +52,9 @@ static GParamSpec *properties[N_PROPERTIES];
  * above x264enc/x265enc (primary) and the va encoders, since it places the
  * stream on any of them. GST_PLUGIN_FEATURE_RANK lowers them. The
  * all-codec gpubalanceenc is for gst-launch and named profiles
- * ("mp4mux:gpubalanceenc"); ranked none, an autoplugger never takes it
- * for a codec it would not produce. */
+ * ("mp4mux:gpubalanceenc", which encodebin looks up among the encoders of
+ * marginal rank and above): ranked marginal, below every codec's own
+ * encoder, an autoplugger takes it only where nothing else encodes. */
 #define GST_GPUBALANCE_ENC_CODEC_RANK (GST_RANK_PRIMARY * 2 + 1)
 
 typedef struct {
@@ -81,7 +82,7 @@ static GQuark codec_element_quark;
 G_DEFINE_TYPE_WITH_CODE(GstGpubalanceEnc, gst_gpubalance_enc, GST_TYPE_BIN,
                         GST_DEBUG_CATEGORY_INIT(gst_gpubalance_enc_debug, "gpubalanceenc", 0,
                                                 "gpubalance encoder placement"));
-GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_NONE, GST_TYPE_GPUBALANCE_ENC);
+GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_MARGINAL, GST_TYPE_GPUBALANCE_ENC);
 
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS,
