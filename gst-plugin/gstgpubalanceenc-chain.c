@@ -72,7 +72,7 @@ static const GstVideoFormat formats_by_sampling[2][3][4] = {
  * would make the output depend on which candidate got the stream (x264
  * takes Y444, most GPUs not) and few players decode it. YUV keeps its
  * subsampling. */
-static GpbSampling sampling_of_info(const GstVideoInfo *info)
+static GpbSampling gst_gpubalance_enc_sampling_of_info(const GstVideoInfo *info)
 {
     const GstVideoFormatInfo *f = info->finfo;
     GpbSampling s = {GST_VIDEO_FORMAT_INFO_DEPTH(f, 0) > 8 ? 10 : 8, CHROMA_420};
@@ -88,7 +88,7 @@ static GpbSampling sampling_of_info(const GstVideoInfo *info)
 
 /* The most a downstream profile allows, or FALSE for a profile this table
  * does not know (it then restricts nothing). */
-static gboolean sampling_of_profile(const char *profile, GpbSampling *s)
+static gboolean gst_gpubalance_enc_sampling_of_profile(const char *profile, GpbSampling *s)
 {
     static const struct {
         const char *profile;
@@ -123,7 +123,7 @@ static gboolean sampling_of_profile(const char *profile, GpbSampling *s)
 
 /* The most any downstream structure of the codec allows. A structure
  * without a profile, or with one not in the table, allows everything. */
-static GpbSampling downstream_most(GstGpubalanceEnc *self, gpubalance_codec codec)
+static GpbSampling gst_gpubalance_enc_downstream_most(GstGpubalanceEnc *self, gpubalance_codec codec)
 {
     GpbSampling most = {8, CHROMA_420}, everything = {10, CHROMA_444};
     GstCaps *peer = gst_pad_peer_query_caps(self->srcpad, NULL);
@@ -144,7 +144,7 @@ static GpbSampling downstream_most(GstGpubalanceEnc *self, gpubalance_codec code
             const GValue *one = GST_VALUE_HOLDS_LIST(v) ? gst_value_list_get_value(v, j) : v;
             GpbSampling s;
 
-            if (!G_VALUE_HOLDS_STRING(one) || !sampling_of_profile(g_value_get_string(one), &s)) {
+            if (!G_VALUE_HOLDS_STRING(one) || !gst_gpubalance_enc_sampling_of_profile(g_value_get_string(one), &s)) {
                 restricted = FALSE;
                 break;
             }
@@ -159,16 +159,17 @@ static GpbSampling downstream_most(GstGpubalanceEnc *self, gpubalance_codec code
 /* The sampling the encoder is given: the input's, within what downstream
  * allows. A function of the input caps and downstream alone, so every
  * candidate encodes the same. */
-static GpbSampling stream_sampling(GstGpubalanceEnc *self, const GstVideoInfo *info, gpubalance_codec codec)
+static GpbSampling gst_gpubalance_enc_stream_sampling(GstGpubalanceEnc *self, const GstVideoInfo *info,
+                                                      gpubalance_codec codec)
 {
-    GpbSampling in = sampling_of_info(info), most = downstream_most(self, codec);
+    GpbSampling in = gst_gpubalance_enc_sampling_of_info(info), most = gst_gpubalance_enc_downstream_most(self, codec);
 
     in.depth = MIN(in.depth, most.depth);
     in.chroma = MIN(in.chroma, most.chroma);
     return in;
 }
 
-static gboolean takes_format(GstCaps *accepted, GstVideoFormat format)
+static gboolean gst_gpubalance_enc_takes_format(GstCaps *accepted, GstVideoFormat format)
 {
     GstCaps *one =
         gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, gst_video_format_to_string(format), NULL);
@@ -180,7 +181,7 @@ static gboolean takes_format(GstCaps *accepted, GstVideoFormat format)
 
 /* The format for the encoder: the first it takes for the sampling, else
  * the closest lower sampling it takes, else whatever it takes first. */
-static GstVideoFormat encoder_format(GstElement *encoder, GpbSampling want)
+static GstVideoFormat gst_gpubalance_enc_encoder_format(GstElement *encoder, GpbSampling want)
 {
     GstPad *sink = gst_element_get_static_pad(encoder, "sink");
     GstCaps *accepted = gst_pad_query_caps(sink, NULL);
@@ -191,7 +192,7 @@ static GstVideoFormat encoder_format(GstElement *encoder, GpbSampling want)
             for (guint i = 0; i < G_N_ELEMENTS(formats_by_sampling[0][0]) && !found; i++) {
                 GstVideoFormat f = formats_by_sampling[depth][chroma][i];
 
-                if (f != GST_VIDEO_FORMAT_UNKNOWN && takes_format(accepted, f))
+                if (f != GST_VIDEO_FORMAT_UNKNOWN && gst_gpubalance_enc_takes_format(accepted, f))
                     found = f;
             }
     if (!found && gst_caps_get_size(accepted) > 0) {
@@ -210,7 +211,7 @@ static GstVideoFormat encoder_format(GstElement *encoder, GpbSampling want)
 /* ---- the child chain ---------------------------------------------------- */
 
 /* Stops and drops a child, whether or not it made it into the bin. */
-static void remove_child(GstGpubalanceEnc *self, GstElement **child)
+static void gst_gpubalance_enc_remove_child(GstGpubalanceEnc *self, GstElement **child)
 {
     if (!*child)
         return;
@@ -227,14 +228,14 @@ void gst_gpubalance_enc_teardown_chain(GstGpubalanceEnc *self)
 {
     gst_ghost_pad_set_target(GST_GHOST_PAD(self->sinkpad), NULL);
     gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), NULL);
-    remove_child(self, &self->convert);
-    remove_child(self, &self->format_filter);
-    remove_child(self, &self->encoder);
-    remove_child(self, &self->parser);
-    remove_child(self, &self->capsfilter);
+    gst_gpubalance_enc_remove_child(self, &self->convert);
+    gst_gpubalance_enc_remove_child(self, &self->format_filter);
+    gst_gpubalance_enc_remove_child(self, &self->encoder);
+    gst_gpubalance_enc_remove_child(self, &self->parser);
+    gst_gpubalance_enc_remove_child(self, &self->capsfilter);
 }
 
-static const char *codec_media_type(gpubalance_codec codec)
+static const char *gst_gpubalance_enc_codec_media_type(gpubalance_codec codec)
 {
     return codec == GPUBALANCE_CODEC_HEVC  ? "video/x-h265"
            : codec == GPUBALANCE_CODEC_AV1 ? "video/x-av1"
@@ -243,14 +244,14 @@ static const char *codec_media_type(gpubalance_codec codec)
 
 /* The parser after the encoder, and the capsfilter that holds the output
  * to whole access units (temporal units for AV1). */
-static GstElement *make_parser(gpubalance_codec codec, GstElement **capsfilter)
+static GstElement *gst_gpubalance_enc_make_parser(gpubalance_codec codec, GstElement **capsfilter)
 {
     static const char *const parsers[] = {
         [GPUBALANCE_CODEC_H264] = "h264parse",
         [GPUBALANCE_CODEC_HEVC] = "h265parse",
         [GPUBALANCE_CODEC_AV1] = "av1parse",
     };
-    GstCaps *caps = gst_caps_new_simple(codec_media_type(codec), "alignment", G_TYPE_STRING,
+    GstCaps *caps = gst_caps_new_simple(gst_gpubalance_enc_codec_media_type(codec), "alignment", G_TYPE_STRING,
                                         codec == GPUBALANCE_CODEC_AV1 ? "tu" : "au", NULL);
 
     *capsfilter = gst_element_factory_make("capsfilter", NULL);
@@ -260,7 +261,7 @@ static GstElement *make_parser(gpubalance_codec codec, GstElement **capsfilter)
     return gst_element_factory_make(parsers[codec], NULL);
 }
 
-static GstElement *make_format_filter(GstVideoFormat format)
+static GstElement *gst_gpubalance_enc_make_format_filter(GstVideoFormat format)
 {
     GstElement *filter = gst_element_factory_make("capsfilter", NULL);
     GstCaps *caps =
@@ -272,7 +273,7 @@ static GstElement *make_format_filter(GstVideoFormat format)
     return filter;
 }
 
-static void post_selected(GstGpubalanceEnc *self, const char *encoder_name)
+static void gst_gpubalance_enc_post_selected(GstGpubalanceEnc *self, const char *encoder_name)
 {
     gpubalance_lease *lease = self->lease;
     const char *backend = gpubalance_backend_name(gpubalance_lease_backend(lease));
@@ -289,7 +290,7 @@ static void post_selected(GstGpubalanceEnc *self, const char *encoder_name)
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
 }
 
-static void configure_encoder(GstGpubalanceEnc *self)
+static void gst_gpubalance_enc_configure_encoder(GstGpubalanceEnc *self)
 {
     GpbEncodeSettings settings;
     GstCaps *user = NULL;
@@ -304,7 +305,7 @@ static void configure_encoder(GstGpubalanceEnc *self)
     gst_clear_caps(&user);
 }
 
-static void set_ghost_targets(GstGpubalanceEnc *self)
+static void gst_gpubalance_enc_set_ghost_targets(GstGpubalanceEnc *self)
 {
     GstPad *pad = gst_element_get_static_pad(self->capsfilter, "src");
 
@@ -316,34 +317,47 @@ static void set_ghost_targets(GstGpubalanceEnc *self)
 }
 
 /* Downstream first, so that nothing pushes into a stopped element. */
-static gboolean start_chain(GstGpubalanceEnc *self)
+static gboolean gst_gpubalance_enc_start_chain(GstGpubalanceEnc *self)
 {
     return gst_element_sync_state_with_parent(self->capsfilter) && gst_element_sync_state_with_parent(self->parser) &&
            gst_element_sync_state_with_parent(self->encoder) &&
            gst_element_sync_state_with_parent(self->format_filter) && gst_element_sync_state_with_parent(self->convert);
 }
 
+/* Names the attempt in the core's list by the element GStreamer would use
+ * for it, until the child is known: its creation may fail. */
+static void gst_gpubalance_enc_name_attempt(GstGpubalanceEnc *self)
+{
+    size_t n = 0;
+    const gpubalance_encoder_info *hints = gpubalance_encoders(
+        GPUBALANCE_FRAMEWORK_GSTREAMER, gpubalance_lease_backend(self->lease), self->active_codec, &n);
+
+    if (n > 0)
+        gpubalance_lease_set_encoder(self->lease, hints[0].name);
+}
+
 /* Builds the chain for the lease. Returns FALSE with *why set (and
  * nothing left in the bin) on failure. */
-static gboolean build_chain(GstGpubalanceEnc *self, GpbSampling sampling, gchar **why)
+static gboolean gst_gpubalance_enc_build_chain(GstGpubalanceEnc *self, GpbSampling sampling, gchar **why)
 {
     const char *factory;
 
+    gst_gpubalance_enc_name_attempt(self);
     self->encoder = gpb_child_create(self->lease, self->active_codec, &self->family, why);
     if (!self->encoder)
         return FALSE;
     factory = GST_OBJECT_NAME(gst_element_get_factory(self->encoder));
     gpubalance_lease_set_encoder(self->lease, factory);
-    self->encoder_format = encoder_format(self->encoder, sampling);
+    self->encoder_format = gst_gpubalance_enc_encoder_format(self->encoder, sampling);
     self->convert = gst_element_factory_make("videoconvert", NULL);
-    self->format_filter = make_format_filter(self->encoder_format);
-    self->parser = make_parser(self->active_codec, &self->capsfilter);
+    self->format_filter = gst_gpubalance_enc_make_format_filter(self->encoder_format);
+    self->parser = gst_gpubalance_enc_make_parser(self->active_codec, &self->capsfilter);
     if (!self->convert || !self->format_filter || !self->parser || !self->capsfilter) {
         *why = g_strdup("videoconvert, capsfilter or the parser (h264parse, h265parse, av1parse) is missing "
                         "(gst-plugins-base/-bad)");
         goto fail;
     }
-    configure_encoder(self);
+    gst_gpubalance_enc_configure_encoder(self);
     gst_bin_add_many(GST_BIN(self), self->convert, self->format_filter, self->encoder, self->parser, self->capsfilter,
                      NULL);
     if (!gst_element_link_many(self->convert, self->format_filter, self->encoder, self->parser, self->capsfilter,
@@ -353,15 +367,15 @@ static gboolean build_chain(GstGpubalanceEnc *self, GpbSampling sampling, gchar 
         goto fail;
     }
     gst_gpubalance_enc_start_trial(self);
-    set_ghost_targets(self);
-    if (!start_chain(self)) {
+    gst_gpubalance_enc_set_ghost_targets(self);
+    if (!gst_gpubalance_enc_start_chain(self)) {
         g_mutex_lock(&self->trial_lock);
         *why = g_strdup_printf("%s refused to start%s%s", factory, self->trial_error ? ": " : "",
                                self->trial_error ? self->trial_error : "");
         g_mutex_unlock(&self->trial_lock);
         goto fail;
     }
-    post_selected(self, factory);
+    gst_gpubalance_enc_post_selected(self, factory);
     return TRUE;
 fail:
     gst_gpubalance_enc_clear_trial(self);
@@ -375,14 +389,14 @@ gboolean gst_gpubalance_enc_next_candidate(GstGpubalanceEnc *self, gpubalance_fa
     return gpubalance_lease_report_failure(&self->lease, kind, why) == 0;
 }
 
-static GpbSampling current_sampling(GstGpubalanceEnc *self)
+static GpbSampling gst_gpubalance_enc_current_sampling(GstGpubalanceEnc *self)
 {
-    return stream_sampling(self, &self->info, self->active_codec);
+    return gst_gpubalance_enc_stream_sampling(self, &self->info, self->active_codec);
 }
 
 gboolean gst_gpubalance_enc_place_on_candidates(GstGpubalanceEnc *self)
 {
-    GpbSampling sampling = current_sampling(self);
+    GpbSampling sampling = gst_gpubalance_enc_current_sampling(self);
 
     for (;;) {
         gpubalance_backend backend = gpubalance_lease_backend(self->lease);
@@ -391,7 +405,7 @@ gboolean gst_gpubalance_enc_place_on_candidates(GstGpubalanceEnc *self)
 
         if (gpubalance_lease_check_open(self->lease) < 0) {
             ok = gst_gpubalance_enc_next_candidate(self, GPUBALANCE_FAILURE_CAPACITY, gpubalance_last_error());
-        } else if (build_chain(self, sampling, &why)) {
+        } else if (gst_gpubalance_enc_build_chain(self, sampling, &why)) {
             return TRUE;
         } else {
             ok = gst_gpubalance_enc_next_candidate(self, gpubalance_failure_classify(backend, 0, why), why);
@@ -407,7 +421,7 @@ gboolean gst_gpubalance_enc_place_on_candidates(GstGpubalanceEnc *self)
 
 /* ---- placement ------------------------------------------------------------ */
 
-static gpubalance_codec codec_for_stream(GstGpubalanceEnc *self)
+static gpubalance_codec gst_gpubalance_enc_codec_for_stream(GstGpubalanceEnc *self)
 {
     gpubalance_codec codec;
     gboolean explicit_codec;
@@ -435,7 +449,8 @@ static gpubalance_codec codec_for_stream(GstGpubalanceEnc *self)
     return codec;
 }
 
-static gpubalance_stream *describe_stream(GstGpubalanceEnc *self, const GstVideoInfo *info, guint depth)
+static gpubalance_stream *gst_gpubalance_enc_describe_stream(GstGpubalanceEnc *self, const GstVideoInfo *info,
+                                                             guint depth)
 {
     gpubalance_stream *s;
     double fps = info->fps_d ? (double)info->fps_n / info->fps_d : 0;
@@ -467,7 +482,7 @@ void gst_gpubalance_enc_end_placement(GstGpubalanceEnc *self)
     g_clear_pointer(&self->lease, gpubalance_lease_release);
 }
 
-static GstPadProbeReturn drop_eos(GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+static GstPadProbeReturn gst_gpubalance_enc_drop_eos(GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
 {
     if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS) {
         *(gboolean *)user_data = TRUE;
@@ -480,7 +495,7 @@ static GstPadProbeReturn drop_eos(GstPad *pad, GstPadProbeInfo *info, gpointer u
  * (x264 holds dozens for lookahead) go downstream: an EOS sent into the
  * chain makes every element finish, and is dropped where the chain ends,
  * so downstream never sees it. Runs in the streaming thread. */
-static void drain_chain(GstGpubalanceEnc *self)
+static void gst_gpubalance_enc_drain_chain(GstGpubalanceEnc *self)
 {
     GstPad *in, *out;
     gboolean drained = FALSE;
@@ -490,7 +505,7 @@ static void drain_chain(GstGpubalanceEnc *self)
         return;
     in = gst_element_get_static_pad(self->convert, "sink");
     out = gst_element_get_static_pad(self->capsfilter, "src");
-    probe = gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_eos, &drained, NULL);
+    probe = gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, gst_gpubalance_enc_drop_eos, &drained, NULL);
     gst_pad_send_event(in, gst_event_new_eos());
     gst_pad_remove_probe(out, probe);
     GST_INFO_OBJECT(self, "drained %s before placing again: %s", GST_OBJECT_NAME(self->encoder),
@@ -501,15 +516,15 @@ static void drain_chain(GstGpubalanceEnc *self)
 
 /* The same encode as the current one: size, rate and sampling. A new
  * input format that converts into the same encoder format keeps it. */
-static gboolean same_encode(GstGpubalanceEnc *self, const GstVideoInfo *info)
+static gboolean gst_gpubalance_enc_same_encode(GstGpubalanceEnc *self, const GstVideoInfo *info)
 {
     GpbSampling now, then;
 
     if (!self->lease || info->width != self->info.width || info->height != self->info.height ||
         info->fps_n != self->info.fps_n || info->fps_d != self->info.fps_d)
         return FALSE;
-    now = stream_sampling(self, info, self->active_codec);
-    then = current_sampling(self);
+    now = gst_gpubalance_enc_stream_sampling(self, info, self->active_codec);
+    then = gst_gpubalance_enc_current_sampling(self);
     return now.depth == then.depth && now.chroma == then.chroma;
 }
 
@@ -525,13 +540,13 @@ gboolean gst_gpubalance_enc_place(GstGpubalanceEnc *self, GstCaps *caps)
                           ("cannot read video caps %" GST_PTR_FORMAT, caps));
         return FALSE;
     }
-    if (same_encode(self, &info)) {
+    if (gst_gpubalance_enc_same_encode(self, &info)) {
         self->info = info;
         return TRUE;
     }
     if (self->lease) {
         GST_INFO_OBJECT(self, "the stream changed to %" GST_PTR_FORMAT ": placing it again", caps);
-        drain_chain(self);
+        gst_gpubalance_enc_drain_chain(self);
     }
     gst_gpubalance_enc_end_placement(self);
     self->info = info;
@@ -539,8 +554,8 @@ gboolean gst_gpubalance_enc_place(GstGpubalanceEnc *self, GstCaps *caps)
         GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("gpubalance is not usable."), ("%s", gpubalance_last_error()));
         return FALSE;
     }
-    self->active_codec = codec_for_stream(self);
-    stream = describe_stream(self, &info, current_sampling(self).depth);
+    self->active_codec = gst_gpubalance_enc_codec_for_stream(self);
+    stream = gst_gpubalance_enc_describe_stream(self, &info, gst_gpubalance_enc_current_sampling(self).depth);
     status = gpubalance_lease_acquire(ctx, stream, &self->lease);
     gpubalance_stream_free(stream);
     if (status < 0) {
