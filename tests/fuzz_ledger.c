@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gpubalance.h"
+#include "helpers.h"
 #include "ledger.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -25,18 +26,7 @@ static char *fuzz_dir;
 
 static void remove_fuzz_dir(void)
 {
-    GDir *d = g_dir_open(fuzz_dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d))) {
-        char *path = g_build_filename(fuzz_dir, name, NULL);
-
-        unlink(path);
-        g_free(path);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(fuzz_dir);
+    gpb_remove_tree(fuzz_dir);
 }
 
 static void setup_once(void)

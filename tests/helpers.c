@@ -11,7 +11,7 @@
 static char *test_dir;
 static pid_t test_owner;
 
-static void remove_tree(const char *path)
+void gpb_remove_tree(const char *path)
 {
     GDir *dir = g_dir_open(path, 0, NULL);
     const char *name;
@@ -21,7 +21,7 @@ static void remove_tree(const char *path)
             char *child = g_build_filename(path, name, NULL);
 
             if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
-                remove_tree(child);
+                gpb_remove_tree(child);
             else
                 g_unlink(child);
             g_free(child);
@@ -36,7 +36,7 @@ void gpb_test_cleanup(void)
     /* Forked children exit through _exit or exec; only the test itself
      * removes the directory. */
     if (test_dir && getpid() == test_owner && !g_getenv("GPB_TEST_KEEP"))
-        remove_tree(test_dir);
+        gpb_remove_tree(test_dir);
     g_clear_pointer(&test_dir, g_free);
 }
 
@@ -50,7 +50,7 @@ const char *gpb_test_env(const char *config_text)
     char *ledger_dir;
 
     if (test_dir) { /* a second environment in one test: drop the first */
-        remove_tree(test_dir);
+        gpb_remove_tree(test_dir);
         g_free(test_dir);
     } else {
         atexit(cleanup);
@@ -109,6 +109,14 @@ gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_str
     return lease;
 }
 
+gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+{
+    gpb_test_env(config_text);
+    *ctx = gpb_test_open();
+    *stream = gpb_test_stream("h264", 1920, 1080, 30);
+    return gpb_test_acquire(*ctx, *stream);
+}
+
 const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, const char *id)
 {
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
@@ -118,15 +126,21 @@ const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, c
     return NULL;
 }
 
-int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
+/* The device as a fresh snapshot sees it; its strings are not kept. */
+static gpubalance_device_info device_now(gpubalance_context *ctx, const char *device_id)
 {
     gpubalance_snapshot *snap;
-    int n;
+    gpubalance_device_info info;
 
     g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = gpb_test_device(snap, device_id)->sessions;
+    info = *gpb_test_device(snap, device_id);
     gpubalance_snapshot_free(snap);
-    return n;
+    return info;
+}
+
+int gpb_test_sessions(gpubalance_context *ctx, const char *device_id)
+{
+    return device_now(ctx, device_id).sessions;
 }
 
 int gpb_test_total_leases(gpubalance_context *ctx)
@@ -142,13 +156,7 @@ int gpb_test_total_leases(gpubalance_context *ctx)
 
 int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id)
 {
-    gpubalance_snapshot *snap;
-    int n;
-
-    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
-    n = gpb_test_device(snap, device_id)->learned_limit;
-    gpubalance_snapshot_free(snap);
-    return n;
+    return device_now(ctx, device_id).learned_limit;
 }
 
 int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool)

@@ -30,6 +30,9 @@
  * DIR, removed when the test process exits. */
 const char *gpb_test_env(const char *config_text);
 
+/* Removes a directory and everything below it (links are not followed). */
+void gpb_remove_tree(const char *path);
+
 /* Removes the test's directory now (also done at exit). */
 void gpb_test_cleanup(void);
 
@@ -43,6 +46,10 @@ gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, dou
 
 /* Acquires and asserts success. */
 gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream);
+
+/* The start of many tests: gpb_test_env(config_text), a context, an
+ * H.264 1080p30 stream and a lease for it (asserted). */
+gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream);
 
 /* The device of that id in the snapshot; fails the test if there is none. */
 const gpubalance_device_info *gpb_test_device(const gpubalance_snapshot *snap, const char *id);

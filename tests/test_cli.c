@@ -240,33 +240,31 @@ static void pick_json_names_device_backend_and_reason(void)
 
 static void bad_usage_is_a_clear_error(void)
 {
-    const char *no_size[] = {bin(), "pick", "--codec", "h264", NULL};
-    const char *bad_codec[] = {bin(), "pick", "--codec", "vp9", "--width", "64", "--height", "64", NULL};
-    const char *bad_policy[] = {bin(), "pick", "-c", "h264", "-w", "64", "--height", "64", "--policy", "x", NULL};
-    const char *no_cmd[] = {bin(), "exec", "-c", "h264", "-w", "64", "--height", "64", NULL};
-    const char *unknown[] = {bin(), "frobnicate", NULL};
-    const char *bad_option[] = {bin(), "status", "--jsn", NULL};
-    char *err = NULL;
+    /* the arguments after the command's path, and what stderr must say */
+    static const struct {
+        const char *args[10];
+        const char *message;
+    } cases[] = {
+        {{"pick", "--codec", "h264"}, "--codec, --width and --height are required"},
+        {{"pick", "--codec", "vp9", "--width", "64", "--height", "64"}, "--codec vp9: not one of h264, hevc, av1"},
+        {{"pick", "-c", "h264", "-w", "64", "--height", "64", "--policy", "x"},
+         "policy 'x' is not one of: balanced, fill"},
+        {{"exec", "-c", "h264", "-w", "64", "--height", "64"}, "no command; write it after --"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"status", "--jsn"}, "--jsn"},
+    };
 
     gpb_test_env(sim_config);
-    g_assert_cmpint(run(no_size, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--codec, --width and --height are required");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_codec, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--codec vp9: not one of h264, hevc, av1");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_policy, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "policy 'x' is not one of: balanced, fill");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(no_cmd, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "no command; write it after --");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(unknown, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "unknown command 'frobnicate'");
-    g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run(bad_option, NULL, &err), ==, 2);
-    gpb_assert_contains(err, "--jsn");
-    g_free(err);
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        const char *argv[G_N_ELEMENTS(cases[i].args) + 2] = {bin()};
+        char *err = NULL;
+
+        for (size_t j = 0; cases[i].args[j]; j++)
+            argv[j + 1] = cases[i].args[j];
+        g_assert_cmpint(run(argv, NULL, &err), ==, 2);
+        gpb_assert_contains(err, cases[i].message);
+        g_free(err);
+    }
 }
 
 static void damaged_ledger_message_reaches_the_user(void)
@@ -368,15 +366,15 @@ static void leases_exclude_each_other_across_pid_namespaces(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"exec_holds_the_lease_while_cmd_runs", exec_holds_the_lease_while_cmd_runs},
-    {"exec_lease_ends_when_cmd_is_killed", exec_lease_ends_when_cmd_is_killed},
-    {"exec_passes_the_exit_status_through", exec_passes_the_exit_status_through},
-    {"exec_narrows_cuda_visible_devices", exec_narrows_cuda_visible_devices},
-    {"status_json_has_the_documented_fields", status_json_has_the_documented_fields},
-    {"pick_json_names_device_backend_and_reason", pick_json_names_device_backend_and_reason},
-    {"bad_usage_is_a_clear_error", bad_usage_is_a_clear_error},
-    {"damaged_ledger_message_reaches_the_user", damaged_ledger_message_reaches_the_user},
-    {"leases_exclude_each_other_across_pid_namespaces", leases_exclude_each_other_across_pid_namespaces},
+    GPB_TEST(exec_holds_the_lease_while_cmd_runs),
+    GPB_TEST(exec_lease_ends_when_cmd_is_killed),
+    GPB_TEST(exec_passes_the_exit_status_through),
+    GPB_TEST(exec_narrows_cuda_visible_devices),
+    GPB_TEST(status_json_has_the_documented_fields),
+    GPB_TEST(pick_json_names_device_backend_and_reason),
+    GPB_TEST(bad_usage_is_a_clear_error),
+    GPB_TEST(damaged_ledger_message_reaches_the_user),
+    GPB_TEST(leases_exclude_each_other_across_pid_namespaces),
 };
 
 GPB_TEST_MAIN(cases)

@@ -166,11 +166,11 @@ static void defaults_apply_without_a_file(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"every_bad_config_names_file_group_and_key", every_bad_config_names_file_group_and_key},
-    {"a_full_config_is_read", a_full_config_is_read},
-    {"missing_config_named_by_the_environment_is_an_error", missing_config_named_by_the_environment_is_an_error},
-    {"context_open_reports_config_errors", context_open_reports_config_errors},
-    {"defaults_apply_without_a_file", defaults_apply_without_a_file},
+    GPB_TEST(every_bad_config_names_file_group_and_key),
+    GPB_TEST(a_full_config_is_read),
+    GPB_TEST(missing_config_named_by_the_environment_is_an_error),
+    GPB_TEST(context_open_reports_config_errors),
+    GPB_TEST(defaults_apply_without_a_file),
 };
 
 GPB_TEST_MAIN(cases)

@@ -1,15 +1,19 @@
 /* test_discovery.c - discovery of NVIDIA GPUs, VA-API nodes and foreign
- * load. The NVIDIA tests run against stand-in driver libraries
- * (tests/stubs, through LD_LIBRARY_PATH); the real driver path is proved
- * on a real GPU by hand, see the issue notes. */
+ * load. The NVIDIA tests (GPB_TEST_WITH_STUBS) run against stand-in
+ * driver libraries (tests/stubs, through LD_LIBRARY_PATH); the VA-API
+ * tests against a directory of their own in place of /dev/dri
+ * (gpb_discovery_set_roots). No test reaches a real driver: on a machine
+ * with one, `gpubalance probe` shows what discovery found. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cost.h"
 #include "fdinfo.h"
 #include "helpers.h"
+#include "inventory.h"
 #include "ledger.h"
 #include "nvidia.h"
 
@@ -50,55 +54,62 @@ static int count_lines(const char *path)
     return n;
 }
 
-/* A test environment with discovery on and no render nodes. */
+/* A test environment with discovery on and an empty directory (DIR/dri)
+ * in place of /dev/dri. */
 static const char *discovery_env(void)
 {
     const char *dir = gpb_test_env("[general]\ndiscover=true\n");
     char *empty = g_build_filename(dir, "dri", NULL);
 
     g_mkdir(empty, 0700);
-    g_setenv("GPUBALANCE_DRI_DIR", empty, TRUE);
+    gpb_discovery_set_roots(empty, NULL);
     g_free(empty);
     return dir;
 }
 
+/* Discovery found nothing usable of one backend: it says why in a note,
+ * and the inventory has no device of that backend (the context still
+ * opens). */
+static void assert_note_and_no_device(gpubalance_backend backend, const char *note)
+{
+    gpubalance_context *ctx = gpb_test_open();
+    gpubalance_snapshot *snap;
+
+    assert_note(ctx, note);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, backend);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
 static void no_nvidia_libraries_is_a_note(void)
 {
-    gpubalance_context *ctx;
     void *real = dlopen("libnvidia-ml.so.1", RTLD_LAZY);
 
     if (real)
         gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
     discovery_env();
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
-    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
-    gpubalance_context_close(ctx);
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
 }
 
 static void libraries_but_no_gpu_is_a_note(void)
 {
-    gpubalance_context *ctx;
-
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "0", TRUE);
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
-    gpubalance_context_close(ctx);
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC,
+                              "nvenc: no NVIDIA devices: NVML (driver 535.104.05) sees no GPU");
 }
 
 static void driver_library_mismatch_is_a_note(void)
 {
-    gpubalance_context *ctx;
-
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "1", TRUE);
     g_setenv("FAKE_NVML_INIT_FAIL", "18", TRUE);
-    ctx = gpb_test_open();
-    assert_note(ctx, "nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
-    gpubalance_context_close(ctx);
+    assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC,
+                              "nvmlInit failed: RM has detected an NVML/RM version mismatch (18)");
 }
 
 static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
@@ -136,18 +147,49 @@ static void gpus_are_found_with_uuid_pci_and_cuda_ordinal(void)
     gpubalance_context_close(ctx);
 }
 
+#define FAKE_UUID_0 "GPU-00000000-fake-4000-8000-000000000000"
+#define FAKE_UUID_1 "GPU-00000001-fake-4000-8000-000000000001"
+
+/* NVML sees two GPUs, CUDA only the second (as CUDA_VISIBLE_DEVICES
+ * would): the hidden one is a note, never a device, and no lease lands on
+ * it however many are asked for. */
 static void gpu_hidden_from_cuda_is_not_offered(void)
 {
     gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    gpubalance_stream *s;
+    gpubalance_lease *l[4];
+    int nvenc_devices = 0;
 
     g_assert_true(stubs_loaded());
     discovery_env();
     g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVML_BRANDS", "2,2", TRUE); /* no pool cap in the way */
     g_setenv("FAKE_CUDA_HIDE", "0", TRUE);
     ctx = gpb_test_open();
-    assert_note(ctx, "NVIDIA Fake GPU 0 (GPU-00000000-fake-4000-8000-000000000000, PCI 00000000:17:00.0) is not "
-                     "visible to CUDA here");
-    g_assert_cmpint(gpb_test_sessions(ctx, "nvenc:0"), ==, 0); /* the other GPU is ordinal 0 */
+    assert_note(ctx, "NVIDIA Fake GPU 0 (" FAKE_UUID_0 ", PCI 00000000:17:00.0) is not visible to CUDA here");
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++) {
+        const gpubalance_device_info *d = gpubalance_snapshot_device(snap, i);
+
+        if (d->backend != GPUBALANCE_BACKEND_NVENC)
+            continue;
+        nvenc_devices++;
+        g_assert_cmpstr(d->id, ==, "nvenc:0"); /* the visible GPU, as CUDA numbers it */
+        g_assert_cmpstr(d->gpu_uuid, ==, FAKE_UUID_1);
+        g_assert_cmpint(d->cuda_ordinal, ==, 0);
+    }
+    g_assert_cmpint(nvenc_devices, ==, 1);
+    gpubalance_snapshot_free(snap);
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpubalance_stream_set_order(s, "nvenc");
+    for (size_t i = 0; i < G_N_ELEMENTS(l); i++) {
+        l[i] = gpb_test_acquire(ctx, s);
+        g_assert_cmpstr(gpubalance_lease_gpu_uuid(l[i]), ==, FAKE_UUID_1);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(l); i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
 
@@ -340,19 +382,18 @@ static void foreign_nvenc_sessions_come_from_nvml(void)
 
 static void no_render_nodes_is_a_note(void)
 {
-    gpubalance_context *ctx;
+    char *note;
 
     discovery_env();
-    ctx = gpb_test_open();
-    gpb_assert_contains(g_getenv("GPUBALANCE_DRI_DIR"), "dri");
-    assert_note(ctx, "vaapi: no render nodes in");
-    gpubalance_context_close(ctx);
+    note = g_strdup_printf("vaapi: no render nodes in %s", gpb_discovery_dri_dir());
+    assert_note_and_no_device(GPUBALANCE_BACKEND_VAAPI, note);
+    g_free(note);
 }
 
 static void render_node_that_is_not_a_gpu_is_listed_not_offered(void)
 {
     const char *dir = discovery_env();
-    char *node = g_build_filename(g_getenv("GPUBALANCE_DRI_DIR"), "renderD128", NULL);
+    char *node = g_build_filename(gpb_discovery_dri_dir(), "renderD128", NULL);
     gpubalance_context *ctx;
     gpubalance_snapshot *snap;
     const gpubalance_device_info *d;
@@ -494,23 +535,222 @@ static void software_budget_follows_the_core_count(void)
     gpubalance_context_close(ctx);
 }
 
+static void default_budget_tables(void)
+{
+    static const struct {
+        int architecture;
+        int engines;
+        const char *name;
+        double budget;
+    } nvenc[] = {
+        {GPB_NVML_ARCH_KEPLER, 1, "NVIDIA GeForce GTX 680", 4},
+        {GPB_NVML_ARCH_PASCAL, 2, "NVIDIA GeForce GTX 1080", 16},
+        {GPB_NVML_ARCH_PASCAL, 0, "NVIDIA GeForce GTX 1070", 16}, /* engines by name */
+        {GPB_NVML_ARCH_TURING, 1, "Tesla T4", 16},
+        {GPB_NVML_ARCH_AMPERE, 0, "NVIDIA A10", 16}, /* not listed: 1 */
+        {GPB_NVML_ARCH_ADA, 2, "NVIDIA GeForce RTX 4090", 32},
+        {GPB_NVML_ARCH_ADA, 0, "NVIDIA GeForce RTX 4070 Ti", 32},
+        {GPB_NVML_ARCH_ADA, 0, "NVIDIA L4", 32},
+        {GPB_NVML_ARCH_ADA, 0, "NVIDIA L40S", 48},
+        {GPB_NVML_ARCH_ADA, 0, "NVIDIA RTX 6000 Ada Generation", 48},
+        {GPB_NVML_ARCH_HOPPER, 0, "NVIDIA H100 80GB HBM3", 0}, /* no NVENC */
+        {GPB_NVML_ARCH_BLACKWELL, 3, "NVIDIA GeForce RTX 5090", 48},
+        {99, 2, "a future GPU", 0}, /* unknown: sessions only */
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(nvenc); i++) {
+        double got = gpb_nvenc_default_budget(nvenc[i].architecture, nvenc[i].engines, nvenc[i].name);
+
+        if (got != nvenc[i].budget)
+            g_error("%s: budget %g, want %g", nvenc[i].name, got, nvenc[i].budget);
+    }
+    g_assert_cmpint(gpb_nvenc_engines_by_name("NVIDIA L40"), ==, 3);
+    g_assert_cmpint(gpb_nvenc_engines_by_name("NVIDIA L4"), ==, 2);
+    g_assert_cmpint(gpb_nvenc_engines_by_name(NULL), ==, 0);
+    g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x56c1, 16), ==, 20); /* Flex 140 */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x4680, 16), ==, 16); /* UHD 770: default */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("amdgpu", 0x1002, 0x73ff, 12), ==, 12);
+    /* the correction: what the driver sees beyond our own streams */
+    g_assert_cmpfloat_with_epsilon(gpb_foreign_load_from_utilisation(0.5, 32, 4), 12, 1e-9);
+    g_assert_cmpfloat(gpb_foreign_load_from_utilisation(0.1, 32, 4), ==, 0); /* ours overestimated */
+    g_assert_cmpfloat(gpb_foreign_load_from_utilisation(1.7, 10, 0), ==, 10);
+    g_assert_cmpfloat(gpb_foreign_load_decode(0), ==, -1); /* a zeroed record: unknown */
+    g_assert_cmpfloat(gpb_foreign_load_decode(gpb_foreign_load_encode(0)), ==, 0);
+    g_assert_cmpfloat(gpb_foreign_load_decode(gpb_foreign_load_encode(12.345)), ==, 12.345);
+}
+
+static void discovered_gpu_budget_follows_architecture_and_engines(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVML_ARCH", "8,6", TRUE); /* NVML GPU 0 Ada, GPU 1 Turing */
+    ctx = gpb_test_open();                   /* the stub NVENC reports 2 engines */
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpfloat(gpb_test_device(snap, "nvenc:1")->budget, ==, 32); /* NVML GPU 0 */
+    g_assert_cmpfloat(gpb_test_device(snap, "nvenc:0")->budget, ==, 32);
+    gpubalance_snapshot_free(snap);
+    assert_note(ctx, "budget 32 (2 NVENC)");
+    gpubalance_context_close(ctx);
+
+    /* the config overrides the default */
+    g_assert_true(g_file_set_contents(g_getenv("GPUBALANCE_CONFIG"),
+                                      "[general]\ndiscover=true\n[device:g]\nbackend=nvenc\ncuda-device=1\nbudget=10\n",
+                                      -1, NULL));
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpfloat(gpb_test_device(snap, "nvenc:1")->budget, ==, 10);
+    g_assert_cmpfloat(gpb_test_device(snap, "nvenc:0")->budget, ==, 32);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+
+    /* a driver without nvmlDeviceGetArchitecture: sessions only */
+    g_assert_true(g_file_set_contents(g_getenv("GPUBALANCE_CONFIG"), "[general]\ndiscover=true\n", -1, NULL));
+    g_unsetenv("FAKE_NVML_ARCH");
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpfloat(gpb_test_device(snap, "nvenc:0")->budget, ==, 0);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
+/* Places count 1080p30 streams and returns their devices, comma-joined. */
+static char *place_streams(gpubalance_context *ctx, int count, gpubalance_lease **leases)
+{
+    gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
+    GString *devices = g_string_new(NULL);
+
+    for (int i = 0; i < count; i++) {
+        leases[i] = gpb_test_acquire(ctx, s);
+        g_string_append_printf(devices, "%s%s", i ? "," : "", gpubalance_lease_device(leases[i]));
+    }
+    gpubalance_stream_free(s);
+    return g_string_free(devices, FALSE);
+}
+
+static void nvml_utilisation_weighs_foreign_streams(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_lease *l[3];
+    char *devices;
+
+    g_assert_true(stubs_loaded());
+    discovery_env();
+    /* Two Ada datacenter GPUs (no session cap), budget 32 each. CUDA
+     * reverses NVML's order: nvenc:1 is NVML GPU 0. */
+    g_setenv("FAKE_NVML_GPUS", "2", TRUE);
+    g_setenv("FAKE_NVML_BRANDS", "2,2", TRUE);
+    g_setenv("FAKE_NVML_ARCH", "8,8", TRUE);
+
+    /* One foreign 4K60-class session keeps nvenc:1 90% busy: it weighs
+     * 28.8 units, not 1, so all three streams go to nvenc:0 (counting it
+     * as one unit would send the third to nvenc:1). */
+    g_setenv("FAKE_NVML_SESSIONS", "1,0", TRUE);
+    g_setenv("FAKE_NVML_ENC_UTIL", "90,0", TRUE);
+    ctx = gpb_test_open();
+    devices = place_streams(ctx, 3, l);
+    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:0,nvenc:0");
+    for (int i = 0; i < 3; i++)
+        gpubalance_lease_release(l[i]);
+    g_free(devices);
+    gpubalance_context_close(ctx);
+
+    /* Six small foreign sessions at 3%: 0.96 units, not 6, so the second
+     * stream goes to nvenc:1 (as six units it would stay on nvenc:0). */
+    discovery_env();
+    g_setenv("FAKE_NVML_SESSIONS", "6,0", TRUE);
+    g_setenv("FAKE_NVML_ENC_UTIL", "3,0", TRUE);
+    ctx = gpb_test_open();
+    devices = place_streams(ctx, 2, l);
+    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:1");
+    for (int i = 0; i < 2; i++)
+        gpubalance_lease_release(l[i]);
+    g_free(devices);
+    gpubalance_context_close(ctx);
+
+    /* Without a utilisation reading each foreign session is one unit. */
+    g_unsetenv("FAKE_NVML_ENC_UTIL");
+    discovery_env();
+    ctx = gpb_test_open();
+    devices = place_streams(ctx, 2, l);
+    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:0");
+    for (int i = 0; i < 2; i++)
+        gpubalance_lease_release(l[i]);
+    g_free(devices);
+    gpubalance_context_close(ctx);
+}
+
+static void fdinfo_busy_time_gives_utilisation(void)
+{
+    GArray *before = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    GArray *after = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    char *i915 = fixture("i915.txt"), *xe = fixture("xe.txt"), *amd = fixture("amdgpu.txt");
+    char *i915_later = replaced(i915, "5000000 ns", "1005000000 ns"); /* +1 s of engine time */
+    char *xe_later = replaced(xe, "drm-cycles-vcs:\t8800000", "drm-cycles-vcs:\t8800400");
+    char *xe_later2 = replaced(xe_later, "drm-total-cycles-vcs:\t7655183225", "drm-total-cycles-vcs:\t7655184225");
+    char *amd_later = replaced(amd, "drm-engine-enc:\t2000000 ns", "drm-engine-enc:\t202000000 ns");
+    gpb_drm_client c;
+
+    /* i915: 1 s busy over 1 s on a 2-engine node = 0.5 */
+    g_assert_true(gpb_fdinfo_parse(i915, &c));
+    g_assert_cmpuint(c.capacity, ==, 2);
+    g_array_append_val(before, c);
+    g_assert_true(gpb_fdinfo_parse(i915_later, &c));
+    g_array_append_val(after, c);
+    g_assert_cmpfloat_with_epsilon(gpb_fdinfo_utilisation(before, after, 1000000000ull), 0.5, 1e-9);
+    g_assert_cmpfloat(gpb_fdinfo_utilisation(NULL, after, 1000000000ull), ==, -1); /* first look */
+
+    /* + amdgpu (one engine, 0.2 s of 1 s) and xe (400 of 1000 cycles on
+     * 2 engines): clients add up */
+    g_assert_true(gpb_fdinfo_parse(amd, &c));
+    g_array_append_val(before, c);
+    g_assert_true(gpb_fdinfo_parse(amd_later, &c));
+    g_array_append_val(after, c);
+    g_assert_true(gpb_fdinfo_parse(xe, &c));
+    g_assert_cmpuint(c.video_total, ==, 7655183225ull);
+    g_array_append_val(before, c);
+    g_assert_true(gpb_fdinfo_parse(xe_later2, &c));
+    g_array_append_val(after, c);
+    g_assert_cmpfloat_with_epsilon(gpb_fdinfo_utilisation(before, after, 1000000000ull), 0.5 + 0.2 + 0.2, 1e-9);
+
+    /* a client seen only now has no baseline; nobody at all is 0 */
+    g_array_set_size(before, 0);
+    g_assert_cmpfloat(gpb_fdinfo_utilisation(before, after, 1000000000ull), ==, 0);
+    g_array_unref(before);
+    g_array_unref(after);
+    g_free(i915);
+    g_free(xe);
+    g_free(amd);
+    g_free(i915_later);
+    g_free(xe_later);
+    g_free(xe_later2);
+    g_free(amd_later);
+}
+
 static const gpb_test_case cases[] = {
-    {"no_nvidia_libraries_is_a_note", no_nvidia_libraries_is_a_note},
-    {"libraries_but_no_gpu_is_a_note", libraries_but_no_gpu_is_a_note},
-    {"driver_library_mismatch_is_a_note", driver_library_mismatch_is_a_note},
-    {"gpus_are_found_with_uuid_pci_and_cuda_ordinal", gpus_are_found_with_uuid_pci_and_cuda_ordinal},
-    {"gpu_hidden_from_cuda_is_not_offered", gpu_hidden_from_cuda_is_not_offered},
-    {"gpu_without_nvenc_is_listed_and_never_offered", gpu_without_nvenc_is_listed_and_never_offered},
-    {"probe_is_cached_per_uuid_driver_and_boot", probe_is_cached_per_uuid_driver_and_boot},
-    {"probe_holds_a_lease_while_its_session_is_open", probe_holds_a_lease_while_its_session_is_open},
-    {"consumer_cap_follows_driver_version", consumer_cap_follows_driver_version},
-    {"config_and_learning_override_the_driver_cap", config_and_learning_override_the_driver_cap},
-    {"foreign_nvenc_sessions_come_from_nvml", foreign_nvenc_sessions_come_from_nvml},
-    {"no_render_nodes_is_a_note", no_render_nodes_is_a_note},
-    {"render_node_that_is_not_a_gpu_is_listed_not_offered", render_node_that_is_not_a_gpu_is_listed_not_offered},
-    {"fdinfo_of_each_driver_is_parsed", fdinfo_of_each_driver_is_parsed},
-    {"fdinfo_counts_clients_whose_video_use_advances", fdinfo_counts_clients_whose_video_use_advances},
-    {"software_budget_follows_the_core_count", software_budget_follows_the_core_count},
+    GPB_TEST(no_nvidia_libraries_is_a_note),
+    GPB_TEST_WITH_STUBS(libraries_but_no_gpu_is_a_note),
+    GPB_TEST_WITH_STUBS(driver_library_mismatch_is_a_note),
+    GPB_TEST_WITH_STUBS(gpus_are_found_with_uuid_pci_and_cuda_ordinal),
+    GPB_TEST_WITH_STUBS(gpu_hidden_from_cuda_is_not_offered),
+    GPB_TEST_WITH_STUBS(gpu_without_nvenc_is_listed_and_never_offered),
+    GPB_TEST_WITH_STUBS(probe_is_cached_per_uuid_driver_and_boot),
+    GPB_TEST_WITH_STUBS(probe_holds_a_lease_while_its_session_is_open),
+    GPB_TEST(consumer_cap_follows_driver_version),
+    GPB_TEST_WITH_STUBS(config_and_learning_override_the_driver_cap),
+    GPB_TEST_WITH_STUBS(foreign_nvenc_sessions_come_from_nvml),
+    GPB_TEST(no_render_nodes_is_a_note),
+    GPB_TEST(render_node_that_is_not_a_gpu_is_listed_not_offered),
+    GPB_TEST(fdinfo_of_each_driver_is_parsed),
+    GPB_TEST(fdinfo_counts_clients_whose_video_use_advances),
+    GPB_TEST(software_budget_follows_the_core_count),
+    GPB_TEST(default_budget_tables),
+    GPB_TEST_WITH_STUBS(discovered_gpu_budget_follows_architecture_and_engines),
+    GPB_TEST_WITH_STUBS(nvml_utilisation_weighs_foreign_streams),
+    GPB_TEST(fdinfo_busy_time_gives_utilisation),
 };
 
 GPB_TEST_MAIN(cases)

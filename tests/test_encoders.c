@@ -148,11 +148,9 @@ static void failed_attempts_name_the_encoder_the_front_end_opened(void)
     gpubalance_stream *s;
     gpubalance_lease *l;
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\nwhen-full=fail\n"
-                 "[device:a]\nbackend=sim\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l = gpb_test_acquire(ctx, s);
+    l = gpb_test_start("[general]\ndiscover=false\norder=nvenc,software\nwhen-full=fail\n"
+                       "[device:a]\nbackend=sim\n",
+                       &ctx, &s);
     g_assert_cmpstr(gpubalance_lease_attempts(l), ==, "");
     g_assert_cmpint(gpubalance_lease_set_encoder(l, "openh264enc"), ==, 0);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_OTHER, "bad profile"), ==, 0);
@@ -228,16 +226,15 @@ static void stream_limits_are_the_public_constants(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"every_backend_and_codec_has_an_encoder_in_each_framework",
-     every_backend_and_codec_has_an_encoder_in_each_framework},
-    {"encoder_table_names_what_each_framework_opens", encoder_table_names_what_each_framework_opens},
-    {"every_preset_has_a_value_on_every_family", every_preset_has_a_value_on_every_family},
-    {"quality_scale_maps_onto_each_family", quality_scale_maps_onto_each_family},
-    {"failures_are_classified_by_one_rule", failures_are_classified_by_one_rule},
-    {"failed_attempts_name_the_encoder_the_front_end_opened", failed_attempts_name_the_encoder_the_front_end_opened},
-    {"shared_context_is_one_per_process", shared_context_is_one_per_process},
-    {"shared_context_failure_is_reported_and_retried", shared_context_failure_is_reported_and_retried},
-    {"stream_limits_are_the_public_constants", stream_limits_are_the_public_constants},
+    GPB_TEST(every_backend_and_codec_has_an_encoder_in_each_framework),
+    GPB_TEST(encoder_table_names_what_each_framework_opens),
+    GPB_TEST(every_preset_has_a_value_on_every_family),
+    GPB_TEST(quality_scale_maps_onto_each_family),
+    GPB_TEST(failures_are_classified_by_one_rule),
+    GPB_TEST(failed_attempts_name_the_encoder_the_front_end_opened),
+    GPB_TEST(shared_context_is_one_per_process),
+    GPB_TEST(shared_context_failure_is_reported_and_retried),
+    GPB_TEST(stream_limits_are_the_public_constants),
 };
 
 GPB_TEST_MAIN(cases)

@@ -268,11 +268,9 @@ static void when_full_fail_reports_every_device(void)
     gpubalance_stream *s;
     gpubalance_lease *a, *b = NULL;
 
-    gpb_test_env("[general]\ndiscover=false\nwhen-full=fail\norder=nvenc\n"
-                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    a = gpb_test_acquire(ctx, s);
+    a = gpb_test_start("[general]\ndiscover=false\nwhen-full=fail\norder=nvenc\n"
+                       "[device:a]\nbackend=sim\nmax-sessions=1\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_FULL);
     g_assert_null(b);
     gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
@@ -340,11 +338,9 @@ static void when_full_wait_times_out(void)
     gpubalance_stream *s;
     gpubalance_lease *a, *b = NULL;
 
-    gpb_test_env("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=0.05\norder=nvenc\n"
-                 "[device:a]\nbackend=sim\nmax-sessions=1\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    a = gpb_test_acquire(ctx, s);
+    a = gpb_test_start("[general]\ndiscover=false\nwhen-full=wait\nwait-timeout=0.05\norder=nvenc\n"
+                       "[device:a]\nbackend=sim\nmax-sessions=1\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &b), ==, GPUBALANCE_ERR_TIMEOUT);
     gpb_assert_contains(gpubalance_last_error(), "no device freed up within 0.05 s");
     gpb_assert_contains(gpubalance_last_error(), "sim:a: 1 of 1 sessions in use");
@@ -458,13 +454,11 @@ static void pooled_refusal_teaches_the_pool(void)
 
     /* Declared nvenc devices stand for real GeForce cards in one pool; the
      * test plays the driver and refuses the third session. */
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n"
-                 "[pool:geforce]\nmax-sessions=8\n"
-                 "[device:g0]\nbackend=nvenc\ncuda-device=0\npool=geforce\n"
-                 "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l[0] = gpb_test_acquire(ctx, s);
+    l[0] = gpb_test_start("[general]\ndiscover=false\norder=nvenc,software\n"
+                          "[pool:geforce]\nmax-sessions=8\n"
+                          "[device:g0]\nbackend=nvenc\ncuda-device=0\npool=geforce\n"
+                          "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n",
+                          &ctx, &s);
     l[1] = gpb_test_acquire(ctx, s);
     l[2] = gpb_test_acquire(ctx, s);
     g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[0]), ==, 0);
@@ -484,17 +478,43 @@ static void pooled_refusal_teaches_the_pool(void)
     gpubalance_context_close(ctx);
 }
 
+/* A pooled sim without enforce-sessions stands for a card of a pool whose
+ * driver someone else plays (bench/fleet does): its refusal teaches the
+ * pool, as an NVENC refusal would, so the other card is not tried. */
+static void pooled_sim_refusal_teaches_the_pool(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l[4];
+
+    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
+                 "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n");
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    for (int i = 0; i < 3; i++)
+        l[i] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)"), ==, 0);
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g0"), ==, -1);
+    g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g1"), ==, -1);
+    l[3] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
+    for (int i = 0; i < 4; i++)
+        gpubalance_lease_release(l[i]);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
 static void every_candidate_failing_lists_each_attempt(void)
 {
     gpubalance_context *ctx;
     gpubalance_stream *s;
     gpubalance_lease *l;
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc\nwhen-full=fail\n"
-                 "[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    l = gpb_test_acquire(ctx, s);
+    l = gpb_test_start("[general]\ndiscover=false\norder=nvenc\nwhen-full=fail\n"
+                       "[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n",
+                       &ctx, &s);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_OTHER, "bad preset"), ==, 0);
     g_assert_cmpint(gpubalance_lease_report_failure(&l, GPUBALANCE_FAILURE_UNAVAILABLE, "element missing"), ==,
                     GPUBALANCE_ERR_NO_CANDIDATE);
@@ -568,28 +588,130 @@ static void bad_stream_values_are_refused(void)
     gpubalance_stream_free(s);
 }
 
+/* A foreign session counts as one unit while its size is unknown; once
+ * the driver's utilisation measures the foreign streams, their measured
+ * cost replaces that guess, both ways. */
+static void measured_foreign_load_replaces_one_unit_per_session(void)
+{
+    gpb_policy_device d[] = {
+        dev("a", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+        dev("b", GPUBALANCE_BACKEND_NVENC, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].budget = d[1].budget = 32;
+    d[0].load = 3;             /* ours: three 1080p30 */
+    d[1].foreign_sessions = 1; /* one foreign session, size unknown */
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    d[1].foreign_load = 28.8; /* ...that keeps the encoder 90% busy */
+    d[1].foreign_load_known = true;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    g_assert_cmpfloat_with_epsilon(gpb_policy_utilisation(&d[1], 1.0), 29.8 / 32, 1e-9);
+
+    d[1].foreign_sessions = 6; /* six small foreign streams, 3% busy */
+    d[1].foreign_load_known = false;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+    d[1].foreign_load = 0.96;
+    d[1].foreign_load_known = true;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    /* a budget refuses by measured load too */
+    d[0].load = 31.5;
+    d[1].foreign_load = 31.5;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, -1);
+}
+
+/* Devices of different sizes: the least utilised after adding is not
+ * always the choice that keeps the group closest; balanced keeps the
+ * spread smallest (found by bench/fleet on its mixed host). */
+static void balanced_keeps_unlike_devices_closest(void)
+{
+    gpb_policy_device d[] = {
+        dev("big", GPUBALANCE_BACKEND_NVENC, 4, GPB_NO_LIMIT),
+        dev("small", GPUBALANCE_BACKEND_NVENC, 2, GPB_NO_LIMIT),
+    };
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+
+    d[0].budget = 32;
+    d[0].load = 16; /* 50% */
+    d[1].budget = 16;
+    d[1].load = 6.4; /* 40% */
+    r.cost = 4;
+    /* big: 62.5% and 40%, spread 0.225; small: 50% and 65%, spread 0.15 */
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    /* with like devices it is the least utilised, as before */
+    d[1].budget = 32;
+    d[1].load = 12.8;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    d[1].load = 17;
+    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 0);
+}
+
+/* A GeForce pool has few sessions and much throughput: a small stream
+ * that would take one of them goes to a later hardware backend with room,
+ * a big one keeps the pool (found by bench/fleet on its GeForce host). */
+static void small_streams_leave_capped_sessions_to_big_ones(void)
+{
+    gpb_policy_device d[] = {
+        dev("g0", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("g1", GPUBALANCE_BACKEND_NVENC, 1, GPB_NO_LIMIT),
+        dev("va", GPUBALANCE_BACKEND_VAAPI, 0, GPB_NO_LIMIT),
+    };
+    gpb_policy_pool pools[] = {{"geforce", 2, 8}};
+    gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
+
+    d[0].pool = d[1].pool = 0;
+    d[0].budget = d[1].budget = d[2].budget = 16;
+    d[0].load = d[1].load = 1;
+    /* 30 units left for 6 sessions: 5 per session */
+    r.cost = 0.2; /* 480p30 */
+    gpb_policy_choose(d, 3, pools, &r, &result);
+    g_assert_cmpint(result.device, ==, 2);
+    gpb_assert_contains(result.reason, "would take one of the last sessions of pool geforce");
+    r.cost = 8; /* 4K60 */
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    /* no room on VA-API: the pool takes the small stream after all */
+    r.cost = 0.2;
+    d[2].load = 16;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    /* fill keeps the order; so does a pool without budgets or cap */
+    d[2].load = 0;
+    r.policy = GPUBALANCE_POLICY_FILL;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    r.policy = GPUBALANCE_POLICY_BALANCED;
+    pools[0].session_limit = GPB_NO_LIMIT;
+    g_assert_cmpint(choose(d, 3, pools, &r), ==, 0);
+    pools[0].session_limit = 8;
+    d[1].budget = 0;
+    g_assert_cmpint(choose(d, 3, pools, &r), !=, 2); /* stays on NVENC */
+}
+
 static const gpb_test_case cases[] = {
-    {"balanced_picks_lowest_utilisation", balanced_picks_lowest_utilisation},
-    {"balanced_ties_go_to_fewer_sessions_then_lower_index", balanced_ties_go_to_fewer_sessions_then_lower_index},
-    {"fill_uses_devices_in_order", fill_uses_devices_in_order},
-    {"order_decides_between_backends", order_decides_between_backends},
-    {"pool_limit_is_shared_by_its_devices", pool_limit_is_shared_by_its_devices},
-    {"budget_limits_by_cost", budget_limits_by_cost},
-    {"foreign_sessions_count_against_limits", foreign_sessions_count_against_limits},
-    {"unsupported_streams_are_told_apart_from_full", unsupported_streams_are_told_apart_from_full},
-    {"cost_follows_the_formula", cost_follows_the_formula},
-    {"balanced_spreads_then_falls_back_to_software", balanced_spreads_then_falls_back_to_software},
-    {"fill_policy_fills_first_device", fill_policy_fills_first_device},
-    {"when_full_fail_reports_every_device", when_full_fail_reports_every_device},
-    {"when_full_wait_wakes_when_a_holder_dies", when_full_wait_wakes_when_a_holder_dies},
-    {"when_full_wait_times_out", when_full_wait_times_out},
-    {"refusal_falls_back_and_is_learned_by_the_next_process", refusal_falls_back_and_is_learned_by_the_next_process},
-    {"learned_limit_expires", learned_limit_expires},
-    {"pooled_refusal_teaches_the_pool", pooled_refusal_teaches_the_pool},
-    {"every_candidate_failing_lists_each_attempt", every_candidate_failing_lists_each_attempt},
-    {"forced_device_is_used_or_named_as_missing", forced_device_is_used_or_named_as_missing},
-    {"unsupported_stream_is_a_clear_error", unsupported_stream_is_a_clear_error},
-    {"bad_stream_values_are_refused", bad_stream_values_are_refused},
+    GPB_TEST(balanced_picks_lowest_utilisation),
+    GPB_TEST(balanced_ties_go_to_fewer_sessions_then_lower_index),
+    GPB_TEST(fill_uses_devices_in_order),
+    GPB_TEST(order_decides_between_backends),
+    GPB_TEST(pool_limit_is_shared_by_its_devices),
+    GPB_TEST(budget_limits_by_cost),
+    GPB_TEST(foreign_sessions_count_against_limits),
+    GPB_TEST(unsupported_streams_are_told_apart_from_full),
+    GPB_TEST(cost_follows_the_formula),
+    GPB_TEST(balanced_spreads_then_falls_back_to_software),
+    GPB_TEST(fill_policy_fills_first_device),
+    GPB_TEST(when_full_fail_reports_every_device),
+    GPB_TEST(when_full_wait_wakes_when_a_holder_dies),
+    GPB_TEST(when_full_wait_times_out),
+    GPB_TEST(refusal_falls_back_and_is_learned_by_the_next_process),
+    GPB_TEST(learned_limit_expires),
+    GPB_TEST(pooled_refusal_teaches_the_pool),
+    GPB_TEST(every_candidate_failing_lists_each_attempt),
+    GPB_TEST(forced_device_is_used_or_named_as_missing),
+    GPB_TEST(unsupported_stream_is_a_clear_error),
+    GPB_TEST(bad_stream_values_are_refused),
+    GPB_TEST(pooled_sim_refusal_teaches_the_pool),
+    GPB_TEST(balanced_keeps_unlike_devices_closest),
+    GPB_TEST(small_streams_leave_capped_sessions_to_big_ones),
+    GPB_TEST(measured_foreign_load_replaces_one_unit_per_session),
 };
 
 GPB_TEST_MAIN(cases)

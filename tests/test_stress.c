@@ -196,10 +196,19 @@ static void spawn(torturer *t, unsigned seed)
     t->progress_fd = fds[0];
 }
 
+/* A torturer only ever ends by our SIGKILL: one that exited by itself
+ * (an acquire or a report that failed) or crashed fails the test. */
 static void kill_and_reap(torturer *t)
 {
+    int status;
+
     kill(t->pid, SIGKILL);
-    g_assert_cmpint(waitpid(t->pid, NULL, 0), ==, t->pid);
+    g_assert_cmpint(waitpid(t->pid, &status, 0), ==, t->pid);
+    if (WIFEXITED(status))
+        g_error("torturer %d exited with status %d before it was killed", (int)t->pid, WEXITSTATUS(status));
+    if (WTERMSIG(status) != SIGKILL)
+        g_error("torturer %d died of signal %d (%s), not of our SIGKILL", (int)t->pid, WTERMSIG(status),
+                g_strsignal(WTERMSIG(status)));
     close(t->progress_fd);
 }
 
@@ -334,9 +343,9 @@ static void threads_share_a_context_safely(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"threads_share_a_context_safely", threads_share_a_context_safely},
-    {"pool_is_never_oversubscribed", pool_is_never_oversubscribed},
-    {"sigkill_torture_leaves_no_lease", sigkill_torture_leaves_no_lease},
+    GPB_TEST(threads_share_a_context_safely),
+    GPB_TEST(pool_is_never_oversubscribed),
+    GPB_TEST(sigkill_torture_leaves_no_lease),
 };
 
 GPB_TEST_MAIN(cases)

@@ -25,6 +25,8 @@ packages=(
     ffmpeg libx264-dev libx265-dev nasm
     # tests: unshare(1) for the pid-namespace test
     util-linux
+    # bench/fleet --plot
+    gnuplot-nox
 )
 
 if [ "$(id -u)" -ne 0 ]; then

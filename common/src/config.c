@@ -14,8 +14,13 @@
 #include "util.h"
 
 #define SIM_DEFAULT_CODECS ((1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC))
-#define MAX_SESSIONS_LIMIT 4096
+#define MAX_SESSIONS_LIMIT 4096 /* as many as the ledger has slots */
 #define MAX_BUDGET 1e6
+#define MAX_LEARN_EXPIRY (30 * 86400.0)
+#define DEFAULT_WAIT_TIMEOUT 30.0
+#define DEFAULT_LEARN_EXPIRY 600.0
+#define MAX_CUDA_ORDINAL 63
+#define MAX_NAME_LENGTH 40 /* of a [device:NAME] or a render node's name */
 
 static const char *const general_keys[] = {"policy",   "order",        "when-full", "wait-timeout",
                                            "discover", "learn-expiry", NULL};
@@ -61,9 +66,9 @@ gpb_config *gpb_config_new_default(void)
     config->order.backends[2] = GPUBALANCE_BACKEND_SOFTWARE;
     config->order.n = 3;
     config->when_full = GPUBALANCE_WHEN_FULL_SOFTWARE;
-    config->wait_timeout = 30;
+    config->wait_timeout = DEFAULT_WAIT_TIMEOUT;
     config->discover = true;
-    config->learn_expiry = 600;
+    config->learn_expiry = DEFAULT_LEARN_EXPIRY;
     config->software_budget = -1; /* the core-count formula */
     config->vaapi_budget = GPB_VAAPI_DEFAULT_BUDGET;
     config->software_codecs = 0; /* what this host's software encoders can do (inventory.c) */
@@ -196,28 +201,10 @@ static gchar *get_string(const parse_ctx *pc, const char *group, const char *key
     return value ? g_strstrip(value) : NULL;
 }
 
-static int get_int(const parse_ctx *pc, const char *group, const char *key, int min, int max, int *out)
-{
-    gchar *text = get_string(pc, group, key);
-    gchar *end = NULL;
-    gint64 value;
-    int status = 0;
-
-    if (!text)
-        return 0; /* absent: keep the default */
-    errno = 0;
-    value = g_ascii_strtoll(text, &end, 10);
-    if (!*text || *end || errno)
-        status = key_error(pc, group, key, "not an integer; allowed: %d..%d", min, max);
-    else if (value < min || value > max)
-        status = key_error(pc, group, key, "out of range; allowed: %d..%d", min, max);
-    else
-        *out = (int)value;
-    g_free(text);
-    return status;
-}
-
-static int get_double(const parse_ctx *pc, const char *group, const char *key, double min, double max, double *out)
+/* Reads a number in min..max (whole numbers only when integer). An
+ * absent key keeps *out, the default. */
+static int get_number(const parse_ctx *pc, const char *group, const char *key, bool integer, double min, double max,
+                      double *out)
 {
     gchar *text = get_string(pc, group, key);
     gchar *end = NULL;
@@ -227,15 +214,29 @@ static int get_double(const parse_ctx *pc, const char *group, const char *key, d
     if (!text)
         return 0;
     errno = 0;
-    value = g_ascii_strtod(text, &end);
+    value = integer ? (double)g_ascii_strtoll(text, &end, 10) : g_ascii_strtod(text, &end);
     if (!*text || *end || errno || !isfinite(value))
-        status = key_error(pc, group, key, "not a number; allowed: %g..%g", min, max);
+        status = key_error(pc, group, key, "not %s; allowed: %g..%g", integer ? "an integer" : "a number", min, max);
     else if (value < min || value > max)
         status = key_error(pc, group, key, "out of range; allowed: %g..%g", min, max);
     else
         *out = value;
     g_free(text);
     return status;
+}
+
+static int get_int(const parse_ctx *pc, const char *group, const char *key, int min, int max, int *out)
+{
+    double value = *out;
+    int status = get_number(pc, group, key, true, min, max, &value);
+
+    *out = (int)value;
+    return status;
+}
+
+static int get_double(const parse_ctx *pc, const char *group, const char *key, double min, double max, double *out)
+{
+    return get_number(pc, group, key, false, min, max, out);
 }
 
 static int get_bool(const parse_ctx *pc, const char *group, const char *key, bool *out)
@@ -306,50 +307,54 @@ static int get_parsed(const parse_ctx *pc, const char *group, const char *key, i
 
 /* ---- groups ------------------------------------------------------------ */
 
+/* Whether the group is there to be read: false when it is absent
+ * (*status 0) or holds a key it does not allow (*status < 0). */
+static bool group_to_read(const parse_ctx *pc, const char *group, const char *const *allowed, int *status)
+{
+    *status = 0;
+    if (!g_key_file_has_group(pc->kf, group))
+        return false;
+    *status = check_keys(pc, group, allowed);
+    return *status == 0;
+}
+
 static int parse_general(const parse_ctx *pc, gpb_config *config)
 {
     const char *g = "general";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, general_keys)) < 0 ||
-        (status = get_parsed(pc, g, "policy", (int (*)(const char *, void *))gpb_policy_parse, &config->policy)) < 0 ||
+    if (!group_to_read(pc, g, general_keys, &status))
+        return status;
+    if ((status = get_parsed(pc, g, "policy", (int (*)(const char *, void *))gpb_policy_parse, &config->policy)) < 0 ||
         (status = get_parsed(pc, g, "order", (int (*)(const char *, void *))gpb_order_parse, &config->order)) < 0 ||
         (status = get_parsed(pc, g, "when-full", (int (*)(const char *, void *))gpb_when_full_parse,
                              &config->when_full)) < 0 ||
-        (status = get_double(pc, g, "wait-timeout", 0, 86400, &config->wait_timeout)) < 0 ||
+        (status = get_double(pc, g, "wait-timeout", 0, GPB_MAX_WAIT_TIMEOUT, &config->wait_timeout)) < 0 ||
         (status = get_bool(pc, g, "discover", &config->discover)) < 0 ||
-        (status = get_double(pc, g, "learn-expiry", 0, 30 * 86400, &config->learn_expiry)) < 0)
+        (status = get_double(pc, g, "learn-expiry", 0, MAX_LEARN_EXPIRY, &config->learn_expiry)) < 0)
         return status;
     return 0;
 }
 
 static int parse_software(const parse_ctx *pc, gpb_config *config)
 {
-    const char *g = "software";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, software_keys)) < 0 ||
-        (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->software_budget)) < 0 ||
-        (status = get_codecs(pc, g, "codecs", &config->software_codecs)) < 0)
+    if (!group_to_read(pc, "software", software_keys, &status))
         return status;
-    return 0;
+    if ((status = get_double(pc, "software", "budget", 0, MAX_BUDGET, &config->software_budget)) < 0)
+        return status;
+    return get_codecs(pc, "software", "codecs", &config->software_codecs);
 }
 
 static int parse_vaapi(const parse_ctx *pc, gpb_config *config)
 {
-    const char *g = "vaapi";
     int status;
 
-    if (!g_key_file_has_group(pc->kf, g))
-        return 0;
-    if ((status = check_keys(pc, g, vaapi_keys)) < 0 ||
-        (status = get_double(pc, g, "budget", 0, MAX_BUDGET, &config->vaapi_budget)) < 0)
+    if (!group_to_read(pc, "vaapi", vaapi_keys, &status))
         return status;
-    return 0;
+    config->vaapi_budget_set = g_key_file_has_key(pc->kf, "vaapi", "budget", NULL);
+    return get_double(pc, "vaapi", "budget", 0, MAX_BUDGET, &config->vaapi_budget);
 }
 
 static int parse_pool(const parse_ctx *pc, const char *group, gpb_config *config)
@@ -371,7 +376,7 @@ static int parse_pool(const parse_ctx *pc, const char *group, gpb_config *config
 
 static bool valid_name(const char *name)
 {
-    if (!*name || strlen(name) > 40)
+    if (!*name || strlen(name) > MAX_NAME_LENGTH)
         return false;
     for (const char *p = name; *p; p++)
         if (!g_ascii_isalnum(*p) && *p != '-' && *p != '_' && *p != '.')
@@ -435,9 +440,9 @@ static int parse_device_identity(const parse_ctx *pc, const char *group, gpb_dev
     case GPUBALANCE_BACKEND_NVENC:
         if (!g_key_file_has_key(pc->kf, group, "cuda-device", NULL))
             return gpb_fail(GPUBALANCE_ERR_CONFIG,
-                            "%s: [%s]: backend=nvenc needs key 'cuda-device' (the CUDA ordinal, 0..63)", pc->file,
-                            group);
-        status = get_int(pc, group, "cuda-device", 0, 63, &dev->cuda_ordinal);
+                            "%s: [%s]: backend=nvenc needs key 'cuda-device' (the CUDA ordinal, 0..%d)", pc->file,
+                            group, MAX_CUDA_ORDINAL);
+        status = get_int(pc, group, "cuda-device", 0, MAX_CUDA_ORDINAL, &dev->cuda_ordinal);
         dev->id = g_strdup_printf("nvenc:%d", dev->cuda_ordinal);
         dev->display_name = g_strdup_printf("NVIDIA GPU %d (declared)", dev->cuda_ordinal);
         break;
@@ -469,15 +474,15 @@ static int parse_device(const parse_ctx *pc, const char *group, gpb_config *conf
 
     if (!valid_name(name))
         return gpb_fail(GPUBALANCE_ERR_CONFIG,
-                        "%s: [%s]: a device name is 1-40 letters, digits, '-', '_' or '.', as in [device:gpu0]",
-                        pc->file, group);
+                        "%s: [%s]: a device name is 1-%d letters, digits, '-', '_' or '.', as in [device:gpu0]",
+                        pc->file, group, MAX_NAME_LENGTH);
     dev = g_new0(gpb_device_config, 1);
     g_ptr_array_add(config->devices, dev);
     dev->group_name = g_strdup(name);
     dev->imitates = GPUBALANCE_BACKEND_NVENC;
     dev->codecs = SIM_DEFAULT_CODECS;
-    dev->max_width = GPB_DEFAULT_MAX_SIZE;
-    dev->max_height = GPB_DEFAULT_MAX_SIZE;
+    dev->max_width = GPB_ASSUMED_MAX_SIZE;
+    dev->max_height = GPB_ASSUMED_MAX_SIZE;
     dev->cuda_ordinal = -1;
     if ((status = check_keys(pc, group, device_keys)) < 0 || (status = parse_device_backend(pc, group, dev)) < 0 ||
         (status = check_backend_keys(pc, group, dev->backend)) < 0 ||
@@ -488,8 +493,10 @@ static int parse_device(const parse_ctx *pc, const char *group, gpb_config *conf
         (status = get_int(pc, group, "max-sessions", 0, MAX_SESSIONS_LIMIT, &dev->max_sessions)) < 0 ||
         (status = get_int(pc, group, "enforce-sessions", 0, MAX_SESSIONS_LIMIT, &dev->enforce_sessions)) < 0 ||
         (status = get_double(pc, group, "budget", 0, MAX_BUDGET, &dev->budget)) < 0 ||
-        (status = get_int(pc, group, "max-width", 16, GPB_SOFTWARE_MAX_SIZE, &dev->max_width)) < 0 ||
-        (status = get_int(pc, group, "max-height", 16, GPB_SOFTWARE_MAX_SIZE, &dev->max_height)) < 0 ||
+        (status = get_int(pc, group, "max-width", GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MAX_DIMENSION,
+                          &dev->max_width)) < 0 ||
+        (status = get_int(pc, group, "max-height", GPUBALANCE_MIN_DIMENSION, GPUBALANCE_MAX_DIMENSION,
+                          &dev->max_height)) < 0 ||
         (status = get_bool(pc, group, "ten-bit", &dev->ten_bit)) < 0)
         return status;
     dev->pool = get_string(pc, group, "pool");

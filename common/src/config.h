@@ -1,4 +1,4 @@
-/* config.h - the GKeyFile configuration (see DESIGN.md for the format). */
+/* config.h - the GKeyFile configuration (docs/DESIGN.md lists every key). */
 #ifndef GPB_CONFIG_H
 #define GPB_CONFIG_H
 
@@ -8,8 +8,14 @@
 #include "gpubalance.h"
 
 #define GPB_MAX_ORDER GPUBALANCE_N_BACKENDS
-#define GPB_DEFAULT_MAX_SIZE 8192
-#define GPB_SOFTWARE_MAX_SIZE 16384
+/* The largest width and height a hardware device is taken to encode when
+ * neither its probe nor its config says (max-width, max-height): 4096,
+ * what every NVENC and VA-API encoder of the last decade takes for H.264.
+ * Larger pictures go to devices that report or declare more, and to the
+ * software device (GPUBALANCE_MAX_DIMENSION). */
+#define GPB_ASSUMED_MAX_SIZE 4096
+/* The longest when-full=wait, seconds (config and stream alike). */
+#define GPB_MAX_WAIT_TIMEOUT 86400.0
 /* Cost units a discovered VA-API device takes by default: 16 1080p30
  * streams, below the ~20 1080p60 H.264 streams an Intel Flex 140 runs at
  * "balanced", because integrated GPUs are far slower. [vaapi] budget=. */
@@ -56,6 +62,7 @@ typedef struct {
     double learn_expiry;    /* seconds a learned limit stays in force */
     double software_budget; /* -1: gpb_software_default_budget() */
     double vaapi_budget;    /* default budget of a discovered render node */
+    bool vaapi_budget_set;    /* [vaapi] budget= given: it beats cost.c's table */
     unsigned software_codecs; /* 0: those the host has encoders for */
     GPtrArray *devices; /* of gpb_device_config* */
     GPtrArray *pools;   /* of gpb_pool_config* */

@@ -7,6 +7,11 @@
 #include "internal.h"
 #include "util.h"
 
+/* The unit of cost: one 1080p30 stream. Also a new stream's size. */
+#define UNIT_WIDTH 1920
+#define UNIT_HEIGHT 1080
+#define UNIT_FPS 30.0
+
 _Static_assert(GPB_LABEL_SIZE == GPUBALANCE_MAX_LABEL + 1, "a label is GPUBALANCE_MAX_LABEL bytes and a NUL");
 
 int gpubalance_context_open(const char *config_path, gpubalance_context **out)
@@ -118,8 +123,8 @@ int gpubalance_stream_new(gpubalance_stream **out)
     gpubalance_stream *s = g_new0(gpubalance_stream, 1);
 
     s->codec = GPUBALANCE_CODEC_H264;
-    s->width = 1920;
-    s->height = 1080;
+    s->width = UNIT_WIDTH;
+    s->height = UNIT_HEIGHT;
     s->bit_depth = 8;
     s->wait_timeout = -1;
     *out = s;
@@ -183,52 +188,48 @@ int gpubalance_stream_set_label(gpubalance_stream *s, const char *label)
     return 0;
 }
 
+/* The stream's own policy, order and when-full override the context's:
+ * has_* says whether the stream has its own. A parser writes the value
+ * only on success, so a refused value leaves the previous one. */
+static int unset(bool *has)
+{
+    *has = false;
+    return 0;
+}
+
+static int own_setting(int parse_status, bool *has)
+{
+    if (parse_status == 0)
+        *has = true;
+    return parse_status;
+}
+
 int gpubalance_stream_set_policy(gpubalance_stream *s, const char *name)
 {
-    int status;
-
-    if (!name) {
-        s->has_policy = false;
-        return 0;
-    }
-    if ((status = gpb_policy_parse(name, &s->policy)) < 0)
-        return status;
-    s->has_policy = true;
-    return 0;
+    if (!name)
+        return unset(&s->has_policy);
+    return own_setting(gpb_policy_parse(name, &s->policy), &s->has_policy);
 }
 
 int gpubalance_stream_set_order(gpubalance_stream *s, const char *order)
 {
-    int status;
-
-    if (!order) {
-        s->has_order = false;
-        return 0;
-    }
-    if ((status = gpb_order_parse(order, &s->order)) < 0)
-        return status;
-    s->has_order = true;
-    return 0;
+    if (!order)
+        return unset(&s->has_order);
+    return own_setting(gpb_order_parse(order, &s->order), &s->has_order);
 }
 
 int gpubalance_stream_set_when_full(gpubalance_stream *s, const char *name)
 {
-    int status;
-
-    if (!name) {
-        s->has_when_full = false;
-        return 0;
-    }
-    if ((status = gpb_when_full_parse(name, &s->when_full)) < 0)
-        return status;
-    s->has_when_full = true;
-    return 0;
+    if (!name)
+        return unset(&s->has_when_full);
+    return own_setting(gpb_when_full_parse(name, &s->when_full), &s->has_when_full);
 }
 
 int gpubalance_stream_set_wait_timeout(gpubalance_stream *s, double seconds)
 {
-    if (!isfinite(seconds) || seconds > 86400)
-        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "wait timeout %g is above 86400 seconds", seconds);
+    if (!isfinite(seconds) || seconds > GPB_MAX_WAIT_TIMEOUT)
+        return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "wait timeout %g is above %g seconds", seconds,
+                        GPB_MAX_WAIT_TIMEOUT);
     s->wait_timeout = seconds < 0 ? -1 : seconds;
     return 0;
 }
@@ -244,7 +245,7 @@ int gpubalance_stream_set_device(gpubalance_stream *s, const char *id)
 
 double gpubalance_stream_cost(const gpubalance_stream *s)
 {
-    double fps = s->fps > 0 ? s->fps : 30.0;
+    double fps = s->fps > 0 ? s->fps : UNIT_FPS; /* unknown counts as the unit's */
 
-    return (double)s->width * s->height * fps / (1920.0 * 1080.0 * 30.0);
+    return (double)s->width * s->height * fps / ((double)UNIT_WIDTH * UNIT_HEIGHT * UNIT_FPS);
 }

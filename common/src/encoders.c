@@ -7,12 +7,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 #include "util.h"
 
 #define N_FRAMEWORKS 2
+#define AV1_MAX_QUALITY 63.0 /* SVT-AV1's and aom's crf run 0..63 */
 #define MAX_CHOICES 2
 
 typedef struct {
@@ -168,7 +170,7 @@ double gpubalance_quality_value(gpubalance_encoder_family family, double crf)
     switch (family) {
     case GPUBALANCE_ENCODER_SVTAV1:
     case GPUBALANCE_ENCODER_AOM:
-        return round(crf * 63.0 / GPUBALANCE_MAX_QUALITY);
+        return round(crf * AV1_MAX_QUALITY / GPUBALANCE_MAX_QUALITY);
     case GPUBALANCE_ENCODER_NVENC:
     case GPUBALANCE_ENCODER_VAAPI:
         return MAX(1.0, round(crf));
@@ -240,4 +242,29 @@ gpubalance_failure gpubalance_failure_classify(gpubalance_backend backend, int e
     default:
         return GPUBALANCE_FAILURE_OTHER;
     }
+}
+
+/* ---- the encoders of a lease -------------------------------------------- */
+
+const char *gpb_ffmpeg_encoder(const gpb_device *d, gpubalance_codec codec)
+{
+    size_t n;
+    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_FFMPEG, d->backend, codec, &n);
+
+    return n ? e[0].name : "";
+}
+
+void gpb_gst_encoder(const gpb_device *d, gpubalance_codec codec, char *buf, size_t size)
+{
+    static const char *const codec_part[] = {"h264", "h265", "av1"};
+    size_t n;
+    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, d->backend, codec, &n);
+    /* GStreamer's va plugin names the first render node's elements
+     * va<codec>enc and the others va<node><codec>enc. */
+    const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
+
+    if (d->backend == GPUBALANCE_BACKEND_VAAPI && node && strcmp(node, "/renderD128") != 0)
+        snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
+    else
+        snprintf(buf, size, "%s", n ? e[0].name : "");
 }

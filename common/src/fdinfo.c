@@ -42,12 +42,18 @@ bool gpb_fdinfo_parse(const char *text, gpb_drm_client *out)
         } else if (strcmp(key, "drm-client-id") == 0) {
             out->client_id = g_ascii_strtoull(value, NULL, 10);
             has_client = true;
+        } else if (strcmp(key, "drm-total-cycles-vcs") == 0) {
+            out->video_total = g_ascii_strtoull(value, NULL, 10);
+        } else if (strcmp(key, "drm-engine-capacity-video") == 0 || strcmp(key, "drm-engine-capacity-vcs") == 0) {
+            out->capacity = (unsigned)g_ascii_strtoull(value, NULL, 10);
         } else if (is_video_key(key)) {
             out->video += g_ascii_strtoull(value, NULL, 10);
             out->has_video = true;
         }
     }
     g_strfreev(lines);
+    if (out->capacity == 0)
+        out->capacity = 1;
     return has_driver && has_client;
 }
 
@@ -124,4 +130,43 @@ int gpb_fdinfo_count_active(const GArray *before, const GArray *now)
             active++;
     }
     return active;
+}
+
+static const gpb_drm_client *find_client(const GArray *clients, uint64_t client_id)
+{
+    for (guint i = 0; i < clients->len; i++)
+        if (g_array_index(clients, gpb_drm_client, i).client_id == client_id)
+            return &g_array_index(clients, gpb_drm_client, i);
+    return NULL;
+}
+
+/* One client's share of the video engines between two looks, or -1. */
+static double client_busy(const gpb_drm_client *b, const gpb_drm_client *c, uint64_t elapsed_ns)
+{
+    if (!c->has_video || c->video < b->video)
+        return -1;        /* a counter going back: another client reusing the id */
+    if (c->video_total) { /* xe: cycles against the engine's clock */
+        if (c->video_total <= b->video_total)
+            return -1;
+        return (double)(c->video - b->video) / (double)(c->video_total - b->video_total) / c->capacity;
+    }
+    return (double)(c->video - b->video) / ((double)elapsed_ns * c->capacity);
+}
+
+double gpb_fdinfo_utilisation(const GArray *before, const GArray *now, uint64_t elapsed_ns)
+{
+    double busy = 0;
+
+    if (!before || !elapsed_ns)
+        return -1;
+    for (guint i = 0; i < now->len; i++) {
+        const gpb_drm_client *c = &g_array_index(now, gpb_drm_client, i);
+        const gpb_drm_client *b = find_client(before, c->client_id);
+        double share;
+
+        if (!b || (share = client_busy(b, c, elapsed_ns)) < 0)
+            continue;
+        busy += share;
+    }
+    return MIN(busy, 1.0);
 }

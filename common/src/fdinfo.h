@@ -8,12 +8,16 @@
 #include <stdint.h>
 
 typedef struct {
-    char driver[32];    /* drm-driver: i915, xe, amdgpu */
-    char pdev[32];      /* drm-pdev: 0000:00:02.0 */
-    uint64_t client_id; /* drm-client-id */
-    uint64_t video;     /* video/encode engine use: ns (i915, amdgpu) or
-                         * cycles (xe's drm-cycles-vcs) */
-    bool has_video;     /* the driver reported a video engine at all */
+    char driver[32];      /* drm-driver: i915, xe, amdgpu */
+    char pdev[32];        /* drm-pdev: 0000:00:02.0 */
+    uint64_t client_id;   /* drm-client-id */
+    uint64_t video;       /* video/encode engine use: ns (i915, amdgpu) or
+                           * cycles (xe's drm-cycles-vcs) */
+    bool has_video;       /* the driver reported a video engine at all */
+    uint64_t video_total; /* xe: drm-total-cycles-vcs, the clock that
+                           * drm-cycles-vcs is a share of; 0 elsewhere */
+    unsigned capacity;    /* engines the time is summed over
+                           * (drm-engine-capacity-*), 1 when not said */
 } gpb_drm_client;
 
 /* Parses one fdinfo file's text. Returns false when it is not a DRM
@@ -32,5 +36,13 @@ void gpb_fdinfo_scan(const char *proc_root, const char *node_path, const char *p
  * `before` counts if its use is non-zero. before is NULL on a first look,
  * which has nothing to compare with and counts 0. */
 int gpb_fdinfo_count_active(const GArray *before, const GArray *now);
+
+/* How busy the node's video engines were between two looks `elapsed_ns`
+ * apart, 0..1, summed over the clients seen both times: ns of engine time
+ * over elapsed time times the engine count (i915, amdgpu), or cycles over
+ * total cycles (xe). Clients new since `before` are left out (their
+ * start is unknown), and so are clients without video keys. -1 on a
+ * first look (before NULL) or when no time elapsed. */
+double gpb_fdinfo_utilisation(const GArray *before, const GArray *now, uint64_t elapsed_ns);
 
 #endif

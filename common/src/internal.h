@@ -49,6 +49,10 @@ struct gpubalance_lease {
     char encoder[48]; /* what the front end opens, "" until it says */
 };
 
+/* The encoders a lease on the device uses for codec (encoders.c). */
+const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec);
+void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf, size_t size);
+
 gpubalance_context *gpb_context_ref(gpubalance_context *ctx);
 void gpb_stream_copy(gpubalance_stream *dst, const gpubalance_stream *src);
 

@@ -26,8 +26,8 @@ gpb_device *gpb_device_new(const char *id, gpubalance_backend backend)
     d->ledger_key = g_strdup(id);
     d->backend = backend;
     d->imitates = backend;
-    d->max_width = GPB_DEFAULT_MAX_SIZE;
-    d->max_height = GPB_DEFAULT_MAX_SIZE;
+    d->max_width = GPB_ASSUMED_MAX_SIZE;
+    d->max_height = GPB_ASSUMED_MAX_SIZE;
     d->pool = -1;
     d->cuda_ordinal = -1;
     d->ledger_index = -1;
@@ -110,6 +110,43 @@ int gpb_inventory_pool_ensure(gpb_inventory *inv, const char *name, int default_
     p->ledger_index = -1;
     g_ptr_array_add(inv->pools, p);
     return (int)inv->pools->len - 1;
+}
+
+int gpb_inventory_pool_sessions(const gpb_inventory *inv, gpb_ledger *ledger, int pool)
+{
+    int sessions = 0;
+
+    for (guint i = 0; i < inv->devices->len; i++) {
+        const gpb_device *d = g_ptr_array_index(inv->devices, i);
+        const gpb_device_record *r;
+
+        if (d->pool != pool)
+            continue;
+        r = gpb_ledger_device(ledger, d->ledger_index);
+        sessions += (int)(r->sessions + r->foreign_sessions);
+    }
+    return sessions;
+}
+
+static char *dri_root;
+static char *proc_root;
+
+void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir)
+{
+    g_free(dri_root);
+    g_free(proc_root);
+    dri_root = g_strdup(dri_dir);
+    proc_root = g_strdup(proc_dir);
+}
+
+const char *gpb_discovery_dri_dir(void)
+{
+    return dri_root ? dri_root : "/dev/dri";
+}
+
+const char *gpb_discovery_proc_dir(void)
+{
+    return proc_root ? proc_root : "/proc";
 }
 
 double gpb_software_default_budget(void)
@@ -215,8 +252,8 @@ static gpb_device *software_device(const gpb_config *config)
 
     d->name = g_strdup("CPU (software encoders)");
     d->codecs = software_codecs(config);
-    d->max_width = GPB_SOFTWARE_MAX_SIZE;
-    d->max_height = GPB_SOFTWARE_MAX_SIZE;
+    d->max_width = GPUBALANCE_MAX_DIMENSION;
+    d->max_height = GPUBALANCE_MAX_DIMENSION;
     d->ten_bit = true;
     d->budget = config->software_budget >= 0 ? config->software_budget : gpb_software_default_budget();
     return d;
@@ -284,27 +321,4 @@ int gpb_inventory_build(const gpb_config *config, gpb_ledger *ledger, bool refre
 fail:
     gpb_inventory_free(inv);
     return status;
-}
-
-const char *gpb_ffmpeg_encoder(const gpb_device *d, gpubalance_codec codec)
-{
-    size_t n;
-    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_FFMPEG, d->backend, codec, &n);
-
-    return n ? e[0].name : "";
-}
-
-void gpb_gst_encoder(const gpb_device *d, gpubalance_codec codec, char *buf, size_t size)
-{
-    static const char *const codec_part[] = {"h264", "h265", "av1"};
-    size_t n;
-    const gpubalance_encoder_info *e = gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, d->backend, codec, &n);
-    /* GStreamer's va plugin names the first render node's elements
-     * va<codec>enc and the others va<node><codec>enc. */
-    const char *node = d->render_node ? strrchr(d->render_node, '/') : NULL;
-
-    if (d->backend == GPUBALANCE_BACKEND_VAAPI && node && strcmp(node, "/renderD128") != 0)
-        snprintf(buf, size, "va%s%senc", node + 1, codec_part[codec]);
-    else
-        snprintf(buf, size, "%s", n ? e[0].name : "");
 }

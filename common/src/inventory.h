@@ -4,7 +4,7 @@
  * A probe is a table of callbacks (gpb_probe). discover() adds what it
  * finds with gpb_inventory_add() and, when it finds nothing, says why in a
  * note ("nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found"), which
- * `gpubalance probe` prints. foreign_sessions() reports sessions that the
+ * `gpubalance probe` prints. driver_sessions() reports the sessions the
  * driver sees on a device; the core subtracts the leases it granted (state
  * opened) and stores the difference in the ledger, shared by every
  * process, at most every GPB_FOREIGN_REFRESH_NS per device.
@@ -72,6 +72,11 @@ struct gpb_probe {
     /* Sessions the driver reports on the device (ours included), or -1
      * when unknown. Called with the ledger locked. */
     int (*driver_sessions)(gpb_device *device);
+    /* How busy the device's encoder is, 0..1 of its time, as the driver
+     * measures it (NVML encoder utilisation, DRM fdinfo engine busy time),
+     * or -1 when unknown. Called right after driver_sessions(). NULL: never
+     * known. */
+    double (*driver_utilisation)(gpb_device *device);
     void (*free_data)(void *data);
 };
 
@@ -100,14 +105,21 @@ int gpb_inventory_pool_find(const gpb_inventory *inventory, const char *name);
  * unless the config defines it (whose max-sessions then wins). */
 int gpb_inventory_pool_ensure(gpb_inventory *inventory, const char *name, int default_max_sessions);
 
+/* Sessions on the pool's member devices, ours and foreign, as the ledger
+ * counts them now (call with the ledger locked). */
+int gpb_inventory_pool_sessions(const gpb_inventory *inventory, gpb_ledger *ledger, int pool);
+
+/* Where discovery looks for render nodes and for other processes' DRM
+ * clients: /dev/dri and /proc. A test points them at trees of its own
+ * before opening a context; NULL restores the default. Process-wide. */
+void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir);
+const char *gpb_discovery_dri_dir(void);
+const char *gpb_discovery_proc_dir(void);
+
 /* The software device's default budget: one cost unit (a 1080p30 x264
  * "veryfast" encode keeps about two cores busy) per two online CPUs, at
  * least 1. [software] budget= overrides it; 0 there means no limit. */
 double gpb_software_default_budget(void);
-
-/* The encoders a lease on the device uses for codec. */
-const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec);
-void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf, size_t size);
 
 /* The probes compiled into this build, NULL-terminated. */
 extern const gpb_probe *const gpb_probes[];

@@ -9,6 +9,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "cost.h"
 #include "internal.h"
 #include "policy.h"
 #include "util.h"
@@ -68,19 +69,19 @@ static gpb_device *inv_device(const gpubalance_context *ctx, int index)
     return g_ptr_array_index(ctx->inventory->devices, index);
 }
 
-/* A learned limit in force, or GPB_NO_LIMIT. */
-static int learned_limit(const gpb_learned *l, uint64_t now)
-{
-    return l->until_ns > now ? (int)l->limit : GPB_NO_LIMIT;
-}
+/* The session limit in force: the configured one (0 = none) or the
+ * learned one, whichever is lower; GPB_NO_LIMIT when neither applies. */
+_Static_assert(GPB_NO_LIMIT == -1, "gpb_learned_limit() answers -1 for no limit");
 
-static int min_limit(int a, int b)
+static int limit_in_force(int configured, const gpb_learned *learned, uint64_t now)
 {
-    if (a == GPB_NO_LIMIT)
-        return b;
-    if (b == GPB_NO_LIMIT)
-        return a;
-    return MIN(a, b);
+    int learned_limit = gpb_learned_limit(learned, now);
+
+    if (configured <= 0)
+        return learned_limit;
+    if (learned_limit == GPB_NO_LIMIT)
+        return configured;
+    return MIN(configured, learned_limit);
 }
 
 static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d, uint64_t now)
@@ -88,7 +89,7 @@ static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d
     const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
 
     return d->max_sessions > 0 || d->budget > 0 || d->pool >= 0 || d->enforce_sessions > 0 ||
-           learned_limit(&r->learned, now) != GPB_NO_LIMIT;
+           gpb_learned_limit(&r->learned, now) != GPB_NO_LIMIT;
 }
 
 /* Counts of devices whose limit can refuse this stream must be exact:
@@ -116,20 +117,26 @@ static void verify_counts(gpubalance_context *ctx, const gpubalance_stream *s, u
 static void refresh_foreign(gpubalance_context *ctx, gpb_device *d, uint64_t now)
 {
     gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
-    int total;
+    double utilisation, ours_load = 0;
+    int total, ours_opened = 0;
 
     if (!d->probe || !d->probe->driver_sessions || now - r->foreign_updated_ns < GPB_FOREIGN_REFRESH_NS)
         return;
     total = d->probe->driver_sessions(d);
-    if (total >= 0) {
-        int ours_opened = 0;
-
-        for (int slot = 0; slot < GPB_SLOTS; slot++)
-            if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
-                gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED)
-                ours_opened++;
+    utilisation = d->probe->driver_utilisation ? d->probe->driver_utilisation(d) : -1;
+    for (int slot = 0; slot < GPB_SLOTS; slot++)
+        if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
+            gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED) {
+            ours_opened++;
+            ours_load += gpb_ledger_slot(ctx->ledger, slot)->cost_milli / 1000.0;
+        }
+    if (total >= 0)
         r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened);
-    }
+    /* Live utilisation weighs foreign streams by what they really cost. */
+    r->foreign_load =
+        utilisation >= 0 && d->budget > 0
+            ? gpb_foreign_load_encode(gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
+            : gpb_foreign_load_encode(-1);
     r->foreign_updated_ns = now;
 }
 
@@ -138,15 +145,6 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
 {
     gpb_inventory *inv = ctx->inventory;
 
-    for (guint i = 0; i < inv->pools->len; i++) {
-        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
-        const gpb_pool_record *r = gpb_ledger_pool(ctx->ledger, p->ledger_index);
-
-        pp[i].name = p->name;
-        pp[i].sessions = 0;
-        pp[i].session_limit =
-            min_limit(p->max_sessions > 0 ? p->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
-    }
     for (guint i = 0; i < inv->devices->len; i++) {
         gpb_device *d = inv_device(ctx, (int)i);
         const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
@@ -162,8 +160,9 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->ten_bit = d->ten_bit;
         p->sessions = (int)r->sessions;
         p->foreign_sessions = (int)r->foreign_sessions;
-        p->session_limit =
-            min_limit(d->max_sessions > 0 ? d->max_sessions : GPB_NO_LIMIT, learned_limit(&r->learned, now));
+        p->foreign_load = gpb_foreign_load_decode(r->foreign_load);
+        p->foreign_load_known = p->foreign_load >= 0;
+        p->session_limit = limit_in_force(d->max_sessions, &r->learned, now);
         p->load = r->load_milli / 1000.0;
         p->budget = d->budget;
         p->pool = d->pool;
@@ -178,8 +177,15 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
             p->excluded = true;
             p->excluded_why = d->unavailable_why;
         }
-        if (d->pool >= 0)
-            pp[d->pool].sessions += p->sessions + p->foreign_sessions;
+    }
+    /* after the devices: their foreign load was refreshed above */
+    for (guint i = 0; i < inv->pools->len; i++) {
+        const gpb_pool *p = g_ptr_array_index(inv->pools, i);
+        const gpb_pool_record *r = gpb_ledger_pool(ctx->ledger, p->ledger_index);
+
+        pp[i].name = p->name;
+        pp[i].sessions = gpb_inventory_pool_sessions(inv, ctx->ledger, (int)i);
+        pp[i].session_limit = limit_in_force(p->max_sessions, &r->learned, now);
     }
 }
 
@@ -555,7 +561,9 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
 /* Records what a capacity refusal teaches. The refusal of an NVENC open
  * is a per-pool fact (the GeForce cap counts every card), so a pooled
  * device teaches its pool; a sim device's enforce-sessions is its own, and
- * an unpooled device teaches itself. The limit learned is the number of
+ * an unpooled device teaches itself. A pooled sim without enforce-sessions
+ * was refused by someone playing the driver of the whole pool (the fleet
+ * benchmark does), so it teaches the pool too. The limit learned is the number of
  * other sessions that were open when this one was refused. */
 static void learn_capacity(gpubalance_lease *lease, const char *reason)
 {
@@ -568,7 +576,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
     int others = 0;
     const char *scope;
 
-    if (d->pool >= 0 && d->backend != GPUBALANCE_BACKEND_SIM) {
+    if (d->pool >= 0 && !(d->backend == GPUBALANCE_BACKEND_SIM && d->enforce_sessions > 0)) {
         const gpb_pool *p = g_ptr_array_index(ctx->inventory->pools, d->pool);
         uint64_t mask = 0;
 
@@ -576,13 +584,7 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
             if (inv_device(ctx, (int)i)->pool == d->pool)
                 mask |= UINT64_C(1) << inv_device(ctx, (int)i)->ledger_index;
         gpb_ledger_verify(ledger, mask);
-        for (guint i = 0; i < ctx->inventory->devices->len; i++) {
-            const gpb_device *m = inv_device(ctx, (int)i);
-            const gpb_device_record *r = gpb_ledger_device(ledger, m->ledger_index);
-
-            if (m->pool == d->pool)
-                others += (int)(r->sessions + r->foreign_sessions);
-        }
+        others = gpb_inventory_pool_sessions(ctx->inventory, ledger, d->pool);
         learned = &gpb_ledger_pool(ledger, p->ledger_index)->learned;
         scope = p->name;
     } else {

@@ -22,8 +22,9 @@
  * lock costs one fcntl per lease on the host, on every acquire. The device
  * table keeps counters instead, updated under the header lock by claim and
  * release. A holder that dies without releasing leaves its counter too
- * high (never too low: the counter goes up before the lock is visible and
- * down only after the record is gone), so a count can only overstate load.
+ * high; nothing ever removes a count it did not add (counts change only
+ * under the header lock, with the slot they describe), so a count can only
+ * overstate load.
  * Placement verifies the slots of the devices whose limit matters before
  * trusting them (gpb_ledger_verify), and a full sweep rebuilds everything
  * when a process died inside the critical section.
@@ -541,11 +542,6 @@ static uint32_t device_count(const gpb_ledger *ledger)
     return MIN(ledger->header->device_count, GPB_MAX_DEVICES);
 }
 
-int gpb_ledger_n_devices(const gpb_ledger *ledger)
-{
-    return (int)device_count(ledger);
-}
-
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend)
 {
     uint32_t n = device_count(ledger);
@@ -923,20 +919,11 @@ out:
     return status;
 }
 
-/* A process cannot change its own pid namespace (unshare and setns only
- * move its future children), so one look per process suffices; a forked
- * child looks again, as it may be the first process of a new one. */
-uint64_t gpb_pid_namespace(void)
+/* The public reset: the ledger in $GPUBALANCE_DIR (see gpubalance.h). */
+int gpubalance_ledger_reset(bool force)
 {
-    static pid_t looked_in; /* written after inode, read before it */
-    static uint64_t inode;
-    struct stat st;
-    uint64_t found;
+    int live = 0;
 
-    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
-        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
-    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
-    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
-    return found;
+    gpb_clear_error();
+    return gpb_ledger_reset(NULL, force, &live);
 }

@@ -47,6 +47,13 @@ typedef struct {
     char reason[GPB_REASON_SIZE];
 } gpb_learned;
 
+/* The learned limit in force at now (gpb_now_ns), or -1 when nothing was
+ * learned or it has expired. */
+static inline int gpb_learned_limit(const gpb_learned *learned, uint64_t now)
+{
+    return learned->until_ns > now ? (int)learned->limit : -1;
+}
+
 typedef struct {
     char id[GPB_ID_SIZE];
     uint32_t backend;
@@ -58,7 +65,7 @@ typedef struct {
     gpb_learned learned;
     char probe_key[GPB_PROBE_KEY_SIZE]; /* uuid|driver|boot id */
     uint32_t probe_blob_size;
-    uint32_t reserved;
+    uint32_t foreign_load; /* from live utilisation: gpb_foreign_load_encode() */
     uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
 } gpb_device_record;
 
@@ -106,11 +113,11 @@ int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
 void gpb_ledger_lock(gpb_ledger *ledger);
 void gpb_ledger_unlock(gpb_ledger *ledger);
 
-/* Device and pool tables, keyed by id/name. find_or_add returns the index
- * or GPUBALANCE_ERR_FULL when the table is full. */
+/* Device and pool tables, keyed by id/name. The _index functions return
+ * the record's index, adding a record when there is none, or
+ * GPUBALANCE_ERR_FULL when the table is full. */
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend);
 int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name);
-int gpb_ledger_n_devices(const gpb_ledger *ledger);
 gpb_device_record *gpb_ledger_device(gpb_ledger *ledger, int index);
 gpb_pool_record *gpb_ledger_pool(gpb_ledger *ledger, int index);
 
@@ -149,8 +156,5 @@ uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger);
  * a file of file_size bytes: 0 or a status with the message set. Exposed
  * for the fuzz harness. */
 int gpb_ledger_check_header(const void *header, size_t size, uint64_t file_size, const char *path);
-
-/* The inode of this process's pid namespace (0 if unknown). */
-uint64_t gpb_pid_namespace(void);
 
 #endif

@@ -14,9 +14,6 @@ bool gpb_nvidia_brand_is_consumer(int brand);
  * the lowest, 3. */
 int gpb_nvidia_consumer_cap(const char *driver_version);
 
-/* Parses "0000:65:00.0" / "00000000:65:00.0" into domain, bus, device. */
-bool gpb_pci_bus_id_parse(const char *text, unsigned *domain, unsigned *bus, unsigned *device);
-
 /* The probe's verdict, as cached in the ledger's device record. */
 typedef struct {
     uint32_t format;     /* GPB_NVENC_PROBE_FORMAT */

@@ -25,11 +25,16 @@ typedef struct {
     bool ten_bit;
     int sessions;         /* ours */
     int foreign_sessions; /* not ours */
-    int session_limit;    /* in force (configured or learned); GPB_NO_LIMIT */
-    double load;          /* ours, cost units */
-    double budget;        /* 0 = none */
-    int pool;             /* index into the pools array, -1 = none */
-    bool excluded;        /* tried already for this stream, or unavailable */
+    /* The cost of the foreign streams as the driver's live utilisation
+     * measures it (cost.h), when foreign_load_known; otherwise each
+     * foreign session counts as cost 1.0, its size being unknown. */
+    double foreign_load;
+    bool foreign_load_known;
+    int session_limit; /* in force (configured or learned); GPB_NO_LIMIT */
+    double load;       /* ours, cost units */
+    double budget;     /* 0 = none */
+    int pool;          /* index into the pools array, -1 = none */
+    bool excluded;     /* tried already for this stream, or unavailable */
     const char *excluded_why; /* NULL: not worth naming (tried already) */
 } gpb_policy_device;
 
@@ -64,14 +69,18 @@ typedef struct {
 } gpb_policy_result;
 
 /* Chooses among devices[0..n). Utilisation after adding the stream is the
- * larger of (sessions + foreign + 1) / limit and (load + foreign + cost) /
- * budget (a foreign session counts as cost 1.0: its size is unknown). */
+ * larger of (sessions + foreign + 1) / limit and (load + foreign load +
+ * cost) / budget (see gpb_policy_foreign_load()). */
 void gpb_policy_choose(const gpb_policy_device *devices, int n, const gpb_policy_pool *pools,
                        const gpb_policy_request *request, gpb_policy_result *result);
 
 /* Why the device cannot take the request at all (codec, size, depth), or
  * NULL if it can. */
 const char *gpb_policy_unsupported_why(const gpb_policy_device *device, const gpb_policy_request *request);
+
+/* The cost units of the device's foreign streams: measured when known,
+ * else one per foreign session. */
+double gpb_policy_foreign_load(const gpb_policy_device *device);
 
 /* Projected utilisation of the device after adding the stream. */
 double gpb_policy_utilisation(const gpb_policy_device *device, double cost);

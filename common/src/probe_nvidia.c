@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cost.h"
 #include "inventory.h"
 #include "nvidia.h"
 #include "util.h"
@@ -49,13 +50,6 @@ int gpb_nvidia_consumer_cap(const char *driver_version)
     if (major >= 530)
         return 5;
     return 3;
-}
-
-bool gpb_pci_bus_id_parse(const char *text, unsigned *domain, unsigned *bus, unsigned *device)
-{
-    unsigned function;
-
-    return text && sscanf(text, "%x:%x:%x.%x", domain, bus, device, &function) == 4;
 }
 
 void gpb_nvenc_probe_key(const char *uuid, const char *driver_version, const char *boot_id, char *buf, size_t size)
@@ -119,6 +113,10 @@ typedef struct {
     nvml_return (*device_brand)(nvml_device, int *);
     nvml_return (*driver_version)(char *, unsigned);
     nvml_return (*encoder_stats)(nvml_device, unsigned *, unsigned *, unsigned *);
+    /* optional: older drivers lack them, and then budgets and utilisation
+     * stay unknown */
+    nvml_return (*architecture)(nvml_device, unsigned *);
+    nvml_return (*encoder_utilisation)(nvml_device, unsigned *, unsigned *);
 } nvml_api;
 
 /* NVML is loaded and initialised once per process (nvmlInit costs ~10 ms)
@@ -154,6 +152,8 @@ static gpointer nvml_load_once(gpointer unused)
         !nvml_symbol("nvmlSystemGetDriverVersion", (void **)&nvml.driver_version) ||
         !nvml_symbol("nvmlDeviceGetEncoderStats", (void **)&nvml.encoder_stats))
         goto fail;
+    *(void **)&nvml.architecture = dlsym(nvml.lib, "nvmlDeviceGetArchitecture");
+    *(void **)&nvml.encoder_utilisation = dlsym(nvml.lib, "nvmlDeviceGetEncoderUtilization");
     r = nvml.init();
     if (r != 0) {
         /* 9: driver not loaded; 18: driver/library version mismatch */
@@ -187,6 +187,7 @@ typedef struct {
     char uuid[96];
     nvml_pci_info pci;
     int brand;
+    int architecture; /* nvmlDeviceArchitecture_t, -1 unknown */
 } nvml_gpu;
 
 static bool read_gpu(unsigned index, nvml_gpu *gpu, GString *why)
@@ -204,6 +205,13 @@ static bool read_gpu(unsigned index, nvml_gpu *gpu, GString *why)
         g_strlcpy(gpu->name, "NVIDIA GPU", sizeof(gpu->name));
     if (nvml.device_brand(gpu->handle, &gpu->brand) != 0)
         gpu->brand = 0;
+    gpu->architecture = -1;
+    if (nvml.architecture) {
+        unsigned architecture = 0;
+
+        if (nvml.architecture(gpu->handle, &architecture) == 0)
+            gpu->architecture = (int)architecture;
+    }
     return true;
 }
 
@@ -320,7 +328,6 @@ out:
 
 typedef struct {
     gpb_inventory *inv;
-    const gpb_config *config;
     gpb_ledger *ledger;
     bool refresh;
     CudaFunctions *cu;
@@ -370,12 +377,21 @@ static int probe_with_lease(discovery *dc, int ledger_index, int ordinal, const 
     return 0;
 }
 
+/* The default throughput budget (cost.c's table): architecture x NVENC
+ * engines. 0, sessions only, when the architecture is unknown. */
+static void apply_budget(gpb_device *d, const nvml_gpu *gpu, const gpb_nvenc_probe *p)
+{
+    if (gpu->architecture < 0 || p->open_status != NV_ENC_SUCCESS)
+        return;
+    d->budget = gpb_nvenc_default_budget(gpu->architecture, (int)p->engines, gpu->name);
+}
+
 static void apply_probe(gpb_device *d, const gpb_nvenc_probe *p)
 {
     if (p->open_status == NV_ENC_SUCCESS) {
         d->codecs = p->codecs;
-        d->max_width = p->max_width ? (int)p->max_width : 4096;
-        d->max_height = p->max_height ? (int)p->max_height : 4096;
+        d->max_width = p->max_width ? (int)p->max_width : GPB_ASSUMED_MAX_SIZE;
+        d->max_height = p->max_height ? (int)p->max_height : GPB_ASSUMED_MAX_SIZE;
         d->ten_bit = p->ten_bit != 0;
         if (!p->codecs)
             d->not_offered_why = g_strdup("NVENC opened but offers no H.264, HEVC or AV1");
@@ -386,8 +402,21 @@ static void apply_probe(gpb_device *d, const gpb_nvenc_probe *p)
         /* busy or failing right now: keep it on offer with defaults and let
          * the open tell; a refusal is then learned */
         d->codecs = (1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC);
-        d->max_width = d->max_height = 4096;
+        d->max_width = d->max_height = GPB_ASSUMED_MAX_SIZE;
     }
+}
+
+/* NVML's encoder utilisation: the percentage of the last sample period
+ * (about a second) during which the encoder was busy, every process's
+ * sessions included. */
+static double driver_utilisation(gpb_device *d)
+{
+    nvidia_data *data = d->probe_data;
+    unsigned percent = 0, period_us = 0;
+
+    if (!data || !nvml.encoder_utilisation || nvml.encoder_utilisation(data->handle, &percent, &period_us) != 0)
+        return -1;
+    return MIN(percent, 100u) / 100.0;
 }
 
 static int driver_sessions(gpb_device *d)
@@ -405,9 +434,9 @@ static void describe(discovery *dc, const gpb_device *d, const gpb_nvenc_probe *
     gchar *how = cached ? g_strdup("cached verdict of this boot and driver, no probe")
                         : g_strdup_printf("probed in %.0f ms", p->probe_ns / 1e6);
 
-    gpb_inventory_note(dc->inv, "%s: %s, %s, PCI %s, CUDA ordinal %d, driver %s: %s [%s]", d->id, d->name, d->gpu_uuid,
-                       d->pci_bus_id, d->cuda_ordinal, dc->driver_version,
-                       d->not_offered_why ? d->not_offered_why : "NVENC available", how);
+    gpb_inventory_note(dc->inv, "%s: %s, %s, PCI %s, CUDA ordinal %d, driver %s: %s [%s], budget %g (%d NVENC)", d->id,
+                       d->name, d->gpu_uuid, d->pci_bus_id, d->cuda_ordinal, dc->driver_version,
+                       d->not_offered_why ? d->not_offered_why : "NVENC available", how, d->budget, (int)p->engines);
     g_free(how);
 }
 
@@ -463,6 +492,7 @@ static int add_gpu(discovery *dc, const nvml_gpu *gpu, int ordinal)
     if (!dc->nv && !cached)
         g_strlcpy(probe.detail, dc->nvenc_failure, sizeof(probe.detail));
     apply_probe(d, &probe);
+    apply_budget(d, gpu, &probe);
     describe(dc, d, &probe, cached);
     if ((status = gpb_inventory_add(dc->inv, d)) < 0)
         return status;
@@ -491,7 +521,7 @@ static void load_cuda_and_nvenc(discovery *dc)
 
 static int nvidia_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
-    discovery dc = {.inv = inv, .config = config, .ledger = ledger, .refresh = refresh};
+    discovery dc = {.inv = inv, .ledger = ledger, .refresh = refresh};
     GArray *gpus, *ordinals;
     unsigned count = 0;
     int status = 0;
@@ -542,5 +572,6 @@ const gpb_probe gpb_nvidia_probe = {
     .name = "nvidia",
     .discover = nvidia_discover,
     .driver_sessions = driver_sessions,
+    .driver_utilisation = driver_utilisation,
     .free_data = g_free,
 };

@@ -16,30 +16,19 @@
 #include <va/va.h>
 #include <va/va_drm.h>
 
+#include "cost.h"
 #include "fdinfo.h"
 #include "inventory.h"
 #include "util.h"
 
 typedef struct {
-    char *node;     /* /dev/dri/renderD128 */
-    char *pdev;     /* 0000:00:02.0, from sysfs */
-    GArray *before; /* gpb_drm_client of the previous look, NULL at first */
+    char *node;         /* /dev/dri/renderD128 */
+    char *pdev;         /* 0000:00:02.0, from sysfs */
+    GArray *before;     /* gpb_drm_client of the previous look, NULL at first */
+    uint64_t before_ns; /* when that look was taken */
+    double utilisation; /* of the video engines between the last two looks,
+                         * 0..1, -1 unknown */
 } vaapi_data;
-
-static const char *dri_dir(void)
-{
-    /* Tests point this at a directory of their own. */
-    const char *dir = g_getenv("GPUBALANCE_DRI_DIR");
-
-    return dir && *dir ? dir : "/dev/dri";
-}
-
-static const char *proc_dir(void)
-{
-    const char *dir = g_getenv("GPUBALANCE_PROC_DIR");
-
-    return dir && *dir ? dir : "/proc";
-}
 
 static void silence(void *user_context, const char *message)
 {
@@ -98,12 +87,27 @@ static void read_encode_caps(VADisplay dpy, gpb_device *d)
         d->ten_bit |= profiles[i].ten_bit;
         max_size(dpy, profiles[i].profile, &width, &height);
     }
-    d->max_width = width ? width : 4096;
-    d->max_height = height ? height : 4096;
+    d->max_width = width ? width : GPB_ASSUMED_MAX_SIZE;
+    d->max_height = height ? height : GPB_ASSUMED_MAX_SIZE;
 }
 
-/* The node's kernel driver and PCI address, from sysfs. */
-static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
+/* A hexadecimal sysfs attribute ("0x8086\n"), 0 when unreadable. */
+static unsigned read_hex(const char *dir, const char *name)
+{
+    gchar *path = g_build_filename(dir, name, NULL);
+    gchar *text = NULL;
+    unsigned value = 0;
+
+    if (g_file_get_contents(path, &text, NULL, NULL))
+        value = (unsigned)g_ascii_strtoull(text, NULL, 16);
+    g_free(text);
+    g_free(path);
+    return value;
+}
+
+/* The node's kernel driver and PCI address, from sysfs, and the default
+ * budget its vendor and device imply (cost.c). */
+static void read_sysfs(const char *node_name, const gpb_config *config, gpb_device *d, vaapi_data *data)
 {
     gchar *dev = g_strdup_printf("/sys/class/drm/%s/device", node_name);
     gchar *driver_link = g_build_filename(dev, "driver", NULL);
@@ -119,6 +123,8 @@ static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
     }
     if (strchr(pdev, ':'))
         data->pdev = g_strdup(pdev);
+    if (!config->vaapi_budget_set) /* the config's word beats the table */
+        d->budget = gpb_vaapi_default_budget(d->driver, read_hex(dev, "vendor"), read_hex(dev, "device"), d->budget);
     g_free(pdev);
     g_free(real);
     g_free(driver);
@@ -128,7 +134,7 @@ static void read_sysfs(const char *node_name, gpb_device *d, vaapi_data *data)
 
 static gpb_device *probe_node(gpb_inventory *inv, const gpb_config *config, const char *name)
 {
-    gchar *path = g_build_filename(dri_dir(), name, NULL);
+    gchar *path = g_build_filename(gpb_discovery_dri_dir(), name, NULL);
     gchar *id = g_strdup_printf("vaapi:%s", name);
     gpb_device *d = gpb_device_new(id, GPUBALANCE_BACKEND_VAAPI);
     vaapi_data *data = g_new0(vaapi_data, 1);
@@ -141,7 +147,8 @@ static gpb_device *probe_node(gpb_inventory *inv, const gpb_config *config, cons
     d->probe = &gpb_vaapi_probe;
     d->probe_data = data;
     data->node = g_strdup(path);
-    read_sysfs(name, d, data);
+    data->utilisation = -1;
+    read_sysfs(name, config, d, data);
     if (fd < 0) {
         d->not_offered_why = g_strdup_printf("cannot open %s: %s%s", path, g_strerror(errno),
                                              errno == EACCES ? " (is the user in group render?)" : "");
@@ -182,7 +189,7 @@ static gint compare_names(gconstpointer a, gconstpointer b)
 
 static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
-    GDir *dir = g_dir_open(dri_dir(), 0, NULL);
+    GDir *dir = g_dir_open(gpb_discovery_dri_dir(), 0, NULL);
     GPtrArray *nodes = g_ptr_array_new_with_free_func(g_free);
     const char *name;
     int status = 0;
@@ -193,7 +200,7 @@ static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledg
     if (dir)
         g_dir_close(dir);
     if (nodes->len == 0)
-        gpb_inventory_note(inv, "vaapi: no render nodes in %s", dri_dir());
+        gpb_inventory_note(inv, "vaapi: no render nodes in %s", gpb_discovery_dri_dir());
     g_ptr_array_sort(nodes, compare_names);
     for (guint i = 0; i < nodes->len && status >= 0; i++)
         status = gpb_inventory_add(inv, probe_node(inv, config, g_ptr_array_index(nodes, i)));
@@ -207,15 +214,24 @@ static int vaapi_driver_sessions(gpb_device *d)
 {
     vaapi_data *data = d->probe_data;
     GArray *now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    uint64_t now_ns = gpb_boottime_ns();
     int active = -1;
 
-    gpb_fdinfo_scan(proc_dir(), data->node, data->pdev, now);
+    gpb_fdinfo_scan(gpb_discovery_proc_dir(), data->node, data->pdev, now);
+    data->utilisation = gpb_fdinfo_utilisation(data->before, now, now_ns - data->before_ns);
     if (data->before)
         active = gpb_fdinfo_count_active(data->before, now);
     if (data->before)
         g_array_unref(data->before);
     data->before = now;
+    data->before_ns = now_ns;
     return active;
+}
+
+/* The busy time of the same two looks (driver_sessions() just took them). */
+static double vaapi_driver_utilisation(gpb_device *d)
+{
+    return ((vaapi_data *)d->probe_data)->utilisation;
 }
 
 static void vaapi_free(void *p)
@@ -233,5 +249,6 @@ const gpb_probe gpb_vaapi_probe = {
     .name = "vaapi",
     .discover = vaapi_discover,
     .driver_sessions = vaapi_driver_sessions,
+    .driver_utilisation = vaapi_driver_utilisation,
     .free_data = vaapi_free,
 };

@@ -23,11 +23,6 @@ static const char *keep_bounded(gpubalance_snapshot *snap, const char *text, siz
     return g_string_chunk_insert_len(snap->strings, text, (gssize)strnlen(text, size));
 }
 
-static int learned_or_none(const gpb_learned *l, uint64_t now)
-{
-    return l->until_ns > now ? (int)l->limit : -1;
-}
-
 static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uint64_t now)
 {
     gpb_inventory *inv = ctx->inventory;
@@ -44,7 +39,7 @@ static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uin
             .sessions = (int)r->sessions,
             .foreign_sessions = (int)r->foreign_sessions,
             .max_sessions = d->max_sessions,
-            .learned_limit = learned_or_none(&r->learned, now),
+            .learned_limit = gpb_learned_limit(&r->learned, now),
             .enforce_sessions = d->enforce_sessions,
             .load = r->load_milli / 1000.0,
             .budget = d->budget,
@@ -64,18 +59,11 @@ static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uin
         const gpb_pool *p = g_ptr_array_index(inv->pools, i);
         gpubalance_pool_info info = {
             .name = keep(snap, p->name),
-            .sessions = 0,
+            .sessions = gpb_inventory_pool_sessions(inv, ctx->ledger, (int)i),
             .max_sessions = p->max_sessions,
-            .learned_limit = learned_or_none(&gpb_ledger_pool(ctx->ledger, p->ledger_index)->learned, now),
+            .learned_limit = gpb_learned_limit(&gpb_ledger_pool(ctx->ledger, p->ledger_index)->learned, now),
         };
 
-        for (guint j = 0; j < snap->devices->len; j++) {
-            const gpubalance_device_info *di = &g_array_index(snap->devices, gpubalance_device_info, j);
-            const gpb_device *d = g_ptr_array_index(inv->devices, j);
-
-            if (d->pool == (int)i)
-                info.sessions += di->sessions + di->foreign_sessions;
-        }
         g_array_append_val(snap->pools, info);
     }
 }
@@ -180,12 +168,4 @@ size_t gpubalance_snapshot_n_leases(const gpubalance_snapshot *snap)
 const gpubalance_lease_info *gpubalance_snapshot_lease(const gpubalance_snapshot *snap, size_t index)
 {
     return index < snap->leases->len ? &g_array_index(snap->leases, gpubalance_lease_info, index) : NULL;
-}
-
-int gpubalance_ledger_reset(bool force)
-{
-    int live = 0;
-
-    gpb_clear_error();
-    return gpb_ledger_reset(NULL, force, &live);
 }

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The last error is per thread, like errno: a GStreamer process runs many
  * encoders on many threads, and one thread's failure must not overwrite the
@@ -182,81 +184,110 @@ const char *gpb_boot_id(void)
     return boot_id;
 }
 
-/* ---- names ------------------------------------------------------------- */
+/* A process cannot change its own pid namespace (unshare and setns only
+ * move its future children), so one look per process suffices; a forked
+ * child looks again, as it may be the first process of a new one. */
+uint64_t gpb_pid_namespace(void)
+{
+    static pid_t looked_in; /* written after inode, read before it */
+    static uint64_t inode;
+    struct stat st;
+    uint64_t found;
 
-static const char *const codec_names[GPUBALANCE_N_CODECS] = {"h264", "hevc", "av1"};
-static const char *const backend_names[GPUBALANCE_N_BACKENDS] = {"nvenc", "vaapi", "software", "sim"};
+    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
+        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
+    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
+    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
+    return found;
+}
+
+/* ---- names ----------------------------------------------------------- */
+
+static const char *const codec_names[GPUBALANCE_N_CODECS] = {
+    [GPUBALANCE_CODEC_H264] = "h264",
+    [GPUBALANCE_CODEC_HEVC] = "hevc",
+    [GPUBALANCE_CODEC_AV1] = "av1",
+};
+static const char *const backend_names[GPUBALANCE_N_BACKENDS] = {
+    [GPUBALANCE_BACKEND_NVENC] = "nvenc",
+    [GPUBALANCE_BACKEND_VAAPI] = "vaapi",
+    [GPUBALANCE_BACKEND_SOFTWARE] = "software",
+    [GPUBALANCE_BACKEND_SIM] = "sim",
+};
+static const char *const policy_names[] = {
+    [GPUBALANCE_POLICY_BALANCED] = "balanced",
+    [GPUBALANCE_POLICY_FILL] = "fill",
+};
+static const char *const when_full_names[] = {
+    [GPUBALANCE_WHEN_FULL_SOFTWARE] = "software",
+    [GPUBALANCE_WHEN_FULL_WAIT] = "wait",
+    [GPUBALANCE_WHEN_FULL_FAIL] = "fail",
+};
+static const char *const lease_state_names[] = {
+    [GPUBALANCE_LEASE_GRANTED] = "granted",
+    [GPUBALANCE_LEASE_OPENED] = "opened",
+    [GPUBALANCE_LEASE_FAILED] = "failed",
+};
+
+/* The name of an enum value, NULL for a value out of range (a caller may
+ * pass any int). */
+static const char *name_of(const char *const *names, size_t n, int value)
+{
+    return value >= 0 && (size_t)value < n ? names[value] : NULL;
+}
+
+/* The value a name stands for (any case), or -1. */
+static int value_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (g_ascii_strcasecmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
 
 const char *gpubalance_codec_name(gpubalance_codec codec)
 {
-    if ((unsigned)codec >= GPUBALANCE_N_CODECS)
-        return NULL;
-    return codec_names[codec];
+    return name_of(codec_names, G_N_ELEMENTS(codec_names), (int)codec);
 }
 
 int gpubalance_codec_from_name(const char *name)
 {
-    if (!name)
-        return GPUBALANCE_ERR_INVALID_ARGUMENT;
-    for (int i = 0; i < GPUBALANCE_N_CODECS; i++)
-        if (g_ascii_strcasecmp(name, codec_names[i]) == 0)
-            return i;
-    if (g_ascii_strcasecmp(name, "h265") == 0)
+    int codec = value_of(codec_names, G_N_ELEMENTS(codec_names), name);
+
+    if (codec >= 0)
+        return codec;
+    if (name && g_ascii_strcasecmp(name, "h265") == 0)
         return GPUBALANCE_CODEC_HEVC;
     return GPUBALANCE_ERR_INVALID_ARGUMENT;
 }
 
 const char *gpubalance_backend_name(gpubalance_backend backend)
 {
-    if ((unsigned)backend >= GPUBALANCE_N_BACKENDS)
-        return NULL;
-    return backend_names[backend];
+    return name_of(backend_names, G_N_ELEMENTS(backend_names), (int)backend);
 }
 
 int gpb_backend_from_name(const char *name, gpubalance_backend *out)
 {
-    for (int i = 0; i < GPUBALANCE_N_BACKENDS; i++) {
-        if (g_ascii_strcasecmp(name, backend_names[i]) == 0) {
-            *out = (gpubalance_backend)i;
-            return 0;
-        }
-    }
-    return GPUBALANCE_ERR_INVALID_ARGUMENT;
+    int backend = value_of(backend_names, G_N_ELEMENTS(backend_names), name);
+
+    if (backend < 0)
+        return GPUBALANCE_ERR_INVALID_ARGUMENT;
+    *out = (gpubalance_backend)backend;
+    return 0;
 }
 
 const char *gpubalance_policy_name(gpubalance_policy policy)
 {
-    switch (policy) {
-    case GPUBALANCE_POLICY_BALANCED:
-        return "balanced";
-    case GPUBALANCE_POLICY_FILL:
-        return "fill";
-    }
-    return NULL;
+    return name_of(policy_names, G_N_ELEMENTS(policy_names), (int)policy);
 }
 
 const char *gpubalance_when_full_name(gpubalance_when_full when_full)
 {
-    switch (when_full) {
-    case GPUBALANCE_WHEN_FULL_SOFTWARE:
-        return "software";
-    case GPUBALANCE_WHEN_FULL_WAIT:
-        return "wait";
-    case GPUBALANCE_WHEN_FULL_FAIL:
-        return "fail";
-    }
-    return NULL;
+    return name_of(when_full_names, G_N_ELEMENTS(when_full_names), (int)when_full);
 }
 
 const char *gpubalance_lease_state_name(gpubalance_lease_state state)
 {
-    switch (state) {
-    case GPUBALANCE_LEASE_GRANTED:
-        return "granted";
-    case GPUBALANCE_LEASE_OPENED:
-        return "opened";
-    case GPUBALANCE_LEASE_FAILED:
-        return "failed";
-    }
-    return NULL;
+    return name_of(lease_state_names, G_N_ELEMENTS(lease_state_names), (int)state);
 }

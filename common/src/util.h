@@ -36,4 +36,8 @@ int gpb_backend_from_name(const char *name, gpubalance_backend *out);
 /* The boot id of this boot (/proc/sys/kernel/random/boot_id), or "" */
 const char *gpb_boot_id(void);
 
+/* The inode of this process's pid namespace (0 if unknown), kept in a
+ * lease's record for display. */
+uint64_t gpb_pid_namespace(void);
+
 #endif

@@ -132,12 +132,9 @@ static void av1_encodes_end_to_end(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"encodebin_h264_profile_chooses_gpubalance", encodebin_h264_profile_chooses_gpubalance},
-    {"encodebin_h265_profile_chooses_gpubalance", encodebin_h265_profile_chooses_gpubalance},
-    {"encodebin_named_profile_uses_gpubalanceenc", encodebin_named_profile_uses_gpubalanceenc},
-    {"lowered_rank_gives_the_choice_back", lowered_rank_gives_the_choice_back},
-    {"uritranscodebin_chooses_gpubalance", uritranscodebin_chooses_gpubalance},
-    {"av1_encodes_end_to_end", av1_encodes_end_to_end},
+    GPB_TEST(encodebin_h264_profile_chooses_gpubalance),  GPB_TEST(encodebin_h265_profile_chooses_gpubalance),
+    GPB_TEST(encodebin_named_profile_uses_gpubalanceenc), GPB_TEST(lowered_rank_gives_the_choice_back),
+    GPB_TEST(uritranscodebin_chooses_gpubalance),         GPB_TEST(av1_encodes_end_to_end),
 };
 
 GPB_TEST_MAIN(cases)

@@ -111,10 +111,10 @@ static void show_placement_example_prints_the_placement(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"transcode_file_example_with_audio", transcode_file_example_with_audio},
-    {"transcode_file_example_without_audio", transcode_file_example_without_audio},
-    {"live_multistream_example_places_every_stream", live_multistream_example_places_every_stream},
-    {"show_placement_example_prints_the_placement", show_placement_example_prints_the_placement},
+    GPB_TEST(transcode_file_example_with_audio),
+    GPB_TEST(transcode_file_example_without_audio),
+    GPB_TEST(live_multistream_example_places_every_stream),
+    GPB_TEST(show_placement_example_prints_the_placement),
 };
 
 GPB_TEST_MAIN(cases)

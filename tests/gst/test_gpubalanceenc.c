@@ -477,21 +477,21 @@ static void default_rate_control_writes_no_file(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"default_rate_control_writes_no_file", default_rate_control_writes_no_file},
-    {"child_refusing_to_start_falls_back_without_an_error", child_refusing_to_start_falls_back_without_an_error},
-    {"replacement_loses_no_frame", replacement_loses_no_frame},
-    {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
-    {"backend_without_an_element_is_skipped", backend_without_an_element_is_skipped},
-    {"encodes_and_the_output_decodes", encodes_and_the_output_decodes},
-    {"downstream_caps_choose_codec_and_stream_format", downstream_caps_choose_codec_and_stream_format},
-    {"every_property_reaches_x264enc", every_property_reaches_x264enc},
-    {"five_processes_place_three_on_sim_and_two_on_software", five_processes_place_three_on_sim_and_two_on_software},
-    {"enforce_sessions_refusal_falls_back_and_is_learned", enforce_sessions_refusal_falls_back_and_is_learned},
-    {"refusing_encoder_falls_back_without_an_error", refusing_encoder_falls_back_without_an_error},
-    {"when_every_candidate_fails_one_error_lists_them", when_every_candidate_fails_one_error_lists_them},
-    {"two_hundred_cycles_leak_no_lease", two_hundred_cycles_leak_no_lease},
-    {"invalid_property_values_are_refused_with_a_warning", invalid_property_values_are_refused_with_a_warning},
-    {"new_resolution_places_the_stream_again", new_resolution_places_the_stream_again},
+    GPB_TEST(default_rate_control_writes_no_file),
+    GPB_TEST(child_refusing_to_start_falls_back_without_an_error),
+    GPB_TEST(replacement_loses_no_frame),
+    GPB_TEST(lease_is_opened_by_the_first_encoded_buffer),
+    GPB_TEST(backend_without_an_element_is_skipped),
+    GPB_TEST(encodes_and_the_output_decodes),
+    GPB_TEST(downstream_caps_choose_codec_and_stream_format),
+    GPB_TEST(every_property_reaches_x264enc),
+    GPB_TEST(five_processes_place_three_on_sim_and_two_on_software),
+    GPB_TEST(enforce_sessions_refusal_falls_back_and_is_learned),
+    GPB_TEST(refusing_encoder_falls_back_without_an_error),
+    GPB_TEST(when_every_candidate_fails_one_error_lists_them),
+    GPB_TEST(two_hundred_cycles_leak_no_lease),
+    GPB_TEST(invalid_property_values_are_refused_with_a_warning),
+    GPB_TEST(new_resolution_places_the_stream_again),
 };
 
 GPB_TEST_MAIN(cases)

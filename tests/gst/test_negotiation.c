@@ -233,17 +233,14 @@ static void new_format_of_the_same_sampling_keeps_the_placement(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"readme_example_writes_a_valid_mp4", readme_example_writes_a_valid_mp4},
-    {"free_8bit_upstreams_write_valid_files_into_every_container",
-     free_8bit_upstreams_write_valid_files_into_every_container},
-    {"free_10bit_upstreams_write_valid_files_into_every_container",
-     free_10bit_upstreams_write_valid_files_into_every_container},
-    {"rgb_input_is_encoded_as_4_2_0", rgb_input_is_encoded_as_4_2_0},
-    {"downstream_profile_limits_the_bit_depth", downstream_profile_limits_the_bit_depth},
-    {"sink_caps_answer_does_not_change_when_the_chain_is_built",
-     sink_caps_answer_does_not_change_when_the_chain_is_built},
-    {"new_bit_depth_places_again_and_loses_no_frame", new_bit_depth_places_again_and_loses_no_frame},
-    {"new_format_of_the_same_sampling_keeps_the_placement", new_format_of_the_same_sampling_keeps_the_placement},
+    GPB_TEST(readme_example_writes_a_valid_mp4),
+    GPB_TEST(free_8bit_upstreams_write_valid_files_into_every_container),
+    GPB_TEST(free_10bit_upstreams_write_valid_files_into_every_container),
+    GPB_TEST(rgb_input_is_encoded_as_4_2_0),
+    GPB_TEST(downstream_profile_limits_the_bit_depth),
+    GPB_TEST(sink_caps_answer_does_not_change_when_the_chain_is_built),
+    GPB_TEST(new_bit_depth_places_again_and_loses_no_frame),
+    GPB_TEST(new_format_of_the_same_sampling_keeps_the_placement),
 };
 
 GPB_TEST_MAIN(cases)

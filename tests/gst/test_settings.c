@@ -441,15 +441,15 @@ static void invalid_child_settings_warn_naming_child_and_setting(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"mapping_rows_reach_x264enc", mapping_rows_reach_x264enc},
-    {"mapping_rows_reach_x265enc", mapping_rows_reach_x265enc},
-    {"mapping_rows_reach_openh264enc", mapping_rows_reach_openh264enc},
-    {"mapping_rows_reach_av1enc", mapping_rows_reach_av1enc},
-    {"bitrate_is_the_average_in_vbr_and_cbr", bitrate_is_the_average_in_vbr_and_cbr},
-    {"zerolatency_lowers_the_latency_like_x264enc", zerolatency_lowers_the_latency_like_x264enc},
-    {"key_unit_requests_reach_every_child", key_unit_requests_reach_every_child},
-    {"child_settings_reach_the_chosen_child_only", child_settings_reach_the_chosen_child_only},
-    {"invalid_child_settings_warn_naming_child_and_setting", invalid_child_settings_warn_naming_child_and_setting},
+    GPB_TEST(mapping_rows_reach_x264enc),
+    GPB_TEST(mapping_rows_reach_x265enc),
+    GPB_TEST(mapping_rows_reach_openh264enc),
+    GPB_TEST(mapping_rows_reach_av1enc),
+    GPB_TEST(bitrate_is_the_average_in_vbr_and_cbr),
+    GPB_TEST(zerolatency_lowers_the_latency_like_x264enc),
+    GPB_TEST(key_unit_requests_reach_every_child),
+    GPB_TEST(child_settings_reach_the_chosen_child_only),
+    GPB_TEST(invalid_child_settings_warn_naming_child_and_setting),
 };
 
 GPB_TEST_MAIN(cases)

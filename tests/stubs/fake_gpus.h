@@ -7,6 +7,10 @@
  *   FAKE_NVML_BRANDS=5,2        NVML brand per GPU (default 5, GeForce)
  *   FAKE_NVML_INIT_FAIL=R       nvmlInit returns R
  *   FAKE_NVML_SESSIONS=2,0      encoder sessions NVML reports per GPU
+ *   FAKE_NVML_ARCH=8,7          nvmlDeviceGetArchitecture per GPU (default:
+ *                               not supported)
+ *   FAKE_NVML_ENC_UTIL=90,5     encoder utilisation (%) per GPU (default:
+ *                               not supported)
  *   FAKE_CUDA_HIDE=I            CUDA does not see NVML GPU I
  *   FAKE_NVENC_NO_ENCODER=I     NVML GPU I has no NVENC (open returns 2)
  *   FAKE_NVENC_LOG=FILE         each session open appends a line

@@ -74,3 +74,26 @@ int nvmlDeviceGetEncoderStats(void *device, unsigned *sessions, unsigned *fps, u
     *fps = *latency = 0;
     return 0;
 }
+
+/* NVML_ERROR_NOT_SUPPORTED unless the test sets an architecture. */
+int nvmlDeviceGetArchitecture(void *device, unsigned *architecture)
+{
+    int value = fake_env_list("FAKE_NVML_ARCH", INDEX(device), -1);
+
+    if (value < 0)
+        return 3;
+    *architecture = (unsigned)value;
+    return 0;
+}
+
+/* NVML_ERROR_NOT_SUPPORTED unless the test sets a utilisation. */
+int nvmlDeviceGetEncoderUtilization(void *device, unsigned *utilization, unsigned *sampling_period_us)
+{
+    int value = fake_env_list("FAKE_NVML_ENC_UTIL", INDEX(device), -1);
+
+    if (value < 0)
+        return 3;
+    *utilization = (unsigned)value;
+    *sampling_period_us = 1000000;
+    return 0;
+}

@@ -1,4 +1,4 @@
-/* gpubalance - the command: status, probe, pick, exec, reset.
+/* main.c - the gpubalance command: status, probe, pick, exec, reset.
  *
  * It uses only the public API (gpubalance.h), like any other front end. */
 #define _GNU_SOURCE
