@@ -1,6 +1,7 @@
-/* children.c - finding encoder elements and mapping properties onto them. */
+/* children.c - finding encoder elements and mapping settings onto them. */
 #include "children.h"
 
+#include <math.h>
 #include <string.h>
 
 GST_DEBUG_CATEGORY_EXTERN(gst_gpubalance_enc_debug);
@@ -8,82 +9,365 @@ GST_DEBUG_CATEGORY_EXTERN(gst_gpubalance_enc_debug);
 
 /* ---- the mapping table -------------------------------------------------- */
 
-typedef struct {
-    const char *bitrate;         /* property taking the bitrate */
-    guint bitrate_scale;         /* kbit/s x scale = its unit (openh264enc: bit/s) */
-    const char *gop;             /* keyframe interval property */
-    const char *speed;           /* speed/quality property */
-    const char *speed_values[3]; /* for fast, balanced, quality */
-    const char *rc;              /* rate control property, NULL if none */
-    const char *rc_values[3];    /* for cbr, vbr, cqp; NULL = leave */
-} ChildMap;
+#define RC(mode) (1u << (mode))
+#define RC_RATE (RC(GPB_RC_CBR) | RC(GPB_RC_VBR))
+#define RC_QUALITY (RC(GPB_RC_CQP) | RC(GPB_RC_CQ))
+#define RC_ANY (RC_RATE | RC_QUALITY)
 
-/* x264enc's single-pass VBR is "qual" (the bitrate then caps it): its
- * "pass1" is the first of two passes and writes a stats file into the
- * working directory of whatever process encodes. */
-static const ChildMap child_maps[] = {
-    [GPB_CHILD_X264] =
-        {"bitrate", 1, "key-int-max", "speed-preset", {"veryfast", "medium", "slow"}, "pass", {"cbr", "qual", "quant"}},
-    [GPB_CHILD_X265] =
-        {"bitrate", 1, "key-int-max", "speed-preset", {"veryfast", "medium", "slow"}, NULL, {NULL, NULL, NULL}},
-    [GPB_CHILD_OPENH264] = {"bitrate",
-                            1000,
-                            "gop-size",
-                            "complexity",
-                            {"low", "medium", "high"},
-                            "rate-control",
-                            {"bitrate", "buffer", "quality"}},
-    [GPB_CHILD_NVCODEC] = {"bitrate", 1, "gop-size", "preset", {"p2", "p4", "p6"}, "rc-mode", {"cbr", "vbr", "cqp"}},
-    [GPB_CHILD_VA] =
-        {"bitrate", 1, "key-int-max", "target-usage", {"7", "4", "1"}, "rate-control", {"cbr", "vbr", "cqp"}},
+typedef enum {
+    WHEN_ALWAYS,
+    WHEN_BITRATE_SET,   /* the user gave a bitrate */
+    WHEN_BITRATE_UNSET, /* the child keeps its own */
+    WHEN_GOP_SET,
+    WHEN_ZEROLATENCY,
+} GpbWhen;
+
+/* One row: in the rate-control modes of mask, when the condition holds,
+ * the family's property takes value. Values may hold {kbps} (the bitrate
+ * in kbit/s), {bps} (in bit/s), {kbps2} (twice it), {gop}, {quality} (the
+ * quality on the family's own scale, gpubalance_quality_value()) and
+ * {preset} (gpubalance_preset_value()), {default} (the property's own
+ * default, for a row that undoes another mode's); "a|b" means the first of the
+ * values the child's enum has (nvcodec elements differ by release). A
+ * property the child lacks is skipped with a debug line: the rows list
+ * every generation's name (nvcodec's qp-const and qp-i). Rows apply in
+ * order. */
+typedef struct {
+    gpubalance_encoder_family family;
+    guint rate_controls;
+    GpbWhen when;
+    const char *property;
+    const char *value;
+} GpbMapping;
+
+/* Meanings, the same on every family:
+ *  - vbr: bitrate is the average; cbr: the average and the cap;
+ *  - cqp: one quantizer for every frame, quality on x264's 0..51 scale;
+ *  - cq: constant quality (x264 CRF), bitrate (if set) caps it;
+ *  - tune=zerolatency: no lookahead, no B-frames, no frame threads.
+ * x264enc: "pass=cbr" is its single-pass average bitrate (ABR) with a VBV
+ * buffer of vbv-buf-capacity ms at the bitrate; a zero buffer makes x264
+ * drop the cap, which leaves a plain average (vbr). "qual" is CRF, with
+ * bitrate as its VBV cap, likewise lifted by a zero buffer. "pass1" would
+ * be the first pass of two and write a stats file: never used. */
+static const GpbMapping mappings[] = {
+    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}"},
+    {GPUBALANCE_ENCODER_X264, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
+    {GPUBALANCE_ENCODER_X264, RC_RATE, WHEN_ALWAYS, "pass", "cbr"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CBR), WHEN_ALWAYS, "vbv-buf-capacity", "{default}"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_VBR), WHEN_ALWAYS, "vbv-buf-capacity", "0"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQP), WHEN_ALWAYS, "pass", "quant"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_ALWAYS, "pass", "qual"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "vbv-buf-capacity", "0"},
+    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "vbv-buf-capacity", "{default}"},
+    {GPUBALANCE_ENCODER_X264, RC_QUALITY, WHEN_ALWAYS, "quantizer", "{quality}"},
+    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency"},
+
+    /* x265enc: ABR unless qp is set; the rest through its option-string,
+     * which it parses after its own settings. */
+    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}"},
+    {GPUBALANCE_ENCODER_X265, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
+    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CBR), WHEN_ALWAYS, "option-string", "vbv-maxrate={kbps}:vbv-bufsize={kbps}"},
+    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp", "{quality}"},
+    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "option-string", "crf={quality}"},
+    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "option-string",
+     "crf={quality}:vbv-maxrate={kbps}:vbv-bufsize={kbps}"},
+    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency"},
+
+    /* openh264enc: bit/s; no CRF, so both quality modes pin its QP range.
+     * It has neither B-frames nor lookahead: nothing to do for latency. */
+    {GPUBALANCE_ENCODER_OPENH264, RC_ANY, WHEN_ALWAYS, "complexity", "{preset}"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{bps}"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_RATE, WHEN_ALWAYS, "rate-control", "bitrate"},
+    {GPUBALANCE_ENCODER_OPENH264, RC(GPB_RC_CBR), WHEN_ALWAYS, "max-bitrate", "{bps}"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "rate-control", "quality"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "qp-min", "{quality}"},
+    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "qp-max", "{quality}"},
+
+    /* svtav1enc (not in Debian 12's GStreamer; rows as its 1.24 docs) */
+    {GPUBALANCE_ENCODER_SVTAV1, RC_ANY, WHEN_ALWAYS, "preset", "{preset}"},
+    {GPUBALANCE_ENCODER_SVTAV1, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_SVTAV1, RC_ANY, WHEN_GOP_SET, "intra-period-length", "{gop}"},
+    {GPUBALANCE_ENCODER_SVTAV1, RC_QUALITY, WHEN_ALWAYS, "crf", "{quality}"},
+
+    /* av1enc (aom): kbit/s; its "q" mode with the quantizer range pinned
+     * (1.22 has no cq-level property) */
+    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ALWAYS, "cpu-used", "{preset}"},
+    {GPUBALANCE_ENCODER_AOM, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_GOP_SET, "keyframe-max-dist", "{gop}"},
+    {GPUBALANCE_ENCODER_AOM, RC(GPB_RC_CBR), WHEN_ALWAYS, "end-usage", "cbr"},
+    {GPUBALANCE_ENCODER_AOM, RC(GPB_RC_VBR), WHEN_ALWAYS, "end-usage", "vbr"},
+    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "end-usage", "q"},
+    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "min-quantizer", "{quality}"},
+    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "max-quantizer", "{quality}"},
+    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ZEROLATENCY, "lag-in-frames", "0"},
+    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ZEROLATENCY, "usage-profile", "realtime"},
+
+    /* nvcodec: nvh264enc (constqp, qp-const, bframes) and nvcudah264enc
+     * (cqp, qp-i/p/b, b-frames, tune) both listed */
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ALWAYS, "preset", "{preset}|default"},
+    {GPUBALANCE_ENCODER_NVENC, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CBR), WHEN_ALWAYS, "rc-mode", "cbr"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_VBR), WHEN_ALWAYS, "rc-mode", "vbr"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "rc-mode", "cqp|constqp"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const", "{quality}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-i", "{quality}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-p", "{quality}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-b", "{quality}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "rc-mode", "vbr"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "bitrate", "0"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "const-quality", "{quality}"},
+    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "max-bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "zerolatency", "true"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "bframes", "0"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "b-frames", "0"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "rc-lookahead", "0"},
+    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "tune", "ultra-low-latency|low-latency"},
+
+    /* va: in vbr the bitrate property is the peak and target-percentage of
+     * it the average, so twice the average at 50% */
+    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_ALWAYS, "target-usage", "{preset}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CBR), WHEN_ALWAYS, "rate-control", "cbr"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CBR), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_ALWAYS, "rate-control", "vbr"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "bitrate", "{kbps2}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "target-percentage", "50"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "rate-control", "cqp"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpp", "{quality}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpb", "{quality}"},
+    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQ), WHEN_ALWAYS, "rate-control", "icq"},
+    {GPUBALANCE_ENCODER_VAAPI, RC_QUALITY, WHEN_ALWAYS, "qpi", "{quality}"}, /* ICQ's quality factor too */
+    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_ZEROLATENCY, "b-frames", "0"},
 };
 
-/* Sets one child property from text, if the child has it, the value is
- * valid for it, and (only_mutable) it may change now. */
-static void set_child(GstElement *child, const char *name, const char *value, gboolean only_mutable)
-{
-    GParamSpec *pspec;
+static const char *const speed_presets[] = {
+    [GPB_SPEED_FAST] = "veryfast",
+    [GPB_SPEED_BALANCED] = "medium",
+    [GPB_SPEED_QUALITY] = "slow",
+};
 
-    if (!name || !value)
-        return;
-    pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), name);
+const char *gpb_speed_preset(GpbSpeed speed)
+{
+    return speed_presets[speed];
+}
+
+static gboolean row_applies(const GpbMapping *row, gpubalance_encoder_family family, const GpbEncodeSettings *s)
+{
+    if (row->family != family || !(row->rate_controls & RC(s->rate_control)))
+        return FALSE;
+    switch (row->when) {
+    case WHEN_BITRATE_SET:
+        return s->bitrate > 0;
+    case WHEN_BITRATE_UNSET:
+        return s->bitrate == 0;
+    case WHEN_GOP_SET:
+        return s->gop_size >= 0;
+    case WHEN_ZEROLATENCY:
+        return s->tune == GPB_TUNE_ZEROLATENCY;
+    default:
+        return TRUE;
+    }
+}
+
+/* The child's own bitrate in its own unit, for a row that needs a number
+ * when the user left the bitrate to the child. */
+static guint64 child_own_bitrate(GstElement *child)
+{
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), "bitrate");
+    GValue v = G_VALUE_INIT;
+    guint64 value = 0;
+
+    if (!pspec)
+        return 0;
+    g_value_init(&v, G_TYPE_UINT64);
+    {
+        GValue own = G_VALUE_INIT;
+
+        g_value_init(&own, pspec->value_type);
+        g_object_get_property(G_OBJECT(child), "bitrate", &own);
+        if (g_value_transform(&own, &v))
+            value = g_value_get_uint64(&v);
+        g_value_unset(&own);
+    }
+    g_value_unset(&v);
+    return value;
+}
+
+/* A row's value with its placeholders filled in, for pspec's type. */
+static gchar *expand(const char *value, GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *s,
+                     GParamSpec *pspec)
+{
+    GString *out = g_string_new(NULL);
+    guint64 own = s->bitrate ? 0 : child_own_bitrate(child);
+    guint64 kbps = s->bitrate ? s->bitrate : (family == GPUBALANCE_ENCODER_OPENH264 ? own / 1000 : own);
+    double quality = gpubalance_quality_value(family, s->quality);
+    gboolean integral =
+        !G_IS_PARAM_SPEC_DOUBLE(pspec) && !G_IS_PARAM_SPEC_FLOAT(pspec) && !G_IS_PARAM_SPEC_STRING(pspec);
+
+    for (const char *p = value; *p;) {
+        if (g_str_has_prefix(p, "{kbps}")) {
+            g_string_append_printf(out, "%" G_GUINT64_FORMAT, kbps);
+            p += strlen("{kbps}");
+        } else if (g_str_has_prefix(p, "{kbps2}")) {
+            g_string_append_printf(out, "%" G_GUINT64_FORMAT, kbps * 2);
+            p += strlen("{kbps2}");
+        } else if (g_str_has_prefix(p, "{bps}")) {
+            g_string_append_printf(out, "%" G_GUINT64_FORMAT, kbps * 1000);
+            p += strlen("{bps}");
+        } else if (g_str_has_prefix(p, "{gop}")) {
+            g_string_append_printf(out, "%d", s->gop_size);
+            p += strlen("{gop}");
+        } else if (g_str_has_prefix(p, "{quality}")) {
+            if (integral)
+                g_string_append_printf(out, "%d", (int)lround(quality));
+            else
+                g_string_append_printf(out, "%g", quality);
+            p += strlen("{quality}");
+        } else if (g_str_has_prefix(p, "{default}")) {
+            gchar *text = g_strdup_value_contents(g_param_spec_get_default_value(pspec));
+
+            g_string_append(out, text);
+            g_free(text);
+            p += strlen("{default}");
+        } else if (g_str_has_prefix(p, "{preset}")) {
+            const char *preset = gpubalance_preset_value(family, gpb_speed_preset(s->speed));
+
+            g_string_append(out, preset ? preset : "");
+            p += strlen("{preset}");
+        } else {
+            g_string_append_c(out, *p++);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* Reads text as a value of pspec's type, refusing what the property would
+ * not take (an unknown enum nick, a number out of range). */
+static gboolean value_for(GParamSpec *pspec, const char *text, GValue *v)
+{
+    g_value_init(v, pspec->value_type);
+    if (gst_value_deserialize_with_pspec(v, text, pspec) && !g_param_value_validate(pspec, v))
+        return TRUE;
+    g_value_unset(v);
+    return FALSE;
+}
+
+/* Sets one mapped property from text: the first of its "a|b" values the
+ * child takes. Skips a property the child lacks, or (only_mutable) one it
+ * cannot change in its state. */
+static void set_mapped(GstElement *child, const GpbMapping *row, gpubalance_encoder_family family,
+                       const GpbEncodeSettings *s, gboolean only_mutable)
+{
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), row->property);
+    gchar *text, **choices;
+    gboolean done = FALSE;
+
     if (!pspec || !(pspec->flags & G_PARAM_WRITABLE)) {
-        GST_DEBUG_OBJECT(child, "no writable property %s", name);
+        GST_DEBUG_OBJECT(child, "no writable property %s", row->property);
         return;
     }
     if (only_mutable && !(pspec->flags & GST_PARAM_MUTABLE_PLAYING) && GST_STATE(child) > GST_STATE_READY) {
-        GST_INFO_OBJECT(child, "%s cannot change while %s; it applies from the next placement", name,
+        GST_INFO_OBJECT(child, "%s cannot change while %s; it applies from the next placement", row->property,
                         gst_element_state_get_name(GST_STATE(child)));
         return;
     }
-    if (G_IS_PARAM_SPEC_ENUM(pspec) && !g_enum_get_value_by_nick(G_PARAM_SPEC_ENUM(pspec)->enum_class, value) &&
-        !g_ascii_isdigit(value[0])) {
-        GST_WARNING_OBJECT(child, "%s has no value %s; left at its default", name, value);
-        return;
+    text = expand(row->value, child, family, s, pspec);
+    choices = g_strsplit(text, "|", -1);
+    for (gchar **c = choices; *c && !done; c++) {
+        GValue v = G_VALUE_INIT;
+
+        if (!value_for(pspec, *c, &v))
+            continue;
+        GST_DEBUG_OBJECT(child, "%s = %s", row->property, *c);
+        g_object_set_property(G_OBJECT(child), row->property, &v);
+        g_value_unset(&v);
+        done = TRUE;
     }
-    GST_DEBUG_OBJECT(child, "%s = %s", name, value);
-    gst_util_set_object_arg(G_OBJECT(child), name, value);
+    if (!done)
+        GST_WARNING_OBJECT(child, "%s takes none of %s; left at its default", row->property, text);
+    g_strfreev(choices);
+    g_free(text);
 }
 
-void gpb_child_apply(GstElement *child, GpbChildKind kind, const GpbEncodeSettings *s, gboolean only_mutable)
+void gpb_child_apply(GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *s,
+                     gboolean only_mutable)
 {
-    const ChildMap *map = &child_maps[kind];
-    gchar text[32];
+    for (size_t i = 0; i < G_N_ELEMENTS(mappings); i++)
+        if (row_applies(&mappings[i], family, s))
+            set_mapped(child, &mappings[i], family, s, only_mutable);
+}
 
-    if (s->bitrate > 0) {
-        g_snprintf(text, sizeof(text), "%" G_GUINT64_FORMAT, (guint64)s->bitrate * map->bitrate_scale);
-        set_child(child, map->bitrate, text, only_mutable);
+/* ---- the user's own settings per child ------------------------------------ */
+
+GstCaps *gpb_child_settings_parse(const char *text, gchar **error)
+{
+    GstCaps *caps = gst_caps_from_string(text);
+
+    if (!caps || gst_caps_is_any(caps)) {
+        *error =
+            g_strdup_printf("'%s' is not a list of structures such as \"x264enc, tune=film; nvenc, preset=p7\"", text);
+        gst_clear_caps(&caps);
     }
-    if (s->gop_size >= 0) {
-        g_snprintf(text, sizeof(text), "%d", s->gop_size);
-        set_child(child, map->gop, text, only_mutable);
+    return caps;
+}
+
+static gboolean names_child(const GstStructure *s, GstElement *child, gpubalance_backend backend)
+{
+    const char *name = gst_structure_get_name(s);
+    GstElementFactory *factory = gst_element_get_factory(child);
+
+    return g_strcmp0(name, GST_OBJECT_NAME(factory)) == 0 || g_strcmp0(name, gpubalance_backend_name(backend)) == 0 ||
+           (backend == GPUBALANCE_BACKEND_SIM && g_strcmp0(name, "software") == 0);
+}
+
+typedef struct {
+    GstElement *element;
+    GstElement *child;
+} UserSetting;
+
+static gboolean set_user_field(GQuark field, const GValue *value, gpointer data)
+{
+    UserSetting *u = data;
+    const char *name = g_quark_to_string(field);
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(u->child), name);
+    gchar *text = G_VALUE_HOLDS_STRING(value) ? g_value_dup_string(value) : gst_value_serialize(value);
+    GValue v = G_VALUE_INIT;
+
+    if (!pspec || !(pspec->flags & G_PARAM_WRITABLE))
+        GST_ELEMENT_WARNING(u->element, LIBRARY, SETTINGS, ("Setting %s ignored.", name),
+                            ("child-settings: %s has no writable property '%s'",
+                             GST_OBJECT_NAME(gst_element_get_factory(u->child)), name));
+    else if (!value_for(pspec, text, &v))
+        GST_ELEMENT_WARNING(
+            u->element, LIBRARY, SETTINGS, ("Setting %s ignored.", name),
+            ("child-settings: %s does not take %s=%s", GST_OBJECT_NAME(gst_element_get_factory(u->child)), name, text));
+    else {
+        GST_INFO_OBJECT(u->element, "child-settings: %s %s=%s", GST_OBJECT_NAME(u->child), name, text);
+        g_object_set_property(G_OBJECT(u->child), name, &v);
+        g_value_unset(&v);
     }
-    set_child(child, map->speed, map->speed_values[s->speed], only_mutable);
-    set_child(child, map->rc, map->rc_values[s->rate_control], only_mutable);
-    if (kind == GPB_CHILD_X264 && s->rate_control == GPB_RC_CQP)
-        set_child(child, "quantizer", "23", only_mutable);
-    if (kind == GPB_CHILD_X265 && s->rate_control == GPB_RC_CQP)
-        set_child(child, "qp", "23", only_mutable);
+    g_free(text);
+    return TRUE;
+}
+
+void gpb_child_apply_user(GstElement *element, GstElement *child, gpubalance_backend backend, const GstCaps *settings)
+{
+    UserSetting u = {element, child};
+
+    for (guint i = 0; settings && i < gst_caps_get_size(settings); i++) {
+        const GstStructure *s = gst_caps_get_structure(settings, i);
+
+        if (names_child(s, child, backend))
+            gst_structure_foreach(s, set_user_field, &u);
+        else
+            GST_DEBUG_OBJECT(element, "child-settings for %s: not this child (%s)", gst_structure_get_name(s),
+                             GST_OBJECT_NAME(gst_element_get_factory(child)));
+    }
 }
 
 /* ---- finding elements ---------------------------------------------------- */
@@ -175,54 +459,53 @@ static gboolean on_render_node(GstElement *e, gconstpointer want)
     return same;
 }
 
-static GstElement *software_child(gpubalance_codec codec, GpbChildKind *kind)
+/* The first of the core's software encoders this GStreamer has. */
+static GstElement *software_child(gpubalance_codec codec, gpubalance_encoder_family *family, gchar **why)
 {
-    static const struct {
-        gpubalance_codec codec;
-        const char *factory;
-        GpbChildKind kind;
-    } software[] = {
-        {GPUBALANCE_CODEC_H264, "x264enc", GPB_CHILD_X264},
-        {GPUBALANCE_CODEC_H264, "openh264enc", GPB_CHILD_OPENH264},
-        {GPUBALANCE_CODEC_HEVC, "x265enc", GPB_CHILD_X265},
-    };
+    size_t n = 0;
+    const gpubalance_encoder_info *list =
+        gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, GPUBALANCE_BACKEND_SOFTWARE, codec, &n);
+    GString *names = g_string_new(NULL);
 
-    for (size_t i = 0; i < G_N_ELEMENTS(software); i++) {
-        GstElement *e;
+    for (size_t i = 0; i < n; i++) {
+        GstElement *e = gst_element_factory_make(list[i].name, NULL);
 
-        if (software[i].codec != codec || !(e = gst_element_factory_make(software[i].factory, NULL)))
-            continue;
-        *kind = software[i].kind;
-        return e;
+        if (e) {
+            *family = list[i].family;
+            g_string_free(names, TRUE);
+            return e;
+        }
+        g_string_append_printf(names, "%s%s", names->len ? ", " : "", list[i].name);
     }
+    *why = g_strdup_printf("no such element: no software %s encoder (%s)", gpubalance_codec_name(codec), names->str);
+    g_string_free(names, TRUE);
     return NULL;
 }
 
-GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, GpbChildKind *kind, gchar **why)
+GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, gpubalance_encoder_family *family,
+                             gchar **why)
 {
     GstElement *e = NULL;
 
     switch (gpubalance_lease_backend(lease)) {
     case GPUBALANCE_BACKEND_NVENC:
-        *kind = GPB_CHILD_NVCODEC;
+        *family = GPUBALANCE_ENCODER_NVENC;
         e = first_serving(codec, "cuda-device-id", on_cuda_device,
                           GINT_TO_POINTER(gpubalance_lease_cuda_ordinal(lease)));
         if (!e)
-            *why = g_strdup_printf("no GStreamer nvcodec %s encoder with cuda-device-id %d (gst-plugins-bad nvcodec)",
+            *why = g_strdup_printf("no such element: no nvcodec %s encoder with cuda-device-id %d "
+                                   "(gst-plugins-bad nvcodec)",
                                    gpubalance_codec_name(codec), gpubalance_lease_cuda_ordinal(lease));
         break;
     case GPUBALANCE_BACKEND_VAAPI:
-        *kind = GPB_CHILD_VA;
+        *family = GPUBALANCE_ENCODER_VAAPI;
         e = first_serving(codec, "device-path", on_render_node, gpubalance_lease_render_node(lease));
         if (!e)
-            *why = g_strdup_printf("no GStreamer va %s encoder with device-path %s (gst-plugins-bad va)",
+            *why = g_strdup_printf("no such element: no va %s encoder with device-path %s (gst-plugins-bad va)",
                                    gpubalance_codec_name(codec), gpubalance_lease_render_node(lease));
         break;
     default:
-        e = software_child(codec, kind);
-        if (!e)
-            *why =
-                g_strdup_printf("no software %s encoder (x264enc, openh264enc, x265enc)", gpubalance_codec_name(codec));
+        e = software_child(codec, family, why);
         break;
     }
     return e;

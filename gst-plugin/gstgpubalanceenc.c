@@ -1,39 +1,26 @@
-/* gstgpubalanceenc.c - a bin that encodes through whatever libgpubalance
- * chose for the stream, and falls back when the chosen encoder refuses.
+/* gstgpubalanceenc.c - the gpubalanceenc element: a bin that encodes
+ * through whatever libgpubalance chose for the stream, and falls back when
+ * the chosen encoder refuses. This file: the type, its properties and
+ * enums, its pads' caps answer, and its state changes. Placement and the
+ * inner chain are in gstgpubalanceenc-chain.c, the trial and fallback in
+ * gstgpubalanceenc-trial.c.
  *
- * Placement happens when caps arrive (size and rate are known then): the
- * element describes the stream to the core, takes a lease and builds
- * videoconvert ! ENCODER ! PARSER ! capsfilter inside itself.
- *
- * Why a trial. Hardware encoders open their session at caps time or on
- * the first buffer, not at READY, so a refusal (the GeForce cap, no NVENC,
- * a VA context failure) shows up as an error while streaming. Until the
- * child produces its first encoded buffer, the element holds the input
- * buffers it has passed on, keeps the child's errors off the pipeline bus
- * (GstBin::handle_message), and on failure reports it to the core, tears
- * the child down, builds the next candidate and replays the held buffers.
- * The sticky events (stream-start, caps, segment) reach the new child by
- * themselves: relinking a pad re-sends them. Only when every candidate has
- * failed does one error, listing each attempt, reach the application.
+ * Logging. libgpubalance's log lines keep going where the application
+ * routes them (gpubalance_set_log_handler(), stderr by default): the
+ * element installs no handler of its own, since the handler is
+ * process-wide and would replace an embedding application's. Everything
+ * the element learns from the core (a placement, a refusal, the list of
+ * attempts) it logs and posts itself, from gpubalance_last_error() and the
+ * lease, on its own debug category and bus.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
-#include "gstgpubalanceenc.h"
-
-#include <gst/video/video.h>
-#include <string.h>
-
-#include "children.h"
-#include "gpubalance.h"
+#include "gstgpubalanceenc-private.h"
 
 GST_DEBUG_CATEGORY(gst_gpubalance_enc_debug);
 #define GST_CAT_DEFAULT gst_gpubalance_enc_debug
-
-/* Buffers held for replay while a child is on trial; an encoder with
- * lookahead may take this many before its first output. */
-#define MAX_HELD_BUFFERS 300
 
 enum {
     PROP_0,
@@ -42,6 +29,9 @@ enum {
     PROP_GOP_SIZE,
     PROP_SPEED,
     PROP_RATE_CONTROL,
+    PROP_QUALITY,
+    PROP_TUNE,
+    PROP_CHILD_SETTINGS,
     PROP_POLICY,
     PROP_ORDER,
     PROP_DEVICE,
@@ -54,70 +44,65 @@ enum {
 
 static GParamSpec *properties[N_PROPERTIES];
 
-struct _GstGpubalanceEnc {
-    GstBin parent;
-    GstPad *sinkpad; /* ghost pads */
-    GstPad *srcpad;
+/* Autopluggers (encodebin, transcodebin) take the highest-ranked encoder
+ * whose src template fits the profile, then a parser for that template:
+ * so each codec has its own element (gpubalanceh264enc, gpubalanceh265enc,
+ * gpubalanceav1enc: the same element with the codec fixed and one codec in
+ * its template), ranked above NVIDIA's own encoders (primary x 2) and so
+ * above x264enc/x265enc (primary) and the va encoders, since it places the
+ * stream on any of them. GST_PLUGIN_FEATURE_RANK lowers them. The
+ * all-codec gpubalanceenc is for gst-launch and named profiles
+ * ("mp4mux:gpubalanceenc", which encodebin looks up among the encoders of
+ * marginal rank and above): ranked marginal, below every codec's own
+ * encoder, an autoplugger takes it only where nothing else encodes. */
+#define GST_GPUBALANCE_ENC_CODEC_RANK (GST_RANK_PRIMARY * 2 + 1)
 
-    /* properties, under the object lock */
+typedef struct {
+    const char *feature; /* element name */
+    const char *type_name;
     gpubalance_codec codec;
-    gboolean codec_set; /* else follow fixed downstream caps */
-    GpbEncodeSettings settings;
-    gchar *policy;
-    gchar *order;
-    gchar *device;
-    gchar *when_full;
-    gchar *selected_backend;
-    gchar *selected_device;
-    gchar *selected_encoder;
+    const char *src_caps;
+    const char *long_name;
+} GstGpubalanceEncCodecElement;
 
-    /* streaming state: changed by the streaming thread, or with it stopped */
-    gpubalance_lease *lease;
-    gpubalance_codec active_codec;
-    GstVideoInfo info;
-    GstElement *convert;
-    GstElement *encoder;
-    GstElement *parser;
-    GstElement *capsfilter;
-    GpbChildKind kind;
-    gchar *encoder_factory; /* of the current or last child */
-    GString *attempts;      /* "device (element): why; ..." */
-
-    /* trial state, also touched by the child's output thread and bus */
-    GMutex trial_lock;
-    gboolean on_trial;
-    GQueue held;
-    gchar *trial_error;
+static const GstGpubalanceEncCodecElement codec_elements[] = {
+    {"gpubalanceh264enc", "GstGpubalanceH264Enc", GPUBALANCE_CODEC_H264,
+     "video/x-h264, stream-format = (string) { avc, byte-stream }, alignment = (string) au",
+     "gpubalance H.264 encoder"},
+    {"gpubalanceh265enc", "GstGpubalanceH265Enc", GPUBALANCE_CODEC_HEVC,
+     "video/x-h265, stream-format = (string) { hvc1, hev1, byte-stream }, alignment = (string) au",
+     "gpubalance H.265 encoder"},
+    {"gpubalanceav1enc", "GstGpubalanceAV1Enc", GPUBALANCE_CODEC_AV1,
+     "video/x-av1, stream-format = (string) obu-stream, alignment = (string) tu", "gpubalance AV1 encoder"},
 };
+
+/* The codec element a type is, or NULL for gpubalanceenc. */
+static GQuark codec_element_quark;
 
 G_DEFINE_TYPE_WITH_CODE(GstGpubalanceEnc, gst_gpubalance_enc, GST_TYPE_BIN,
                         GST_DEBUG_CATEGORY_INIT(gst_gpubalance_enc_debug, "gpubalanceenc", 0,
                                                 "gpubalance encoder placement"));
-GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_NONE, GST_TYPE_GPUBALANCE_ENC);
+GST_ELEMENT_REGISTER_DEFINE(gpubalanceenc, "gpubalanceenc", GST_RANK_MARGINAL, GST_TYPE_GPUBALANCE_ENC);
 
-/* Formats videoconvert turns into whatever the chosen encoder takes; the
- * first is what a free upstream settles on. 10-bit formats make a 10-bit
- * stream for placement. */
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
-    "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS("video/x-raw, format = (string) { I420, NV12, YV12, Y42B, Y444, YUY2, UYVY, BGRx, RGBx, "
-                    "BGRA, RGBA, P010_10LE, I420_10LE, I422_10LE, Y444_10LE }"));
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS,
-                            GST_STATIC_CAPS("video/x-h264, stream-format = (string) { byte-stream, avc }, "
+                            GST_STATIC_CAPS("video/x-h264, stream-format = (string) { avc, byte-stream }, "
                                             "alignment = (string) au; "
-                                            "video/x-h265, stream-format = (string) { byte-stream, hvc1, hev1 }, "
-                                            "alignment = (string) au"));
+                                            "video/x-h265, stream-format = (string) { hvc1, hev1, byte-stream }, "
+                                            "alignment = (string) au; "
+                                            "video/x-av1, stream-format = (string) obu-stream, "
+                                            "alignment = (string) tu"));
 
 /* ---- enums -------------------------------------------------------------- */
 
-#define GST_TYPE_GPUBALANCE_CODEC (gpb_codec_enum_get_type())
-static GType gpb_codec_enum_get_type(void)
+#define GST_TYPE_GPUBALANCE_CODEC (gst_gpubalance_enc_codec_get_type())
+static GType gst_gpubalance_enc_codec_get_type(void)
 {
     static GType type;
     static const GEnumValue values[] = {
         {GPUBALANCE_CODEC_H264, "H.264 / AVC", "h264"},
         {GPUBALANCE_CODEC_HEVC, "H.265 / HEVC", "h265"},
+        {GPUBALANCE_CODEC_AV1, "AV1", "av1"},
         {0, NULL, NULL},
     };
 
@@ -126,14 +111,15 @@ static GType gpb_codec_enum_get_type(void)
     return type;
 }
 
-#define GST_TYPE_GPUBALANCE_SPEED (gpb_speed_enum_get_type())
-static GType gpb_speed_enum_get_type(void)
+#define GST_TYPE_GPUBALANCE_SPEED (gst_gpubalance_enc_speed_get_type())
+static GType gst_gpubalance_enc_speed_get_type(void)
 {
     static GType type;
     static const GEnumValue values[] = {
-        {GPB_SPEED_FAST, "Fastest encode (x264 veryfast, NVENC p2, VA target-usage 7)", "fast"},
-        {GPB_SPEED_BALANCED, "Balanced (x264 medium, NVENC p4, VA target-usage 4)", "balanced"},
-        {GPB_SPEED_QUALITY, "Best quality (x264 slow, NVENC p6, VA target-usage 1)", "quality"},
+        {GPB_SPEED_FAST, "Fast: x264's veryfast preset (NVENC p2, VA target-usage 6, aom cpu-used 6)", "fast"},
+        {GPB_SPEED_BALANCED, "Balanced: x264's medium preset (NVENC p4, VA target-usage 4, aom cpu-used 4)",
+         "balanced"},
+        {GPB_SPEED_QUALITY, "Quality: x264's slow preset (NVENC p5, VA target-usage 3, aom cpu-used 3)", "quality"},
         {0, NULL, NULL},
     };
 
@@ -142,14 +128,15 @@ static GType gpb_speed_enum_get_type(void)
     return type;
 }
 
-#define GST_TYPE_GPUBALANCE_RATE_CONTROL (gpb_rate_control_enum_get_type())
-static GType gpb_rate_control_enum_get_type(void)
+#define GST_TYPE_GPUBALANCE_RATE_CONTROL (gst_gpubalance_enc_rate_control_get_type())
+static GType gst_gpubalance_enc_rate_control_get_type(void)
 {
     static GType type;
     static const GEnumValue values[] = {
-        {GPB_RC_CBR, "Constant bitrate", "cbr"},
-        {GPB_RC_VBR, "Variable bitrate", "vbr"},
-        {GPB_RC_CQP, "Constant quantizer", "cqp"},
+        {GPB_RC_CBR, "Constant bitrate: bitrate is the average and the cap", "cbr"},
+        {GPB_RC_VBR, "Variable bitrate: bitrate is the average", "vbr"},
+        {GPB_RC_CQP, "Constant quantizer: quality is the QP of every frame", "cqp"},
+        {GPB_RC_CQ, "Constant quality (x264 CRF, NVENC CQ, VA ICQ): quality; bitrate, if set, caps it", "cq"},
         {0, NULL, NULL},
     };
 
@@ -158,37 +145,27 @@ static GType gpb_rate_control_enum_get_type(void)
     return type;
 }
 
-/* ---- the process-wide context ------------------------------------------ */
-
-/* One context per process: opening one discovers the hardware, which a
- * pipeline of dozens of encoders should pay once. Kept for the process's
- * lifetime, like a plugin's registry data. */
-static gpubalance_context *shared_context(gchar **error)
+#define GST_TYPE_GPUBALANCE_TUNE (gst_gpubalance_enc_tune_get_type())
+static GType gst_gpubalance_enc_tune_get_type(void)
 {
-    static GMutex lock;
-    static gpubalance_context *ctx;
-    gpubalance_context *result;
+    static GType type;
+    static const GEnumValue values[] = {
+        {GPB_TUNE_NONE, "Each encoder's default", "none"},
+        {GPB_TUNE_ZEROLATENCY,
+         "Zero latency: no lookahead, no B-frames (x264/x265 tune=zerolatency, NVENC zerolatency, aom realtime)",
+         "zerolatency"},
+        {0, NULL, NULL},
+    };
 
-    g_mutex_lock(&lock);
-    if (!ctx && gpubalance_context_open(NULL, &ctx) < 0) {
-        *error = g_strdup(gpubalance_last_error());
-        ctx = NULL;
-    }
-    result = ctx;
-    g_mutex_unlock(&lock);
-    return result;
+    if (g_once_init_enter(&type))
+        g_once_init_leave(&type, g_enum_register_static("GstGpubalanceTune", values));
+    return type;
 }
 
-static void route_log(gpubalance_log_level level, const char *message, void *user_data)
-{
-    static const GstDebugLevel levels[] = {GST_LEVEL_ERROR, GST_LEVEL_WARNING, GST_LEVEL_INFO, GST_LEVEL_DEBUG};
+/* ---- shared with the other files ------------------------------------------ */
 
-    gst_debug_log(gst_gpubalance_enc_debug, levels[level], __FILE__, "libgpubalance", __LINE__, NULL, "%s", message);
-}
-
-/* ---- the child chain ---------------------------------------------------- */
-
-static void set_selected(GstGpubalanceEnc *self, const char *backend, const char *device, const char *encoder)
+void gst_gpubalance_enc_set_selected(GstGpubalanceEnc *self, const char *backend, const char *device,
+                                     const char *encoder)
 {
     GST_OBJECT_LOCK(self);
     g_free(self->selected_backend);
@@ -203,7 +180,8 @@ static void set_selected(GstGpubalanceEnc *self, const char *backend, const char
     g_object_notify_by_pspec(G_OBJECT(self), properties[PROP_SELECTED_ENCODER]);
 }
 
-static void clear_held(GstGpubalanceEnc *self)
+/* Called with the trial lock held. */
+void gst_gpubalance_enc_clear_held(GstGpubalanceEnc *self)
 {
     GstBuffer *buf;
 
@@ -211,491 +189,64 @@ static void clear_held(GstGpubalanceEnc *self)
         gst_buffer_unref(buf);
 }
 
-/* Stops and drops a child, whether or not it made it into the bin. */
-static void remove_child(GstGpubalanceEnc *self, GstElement **child)
+/* ---- the sink pad's caps answer -------------------------------------------- */
+
+/* One answer, before the chain exists and after: the formats in the order
+ * a free upstream should pick, whatever the inner videoconvert would say.
+ * So upstream settles once and never renegotiates because of the chain. */
+static gboolean gst_gpubalance_enc_sink_query(GstPad *pad, GstObject *parent, GstQuery *query)
 {
-    if (!*child)
-        return;
-    gst_element_set_locked_state(*child, TRUE);
-    gst_element_set_state(*child, GST_STATE_NULL);
-    if (GST_OBJECT_PARENT(*child) == GST_OBJECT(self))
-        gst_bin_remove(GST_BIN(self), *child);
-    else
-        gst_object_unref(gst_object_ref_sink(*child));
-    *child = NULL;
-}
+    GstCaps *ours, *filter, *caps;
+    gboolean accept;
 
-static void teardown_chain(GstGpubalanceEnc *self)
-{
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->sinkpad), NULL);
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), NULL);
-    remove_child(self, &self->convert);
-    remove_child(self, &self->encoder);
-    remove_child(self, &self->parser);
-    remove_child(self, &self->capsfilter);
-}
-
-/* The first encoded buffer ends the trial: the lease is opened. */
-static GstPadProbeReturn on_first_output(GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
-{
-    GstGpubalanceEnc *self = user_data;
-
-    g_mutex_lock(&self->trial_lock);
-    if (self->on_trial) {
-        self->on_trial = FALSE;
-        clear_held(self);
-        if (self->lease)
-            gpubalance_lease_mark_opened(self->lease);
-        GST_INFO_OBJECT(self, "%s produced its first buffer; lease opened",
-                        self->lease ? gpubalance_lease_device(self->lease) : "?");
-    }
-    g_mutex_unlock(&self->trial_lock);
-    return GST_PAD_PROBE_REMOVE;
-}
-
-static GstElement *make_parser(gpubalance_codec codec, GstElement **capsfilter)
-{
-    const char *media = codec == GPUBALANCE_CODEC_HEVC ? "video/x-h265" : "video/x-h264";
-    GstCaps *caps = gst_caps_new_simple(media, "alignment", G_TYPE_STRING, "au", NULL);
-
-    *capsfilter = gst_element_factory_make("capsfilter", NULL);
-    if (*capsfilter)
-        g_object_set(*capsfilter, "caps", caps, NULL);
-    gst_caps_unref(caps);
-    return gst_element_factory_make(codec == GPUBALANCE_CODEC_HEVC ? "h265parse" : "h264parse", NULL);
-}
-
-static void post_selected(GstGpubalanceEnc *self, const char *encoder_name)
-{
-    gpubalance_lease *lease = self->lease;
-    const char *backend = gpubalance_backend_name(gpubalance_lease_backend(lease));
-    GstStructure *s = gst_structure_new("gpubalance-selected", "backend", G_TYPE_STRING, backend, "device",
-                                        G_TYPE_STRING, gpubalance_lease_device(lease), "encoder", G_TYPE_STRING,
-                                        encoder_name, "attempt", G_TYPE_INT, gpubalance_lease_attempt(lease), "reason",
-                                        G_TYPE_STRING, gpubalance_lease_reason(lease), NULL);
-
-    set_selected(self, backend, gpubalance_lease_device(lease), encoder_name);
-    GST_INFO_OBJECT(self, "selected %s (%s, %s), attempt %d: %s", gpubalance_lease_device(lease), backend, encoder_name,
-                    gpubalance_lease_attempt(lease), gpubalance_lease_reason(lease));
-    gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
-}
-
-/* Builds videoconvert ! encoder ! parser ! capsfilter for the lease.
- * Returns FALSE with *why set (and nothing left in the bin) on failure. */
-static gboolean build_chain(GstGpubalanceEnc *self, gchar **why)
-{
-    GpbEncodeSettings settings;
-    GstPad *pad;
-    gchar *factory;
-
-    g_clear_pointer(&self->encoder_factory, g_free);
-    self->encoder = gpb_child_create(self->lease, self->active_codec, &self->kind, why);
-    if (!self->encoder)
-        return FALSE;
-    self->encoder_factory = g_strdup(GST_OBJECT_NAME(gst_element_get_factory(self->encoder)));
-    self->convert = gst_element_factory_make("videoconvert", NULL);
-    self->parser = make_parser(self->active_codec, &self->capsfilter);
-    if (!self->convert || !self->parser || !self->capsfilter) {
-        *why = g_strdup("videoconvert, h264parse/h265parse or capsfilter is missing (gst-plugins-base/-bad)");
-        goto fail;
-    }
-    GST_OBJECT_LOCK(self);
-    settings = self->settings;
-    GST_OBJECT_UNLOCK(self);
-    gpb_child_apply(self->encoder, self->kind, &settings, FALSE);
-    gst_bin_add_many(GST_BIN(self), self->convert, self->encoder, self->parser, self->capsfilter, NULL);
-    if (!gst_element_link_many(self->convert, self->encoder, self->parser, self->capsfilter, NULL)) {
-        *why = g_strdup_printf("cannot link videoconvert ! %s ! parser", GST_OBJECT_NAME(self->encoder));
-        goto fail;
-    }
-    pad = gst_element_get_static_pad(self->encoder, "src");
-    g_mutex_lock(&self->trial_lock); /* a new child starts its trial clean */
-    self->on_trial = TRUE;
-    g_clear_pointer(&self->trial_error, g_free);
-    g_mutex_unlock(&self->trial_lock);
-    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_first_output, self, NULL);
-    gst_object_unref(pad);
-    pad = gst_element_get_static_pad(self->capsfilter, "src");
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
-    gst_object_unref(pad);
-    pad = gst_element_get_static_pad(self->convert, "sink");
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->sinkpad), pad);
-    gst_object_unref(pad);
-    /* downstream first, so that nothing pushes into a stopped element */
-    if (!gst_element_sync_state_with_parent(self->capsfilter) || !gst_element_sync_state_with_parent(self->parser) ||
-        !gst_element_sync_state_with_parent(self->encoder) || !gst_element_sync_state_with_parent(self->convert)) {
-        g_mutex_lock(&self->trial_lock);
-        *why = g_strdup_printf("%s refused to start%s%s", GST_OBJECT_NAME(self->encoder), self->trial_error ? ": " : "",
-                               self->trial_error ? self->trial_error : "");
-        g_mutex_unlock(&self->trial_lock);
-        goto fail;
-    }
-    factory = gst_plugin_feature_get_name(GST_PLUGIN_FEATURE(gst_element_get_factory(self->encoder)));
-    post_selected(self, factory);
-    return TRUE;
-fail:
-    g_mutex_lock(&self->trial_lock); /* nothing of this child's trial stays */
-    self->on_trial = FALSE;
-    g_clear_pointer(&self->trial_error, g_free);
-    g_mutex_unlock(&self->trial_lock);
-    teardown_chain(self);
-    return FALSE;
-}
-
-/* A refusal that looks like a capacity limit teaches the core a limit;
- * anything else only skips the device for this stream. */
-static gpubalance_failure classify(const char *why)
-{
-    static const char *const capacity[] = {"out of memory",   "OUT_OF_MEMORY", "(10)",
-                                           "vaCreateContext", "too many",      "session"};
-
-    for (size_t i = 0; i < G_N_ELEMENTS(capacity); i++)
-        if (why && strstr(why, capacity[i]))
-            return GPUBALANCE_FAILURE_CAPACITY;
-    return GPUBALANCE_FAILURE_OTHER;
-}
-
-/* Reports the current lease's failure and moves to the next candidate.
- * FALSE when none is left (the lease is gone; attempts says why). */
-static gboolean next_candidate(GstGpubalanceEnc *self, gpubalance_failure kind, const char *why)
-{
-    const char *encoder = self->encoder_factory ? self->encoder_factory : gpubalance_lease_gst_encoder(self->lease);
-
-    g_string_append_printf(self->attempts, "%s%s (%s): %s", self->attempts->len ? "; " : "",
-                           gpubalance_lease_device(self->lease), encoder, why);
-    GST_WARNING_OBJECT(self, "%s failed: %s; trying the next candidate", gpubalance_lease_device(self->lease), why);
-    return gpubalance_lease_report_failure(&self->lease, kind, why) == 0;
-}
-
-/* From a fresh or just-failed lease, builds the first chain that starts:
- * a sim device that refuses as its driver would, a missing element and a
- * child that will not start are each reported and skipped. */
-static gboolean place_on_candidates(GstGpubalanceEnc *self)
-{
-    for (;;) {
-        gchar *why = NULL;
-        gboolean ok;
-
-        if (gpubalance_lease_check_open(self->lease) < 0) {
-            ok = next_candidate(self, GPUBALANCE_FAILURE_CAPACITY, gpubalance_last_error());
-        } else if (build_chain(self, &why)) {
-            return TRUE;
-        } else {
-            gpubalance_failure kind = g_str_has_prefix(why, "no ") ? GPUBALANCE_FAILURE_UNAVAILABLE : classify(why);
-
-            ok = next_candidate(self, kind, why);
-            g_free(why);
-        }
-        if (!ok) {
-            GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("No encoder could encode this stream."),
-                              ("every candidate failed: %s (%s)", self->attempts->str, gpubalance_last_error()));
-            return FALSE;
-        }
-    }
-}
-
-/* ---- placement ------------------------------------------------------------ */
-
-static gpubalance_codec codec_for_stream(GstGpubalanceEnc *self)
-{
-    gpubalance_codec codec;
-    gboolean explicit_codec;
-    GstCaps *peer;
-
-    GST_OBJECT_LOCK(self);
-    codec = self->codec;
-    explicit_codec = self->codec_set;
-    GST_OBJECT_UNLOCK(self);
-    if (explicit_codec)
-        return codec;
-    peer = gst_pad_peer_query_caps(self->srcpad, NULL);
-    if (peer && !gst_caps_is_empty(peer) && !gst_caps_is_any(peer)) {
-        gboolean all_h265 = TRUE;
-
-        for (guint i = 0; i < gst_caps_get_size(peer); i++)
-            all_h265 &= gst_structure_has_name(gst_caps_get_structure(peer, i), "video/x-h265");
-        if (all_h265)
-            codec = GPUBALANCE_CODEC_HEVC;
-    }
-    gst_clear_caps(&peer);
-    return codec;
-}
-
-static gpubalance_stream *describe_stream(GstGpubalanceEnc *self, const GstVideoInfo *info)
-{
-    gpubalance_stream *s;
-    double fps = info->fps_d ? (double)info->fps_n / info->fps_d : 0;
-
-    gpubalance_stream_new(&s);
-    gpubalance_stream_set_codec(s, self->active_codec);
-    gpubalance_stream_set_size(s, CLAMP(info->width, 16, 16384), CLAMP(info->height, 16, 16384));
-    gpubalance_stream_set_fps(s, CLAMP(fps, 0, 1000));
-    gpubalance_stream_set_bit_depth(s, GST_VIDEO_INFO_COMP_DEPTH(info, 0) > 8 ? 10 : 8);
-    gpubalance_stream_set_label(s, GST_OBJECT_NAME(self));
-    GST_OBJECT_LOCK(self);
-    /* each was checked when the property was set */
-    gpubalance_stream_set_policy(s, self->policy);
-    gpubalance_stream_set_order(s, self->order);
-    gpubalance_stream_set_device(s, self->device);
-    gpubalance_stream_set_when_full(s, self->when_full);
-    GST_OBJECT_UNLOCK(self);
-    return s;
-}
-
-static void end_placement(GstGpubalanceEnc *self)
-{
-    teardown_chain(self);
-    g_mutex_lock(&self->trial_lock);
-    self->on_trial = FALSE;
-    clear_held(self);
-    g_clear_pointer(&self->trial_error, g_free);
-    g_mutex_unlock(&self->trial_lock);
-    g_clear_pointer(&self->lease, gpubalance_lease_release);
-}
-
-static GstPadProbeReturn drop_eos(GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
-{
-    if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS) {
-        *(gboolean *)user_data = TRUE;
-        return GST_PAD_PROBE_DROP;
-    }
-    return GST_PAD_PROBE_OK;
-}
-
-/* Before a chain is replaced mid-stream, the frames inside its encoder
- * (x264 holds dozens for lookahead) go downstream: an EOS sent into the
- * chain makes every element finish, and is dropped where the chain ends,
- * so downstream never sees it. Runs in the streaming thread. */
-static void drain_chain(GstGpubalanceEnc *self)
-{
-    GstPad *in, *out;
-    gboolean drained = FALSE;
-    gulong probe;
-
-    if (!self->convert || !self->capsfilter)
-        return;
-    in = gst_element_get_static_pad(self->convert, "sink");
-    out = gst_element_get_static_pad(self->capsfilter, "src");
-    probe = gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_eos, &drained, NULL);
-    gst_pad_send_event(in, gst_event_new_eos());
-    gst_pad_remove_probe(out, probe);
-    GST_INFO_OBJECT(self, "drained %s before placing again: %s", GST_OBJECT_NAME(self->encoder),
-                    drained ? "done" : "its EOS did not come through");
-    gst_object_unref(in);
-    gst_object_unref(out);
-}
-
-/* Places the stream described by caps: a lease, then a chain. A new size
- * or rate re-places (the cost changed); the same caps keep the chain. */
-static gboolean place(GstGpubalanceEnc *self, GstCaps *caps)
-{
-    gpubalance_context *ctx;
-    gpubalance_stream *stream;
-    GstVideoInfo info;
-    gchar *error = NULL;
-    int status;
-
-    if (!gst_video_info_from_caps(&info, caps)) {
-        gchar *text = gst_caps_to_string(caps);
-
-        GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("Unsupported input."), ("cannot read video caps %s", text));
-        g_free(text);
-        return FALSE;
-    }
-    if (self->lease && info.width == self->info.width && info.height == self->info.height &&
-        info.fps_n == self->info.fps_n && info.fps_d == self->info.fps_d)
+    switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS:
+        ours = gst_pad_get_pad_template_caps(pad);
+        gst_query_parse_caps(query, &filter);
+        caps = filter ? gst_caps_intersect_full(ours, filter, GST_CAPS_INTERSECT_FIRST) : gst_caps_ref(ours);
+        gst_query_set_caps_result(query, caps);
+        gst_caps_unref(caps);
+        gst_caps_unref(ours);
         return TRUE;
-    if (self->lease) {
-        GST_INFO_OBJECT(self, "size or rate changed to %dx%d@%d/%d: placing the stream again", info.width, info.height,
-                        info.fps_n, info.fps_d);
-        drain_chain(self);
+    case GST_QUERY_ACCEPT_CAPS:
+        ours = gst_pad_get_pad_template_caps(pad);
+        gst_query_parse_accept_caps(query, &caps);
+        accept = gst_caps_is_subset(caps, ours);
+        gst_query_set_accept_caps_result(query, accept);
+        gst_caps_unref(ours);
+        return TRUE;
+    default:
+        return gst_pad_query_default(pad, parent, query);
     }
-    end_placement(self);
-    self->info = info;
-    if (!(ctx = shared_context(&error))) {
-        GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("gpubalance is not usable."), ("%s", error));
-        g_free(error);
-        return FALSE;
-    }
-    self->active_codec = codec_for_stream(self);
-    g_string_truncate(self->attempts, 0);
-    stream = describe_stream(self, &info);
-    status = gpubalance_lease_acquire(ctx, stream, &self->lease);
-    gpubalance_stream_free(stream);
-    if (status < 0) {
-        GST_ELEMENT_ERROR(self, RESOURCE, BUSY, ("No encoder is available for this stream."),
-                          ("%s: %s", gpubalance_strerror(status), gpubalance_last_error()));
-        return FALSE;
-    }
-    return place_on_candidates(self);
 }
 
-/* ---- streaming ------------------------------------------------------------ */
+/* ---- states ------------------------------------------------------------------ */
 
-static gboolean sink_event(GstPad *pad, GstObject *parent, GstEvent *event)
-{
-    GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(parent);
-
-    if (GST_EVENT_TYPE(event) == GST_EVENT_CAPS) {
-        GstCaps *caps;
-
-        gst_event_parse_caps(event, &caps);
-        if (!place(self, caps)) {
-            gst_event_unref(event);
-            return FALSE;
-        }
-    }
-    return gst_pad_event_default(pad, parent, event);
-}
-
-/* The trial's failure after a push, if any (newly allocated). */
-static gchar *trial_failure(GstGpubalanceEnc *self, GstFlowReturn ret)
-{
-    gchar *why = NULL;
-
-    g_mutex_lock(&self->trial_lock);
-    if (self->on_trial && (self->trial_error || ret == GST_FLOW_ERROR || ret == GST_FLOW_NOT_NEGOTIATED))
-        why = g_strdup(self->trial_error ? self->trial_error : gst_flow_get_name(ret));
-    g_mutex_unlock(&self->trial_lock);
-    return why;
-}
-
-/* Ends the trial and takes the buffers it held. */
-static void take_held(GstGpubalanceEnc *self, GQueue *into)
-{
-    g_mutex_lock(&self->trial_lock);
-    *into = self->held;
-    g_queue_init(&self->held);
-    self->on_trial = FALSE;
-    g_clear_pointer(&self->trial_error, g_free);
-    g_mutex_unlock(&self->trial_lock);
-}
-
-/* Pushes the held buffers into the new child, still holding them while it
- * is on trial. Returns the flow, and in *why a new failure of the trial. */
-static GstFlowReturn replay(GstGpubalanceEnc *self, GstPad *pad, GstObject *parent, GQueue *held, gchar **why)
-{
-    GstFlowReturn ret = GST_FLOW_OK;
-    GstBuffer *buf;
-
-    GST_INFO_OBJECT(self, "replaying %u held buffer(s) into %s", held->length, GST_OBJECT_NAME(self->encoder));
-    while (!*why && (buf = g_queue_pop_head(held))) {
-        g_mutex_lock(&self->trial_lock);
-        if (self->on_trial && self->held.length < MAX_HELD_BUFFERS)
-            g_queue_push_tail(&self->held, gst_buffer_ref(buf));
-        g_mutex_unlock(&self->trial_lock);
-        ret = gst_proxy_pad_chain_default(pad, parent, buf);
-        *why = trial_failure(self, ret);
-        if (ret != GST_FLOW_OK && !*why)
-            break; /* flushing or EOS downstream: not the child's failure */
-    }
-    return ret;
-}
-
-/* The child on trial failed: each next candidate gets the held buffers,
- * until one takes them or none is left. */
-static GstFlowReturn fall_back(GstGpubalanceEnc *self, GstPad *pad, GstObject *parent, gchar *why)
-{
-    GQueue held = G_QUEUE_INIT;
-    GstFlowReturn ret = GST_FLOW_ERROR;
-
-    take_held(self, &held);
-    while (why) {
-        teardown_chain(self);
-        if (!next_candidate(self, classify(why), why)) {
-            GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("No encoder could encode this stream."),
-                              ("every candidate failed: %s (%s)", self->attempts->str, gpubalance_last_error()));
-            g_free(why);
-            break;
-        }
-        g_clear_pointer(&why, g_free);
-        if (!place_on_candidates(self))
-            break; /* it posted the error */
-        ret = replay(self, pad, parent, &held, &why);
-        if (why) { /* that one failed too: its held buffers go on */
-            GQueue again = G_QUEUE_INIT;
-            GstBuffer *rest;
-
-            take_held(self, &again);
-            while ((rest = g_queue_pop_head(&held)))
-                g_queue_push_tail(&again, rest);
-            held = again;
-        }
-    }
-    g_queue_clear_full(&held, (GDestroyNotify)gst_buffer_unref);
-    return ret;
-}
-
-static GstFlowReturn sink_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
-{
-    GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(parent);
-    GstFlowReturn ret;
-    gboolean on_trial;
-    gchar *why = NULL;
-
-    g_mutex_lock(&self->trial_lock);
-    on_trial = self->on_trial;
-    if (on_trial && self->held.length < MAX_HELD_BUFFERS)
-        g_queue_push_tail(&self->held, gst_buffer_ref(buf));
-    g_mutex_unlock(&self->trial_lock);
-
-    ret = gst_proxy_pad_chain_default(pad, parent, buf);
-    if (on_trial && (why = trial_failure(self, ret)))
-        ret = fall_back(self, pad, parent, why); /* takes why */
-    return ret;
-}
-
-/* Errors of a child on trial are the element's to handle, not the
- * application's: keep them, and let the streaming thread fall back. */
-static void handle_message(GstBin *bin, GstMessage *message)
-{
-    GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(bin);
-
-    if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
-        gboolean swallow = FALSE;
-
-        g_mutex_lock(&self->trial_lock);
-        if (self->on_trial) {
-            GError *err = NULL;
-            gchar *debug = NULL;
-
-            gst_message_parse_error(message, &err, &debug);
-            g_free(self->trial_error);
-            self->trial_error = g_strdup_printf("%s%s%s", err->message, debug ? " -- " : "", debug ? debug : "");
-            GST_INFO_OBJECT(self, "error of %s on trial kept off the bus: %s", GST_MESSAGE_SRC_NAME(message),
-                            self->trial_error);
-            g_error_free(err);
-            g_free(debug);
-            swallow = TRUE;
-        }
-        g_mutex_unlock(&self->trial_lock);
-        if (swallow) {
-            gst_message_unref(message);
-            return;
-        }
-    }
-    GST_BIN_CLASS(gst_gpubalance_enc_parent_class)->handle_message(bin, message);
-}
-
-static GstStateChangeReturn change_state(GstElement *element, GstStateChange transition)
+static GstStateChangeReturn gst_gpubalance_enc_change_state(GstElement *element, GstStateChange transition)
 {
     GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(element);
     GstStateChangeReturn ret = GST_ELEMENT_CLASS(gst_gpubalance_enc_parent_class)->change_state(element, transition);
 
     if (transition == GST_STATE_CHANGE_PAUSED_TO_READY || transition == GST_STATE_CHANGE_READY_TO_NULL) {
-        end_placement(self);
+        gst_gpubalance_enc_end_placement(self);
         gst_video_info_init(&self->info);
-        set_selected(self, NULL, NULL, NULL);
+        gst_gpubalance_enc_set_selected(self, NULL, NULL, NULL);
     }
     return ret;
+}
+
+static void gst_gpubalance_enc_handle_message(GstBin *bin, GstMessage *message)
+{
+    if (!gst_gpubalance_enc_keep_trial_error(GST_GPUBALANCE_ENC(bin), message))
+        GST_BIN_CLASS(gst_gpubalance_enc_parent_class)->handle_message(bin, message);
 }
 
 /* ---- properties ------------------------------------------------------------ */
 
 /* Validates a string property with the core's own parser, so that a bad
  * value is refused when it is set, with a warning naming it. */
-static gboolean valid_or_warn(GstGpubalanceEnc *self, const char *property,
-                              int (*check)(gpubalance_stream *, const char *), const char *value)
+static gboolean gst_gpubalance_enc_valid_or_warn(GstGpubalanceEnc *self, const char *property,
+                                                 int (*check)(gpubalance_stream *, const char *), const char *value)
 {
     gpubalance_stream *s;
     gboolean ok;
@@ -711,14 +262,14 @@ static gboolean valid_or_warn(GstGpubalanceEnc *self, const char *property,
     return ok;
 }
 
-static void replace_string(GstGpubalanceEnc *self, gchar **field, const GValue *value, const char *property,
-                           int (*check)(gpubalance_stream *, const char *))
+static void gst_gpubalance_enc_replace_string(GstGpubalanceEnc *self, gchar **field, const GValue *value,
+                                              const char *property, int (*check)(gpubalance_stream *, const char *))
 {
     const char *text = g_value_get_string(value);
 
     if (text && !*text)
         text = NULL; /* "" restores the default */
-    if (!valid_or_warn(self, property, check, text))
+    if (!gst_gpubalance_enc_valid_or_warn(self, property, check, text))
         return;
     GST_OBJECT_LOCK(self);
     g_free(*field);
@@ -726,59 +277,101 @@ static void replace_string(GstGpubalanceEnc *self, gchar **field, const GValue *
     GST_OBJECT_UNLOCK(self);
 }
 
-static void set_property(GObject *object, guint id, const GValue *value, GParamSpec *pspec)
+static void gst_gpubalance_enc_set_child_settings(GstGpubalanceEnc *self, const char *text)
 {
-    GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(object);
+    GstCaps *parsed = NULL;
+    gchar *error = NULL;
+
+    if (text && *text && !(parsed = gpb_child_settings_parse(text, &error))) {
+        g_warning("%s: invalid value for property 'child-settings': %s; keeping the previous value",
+                  GST_OBJECT_NAME(self), error);
+        g_free(error);
+        return;
+    }
+    GST_OBJECT_LOCK(self);
+    gst_caps_replace(&self->child_settings, parsed);
+    GST_OBJECT_UNLOCK(self);
+    gst_clear_caps(&parsed);
+}
+
+/* A change of an encoding setting reaches the running child where the
+ * child allows it; the rest applies from the next placement. */
+static void gst_gpubalance_enc_set_setting(GstGpubalanceEnc *self, guint id, const GValue *value)
+{
     GpbEncodeSettings settings;
     GstElement *encoder = NULL;
+    gpubalance_encoder_family family;
+
+    GST_OBJECT_LOCK(self);
+    if (id == PROP_BITRATE)
+        self->settings.bitrate = g_value_get_uint(value);
+    else if (id == PROP_GOP_SIZE)
+        self->settings.gop_size = g_value_get_int(value);
+    else if (id == PROP_SPEED)
+        self->settings.speed = g_value_get_enum(value);
+    else if (id == PROP_RATE_CONTROL)
+        self->settings.rate_control = g_value_get_enum(value);
+    else if (id == PROP_QUALITY)
+        self->settings.quality = g_value_get_double(value);
+    else
+        self->settings.tune = g_value_get_enum(value);
+    settings = self->settings;
+    if (self->encoder)
+        encoder = gst_object_ref(self->encoder);
+    family = self->family;
+    GST_OBJECT_UNLOCK(self);
+    if (encoder) {
+        gpb_child_apply(encoder, family, &settings, TRUE);
+        gst_object_unref(encoder);
+    }
+}
+
+static void gst_gpubalance_enc_set_property(GObject *object, guint id, const GValue *value, GParamSpec *pspec)
+{
+    GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(object);
 
     switch (id) {
     case PROP_CODEC:
+        if (g_type_get_qdata(G_OBJECT_TYPE(self), codec_element_quark) &&
+            (gint)self->codec != g_value_get_enum(value)) {
+            g_warning("%s: %s encodes %s only; use gpubalanceenc to choose the codec", GST_OBJECT_NAME(self),
+                      G_OBJECT_TYPE_NAME(self), gpubalance_codec_name(self->codec));
+            break;
+        }
         GST_OBJECT_LOCK(self);
         self->codec = g_value_get_enum(value);
         self->codec_set = TRUE;
         GST_OBJECT_UNLOCK(self);
-        return;
+        break;
     case PROP_BITRATE:
     case PROP_GOP_SIZE:
     case PROP_SPEED:
     case PROP_RATE_CONTROL:
-        GST_OBJECT_LOCK(self);
-        if (id == PROP_BITRATE)
-            self->settings.bitrate = g_value_get_uint(value);
-        else if (id == PROP_GOP_SIZE)
-            self->settings.gop_size = g_value_get_int(value);
-        else if (id == PROP_SPEED)
-            self->settings.speed = g_value_get_enum(value);
-        else
-            self->settings.rate_control = g_value_get_enum(value);
-        settings = self->settings;
-        if (self->encoder)
-            encoder = gst_object_ref(self->encoder);
-        GST_OBJECT_UNLOCK(self);
-        if (encoder) { /* reach the running child where it allows it */
-            gpb_child_apply(encoder, self->kind, &settings, TRUE);
-            gst_object_unref(encoder);
-        }
-        return;
+    case PROP_QUALITY:
+    case PROP_TUNE:
+        gst_gpubalance_enc_set_setting(self, id, value);
+        break;
+    case PROP_CHILD_SETTINGS:
+        gst_gpubalance_enc_set_child_settings(self, g_value_get_string(value));
+        break;
     case PROP_POLICY:
-        replace_string(self, &self->policy, value, "policy", gpubalance_stream_set_policy);
-        return;
+        gst_gpubalance_enc_replace_string(self, &self->policy, value, "policy", gpubalance_stream_set_policy);
+        break;
     case PROP_ORDER:
-        replace_string(self, &self->order, value, "order", gpubalance_stream_set_order);
-        return;
+        gst_gpubalance_enc_replace_string(self, &self->order, value, "order", gpubalance_stream_set_order);
+        break;
     case PROP_DEVICE:
-        replace_string(self, &self->device, value, "device", gpubalance_stream_set_device);
-        return;
+        gst_gpubalance_enc_replace_string(self, &self->device, value, "device", gpubalance_stream_set_device);
+        break;
     case PROP_WHEN_FULL:
-        replace_string(self, &self->when_full, value, "when-full", gpubalance_stream_set_when_full);
-        return;
+        gst_gpubalance_enc_replace_string(self, &self->when_full, value, "when-full", gpubalance_stream_set_when_full);
+        break;
     default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
     }
 }
 
-static void get_property(GObject *object, guint id, GValue *value, GParamSpec *pspec)
+static void gst_gpubalance_enc_get_property(GObject *object, guint id, GValue *value, GParamSpec *pspec)
 {
     GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(object);
 
@@ -798,6 +391,15 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
         break;
     case PROP_RATE_CONTROL:
         g_value_set_enum(value, self->settings.rate_control);
+        break;
+    case PROP_QUALITY:
+        g_value_set_double(value, self->settings.quality);
+        break;
+    case PROP_TUNE:
+        g_value_set_enum(value, self->settings.tune);
+        break;
+    case PROP_CHILD_SETTINGS:
+        g_value_take_string(value, self->child_settings ? gst_caps_to_string(self->child_settings) : NULL);
         break;
     case PROP_POLICY:
         g_value_set_string(value, self->policy);
@@ -827,16 +429,15 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     GST_OBJECT_UNLOCK(self);
 }
 
-static void finalize(GObject *object)
+static void gst_gpubalance_enc_finalize(GObject *object)
 {
     GstGpubalanceEnc *self = GST_GPUBALANCE_ENC(object);
 
     g_clear_pointer(&self->lease, gpubalance_lease_release);
-    clear_held(self);
+    gst_gpubalance_enc_clear_held(self);
     g_free(self->trial_error);
-    g_free(self->encoder_factory);
     g_mutex_clear(&self->trial_lock);
-    g_string_free(self->attempts, TRUE);
+    gst_clear_caps(&self->child_settings);
     g_free(self->policy);
     g_free(self->order);
     g_free(self->device);
@@ -847,25 +448,20 @@ static void finalize(GObject *object)
     G_OBJECT_CLASS(gst_gpubalance_enc_parent_class)->finalize(object);
 }
 
-static void gst_gpubalance_enc_class_init(GstGpubalanceEncClass *klass)
+static void gst_gpubalance_enc_install_properties(GObjectClass *object_class)
 {
-    GObjectClass *object_class = G_OBJECT_CLASS(klass);
-    GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
-    GstBinClass *bin_class = GST_BIN_CLASS(klass);
     const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
     const GParamFlags rw_playing = rw | GST_PARAM_MUTABLE_PLAYING;
+    const GParamFlags ro = G_PARAM_READABLE | G_PARAM_STATIC_STRINGS;
 
-    object_class->set_property = set_property;
-    object_class->get_property = get_property;
-    object_class->finalize = finalize;
-    element_class->change_state = change_state;
-    bin_class->handle_message = handle_message;
-
-    properties[PROP_CODEC] = g_param_spec_enum(
-        "codec", "Codec", "Codec to encode; when not set, follows fixed downstream caps (default h264)",
-        GST_TYPE_GPUBALANCE_CODEC, GPUBALANCE_CODEC_H264, rw | GST_PARAM_MUTABLE_READY);
-    properties[PROP_BITRATE] = g_param_spec_uint(
-        "bitrate", "Bitrate", "Target bitrate in kbit/s, 0 = the chosen encoder's default", 0, 2048000, 0, rw_playing);
+    properties[PROP_CODEC] =
+        g_param_spec_enum("codec", "Codec", "Codec to encode; when not set, follows downstream caps (default h264)",
+                          GST_TYPE_GPUBALANCE_CODEC, GPUBALANCE_CODEC_H264, rw | GST_PARAM_MUTABLE_READY);
+    properties[PROP_BITRATE] =
+        g_param_spec_uint("bitrate", "Bitrate",
+                          "Average bitrate in kbit/s for vbr and cbr (cbr: also the cap; cq: the cap; cqp: unused), "
+                          "0 = the chosen encoder's default",
+                          0, 2048000, 0, rw_playing);
     properties[PROP_GOP_SIZE] =
         g_param_spec_int("gop-size", "GOP size", "Frames between keyframes, -1 = the chosen encoder's default", -1,
                          G_MAXINT, -1, rw_playing);
@@ -874,6 +470,19 @@ static void gst_gpubalance_enc_class_init(GstGpubalanceEncClass *klass)
                           GST_TYPE_GPUBALANCE_SPEED, GPB_SPEED_BALANCED, rw_playing);
     properties[PROP_RATE_CONTROL] = g_param_spec_enum("rate-control", "Rate control", "Rate control mode",
                                                       GST_TYPE_GPUBALANCE_RATE_CONTROL, GPB_RC_VBR, rw_playing);
+    properties[PROP_QUALITY] = g_param_spec_double(
+        "quality", "Quality",
+        "Constant quality for rate-control cqp and cq, on x264's CRF scale (0 best .. 51 worst): x264/x265 CRF "
+        "or QP, NVENC CQ or QP, VA ICQ or QP, AV1 encoders 0..63 scaled by 63/51",
+        0, GPUBALANCE_MAX_QUALITY, 23, rw_playing);
+    properties[PROP_TUNE] =
+        g_param_spec_enum("tune", "Tune", "Tuning; zerolatency lowers the reported and real latency",
+                          GST_TYPE_GPUBALANCE_TUNE, GPB_TUNE_NONE, rw | GST_PARAM_MUTABLE_READY);
+    properties[PROP_CHILD_SETTINGS] = g_param_spec_string(
+        "child-settings", "Child settings",
+        "Settings for the chosen encoder, per element factory or backend (nvenc, vaapi, software, sim): "
+        "\"x264enc, tune=film; nvenc, preset=p7\"; others are ignored; applied after the mapped settings",
+        NULL, rw);
     properties[PROP_POLICY] = g_param_spec_string(
         "policy", "Policy", "Placement policy: balanced or fill; NULL = the configuration's", NULL, rw);
     properties[PROP_ORDER] = g_param_spec_string(
@@ -884,48 +493,104 @@ static void gst_gpubalance_enc_class_init(GstGpubalanceEncClass *klass)
     properties[PROP_WHEN_FULL] =
         g_param_spec_string("when-full", "When full",
                             "When every device is full: software, wait or fail; NULL = the configuration's", NULL, rw);
-    properties[PROP_SELECTED_BACKEND] = g_param_spec_string(
-        "selected-backend", "Selected backend", "Backend of the current placement (nvenc, vaapi, software, sim)", NULL,
-        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+    properties[PROP_SELECTED_BACKEND] =
+        g_param_spec_string("selected-backend", "Selected backend",
+                            "Backend of the current placement (nvenc, vaapi, software, sim)", NULL, ro);
     properties[PROP_SELECTED_DEVICE] =
-        g_param_spec_string("selected-device", "Selected device", "Device id of the current placement", NULL,
-                            G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-    properties[PROP_SELECTED_ENCODER] =
-        g_param_spec_string("selected-encoder", "Selected encoder", "Element factory encoding the stream now", NULL,
-                            G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+        g_param_spec_string("selected-device", "Selected device", "Device id of the current placement", NULL, ro);
+    properties[PROP_SELECTED_ENCODER] = g_param_spec_string("selected-encoder", "Selected encoder",
+                                                            "Element factory encoding the stream now", NULL, ro);
     g_object_class_install_properties(object_class, N_PROPERTIES, properties);
+}
 
-    gst_element_class_add_static_pad_template(element_class, &sink_template);
+static void gst_gpubalance_enc_class_init(GstGpubalanceEncClass *klass)
+{
+    GObjectClass *object_class = G_OBJECT_CLASS(klass);
+    GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+    GstBinClass *bin_class = GST_BIN_CLASS(klass);
+    GstCaps *sink_caps = gst_gpubalance_enc_sink_caps();
+
+    object_class->set_property = gst_gpubalance_enc_set_property;
+    object_class->get_property = gst_gpubalance_enc_get_property;
+    object_class->finalize = gst_gpubalance_enc_finalize;
+    element_class->change_state = gst_gpubalance_enc_change_state;
+    bin_class->handle_message = gst_gpubalance_enc_handle_message;
+    gst_gpubalance_enc_install_properties(object_class);
+
+    gst_element_class_add_pad_template(element_class,
+                                       gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, sink_caps));
+    gst_caps_unref(sink_caps);
     gst_element_class_add_static_pad_template(element_class, &src_template);
     gst_element_class_set_static_metadata(
-        element_class, "gpubalance encoder", "Codec/Encoder/Video",
+        element_class, "gpubalance encoder", "Codec/Encoder/Video/Hardware",
         "Encodes on the NVENC GPU, VA-API device or CPU that gpubalance chooses for the stream, with fallback",
         "gpubalance developers");
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_CODEC, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_SPEED, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_RATE_CONTROL, 0);
-    gpubalance_set_log_handler(route_log, NULL);
+    gst_type_mark_as_plugin_api(GST_TYPE_GPUBALANCE_TUNE, 0);
+    codec_element_quark = g_quark_from_static_string("gst-gpubalance-enc-codec-element");
 }
 
 static void gst_gpubalance_enc_init(GstGpubalanceEnc *self)
 {
-    GstPadTemplate *sink = gst_static_pad_template_get(&sink_template);
-    GstPadTemplate *src = gst_static_pad_template_get(&src_template);
+    GstElementClass *klass = GST_ELEMENT_GET_CLASS(self);
+    const GstGpubalanceEncCodecElement *fixed = g_type_get_qdata(G_OBJECT_TYPE(self), codec_element_quark);
 
-    self->sinkpad = gst_ghost_pad_new_no_target_from_template("sink", sink);
-    self->srcpad = gst_ghost_pad_new_no_target_from_template("src", src);
-    gst_object_unref(sink);
-    gst_object_unref(src);
-    gst_pad_set_event_function(self->sinkpad, sink_event);
-    gst_pad_set_chain_function(self->sinkpad, sink_chain);
+    self->sinkpad =
+        gst_ghost_pad_new_no_target_from_template("sink", gst_element_class_get_pad_template(klass, "sink"));
+    self->srcpad = gst_ghost_pad_new_no_target_from_template("src", gst_element_class_get_pad_template(klass, "src"));
+    gst_pad_set_event_function(self->sinkpad, gst_gpubalance_enc_sink_event);
+    gst_pad_set_chain_function(self->sinkpad, gst_gpubalance_enc_sink_chain);
+    gst_pad_set_query_function(self->sinkpad, gst_gpubalance_enc_sink_query);
     gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
     gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-    self->codec = GPUBALANCE_CODEC_H264;
+    self->codec = fixed ? fixed->codec : GPUBALANCE_CODEC_H264;
+    self->codec_set = fixed != NULL;
     self->settings.gop_size = -1;
     self->settings.speed = GPB_SPEED_BALANCED;
     self->settings.rate_control = GPB_RC_VBR;
-    self->attempts = g_string_new(NULL);
+    self->settings.quality = 23;
     g_mutex_init(&self->trial_lock);
     g_queue_init(&self->held);
     gst_video_info_init(&self->info);
+}
+
+/* ---- the per-codec elements --------------------------------------------------- */
+
+static void gst_gpubalance_enc_codec_class_init(gpointer klass, gpointer data)
+{
+    const GstGpubalanceEncCodecElement *e = data;
+    GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+    GstCaps *caps = gst_caps_from_string(e->src_caps);
+
+    /* replaces the all-codec template of the same name */
+    gst_element_class_add_pad_template(element_class, gst_pad_template_new("src", GST_PAD_SRC, GST_PAD_ALWAYS, caps));
+    gst_caps_unref(caps);
+    gst_element_class_set_static_metadata(
+        element_class, e->long_name, "Codec/Encoder/Video/Hardware",
+        "Encodes on the NVENC GPU, VA-API device or CPU that gpubalance chooses for the stream, with fallback",
+        "gpubalance developers");
+}
+
+gboolean gst_gpubalance_enc_register_codec_elements(GstPlugin *plugin)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(codec_elements); i++) {
+        const GstGpubalanceEncCodecElement *e = &codec_elements[i];
+        GTypeInfo info = {
+            .class_size = sizeof(GstGpubalanceEncClass),
+            .class_init = gst_gpubalance_enc_codec_class_init,
+            .class_data = e,
+            .instance_size = sizeof(GstGpubalanceEnc),
+        };
+        GType type = g_type_from_name(e->type_name);
+
+        if (!type) {
+            type = g_type_register_static(GST_TYPE_GPUBALANCE_ENC, e->type_name, &info, 0);
+            g_type_set_qdata(type, g_quark_from_static_string("gst-gpubalance-enc-codec-element"), (gpointer)e);
+        }
+        if (!gst_element_register(plugin, e->feature, GST_GPUBALANCE_ENC_CODEC_RANK, type))
+            return FALSE;
+    }
+    return TRUE;
 }

@@ -12,6 +12,10 @@ G_DECLARE_FINAL_TYPE(GstGpubalanceEnc, gst_gpubalance_enc, GST, GPUBALANCE_ENC, 
 
 GST_ELEMENT_REGISTER_DECLARE(gpubalanceenc);
 
+/* Registers gpubalanceh264enc, gpubalanceh265enc and gpubalanceav1enc:
+ * gpubalanceenc with one codec, for autopluggers. */
+gboolean gst_gpubalance_enc_register_codec_elements(GstPlugin *plugin);
+
 G_END_DECLS
 
 #endif

@@ -5,7 +5,7 @@
 
 static gboolean plugin_init(GstPlugin *plugin)
 {
-    return GST_ELEMENT_REGISTER(gpubalanceenc, plugin);
+    return GST_ELEMENT_REGISTER(gpubalanceenc, plugin) && gst_gpubalance_enc_register_codec_elements(plugin);
 }
 
 #define PACKAGE "gpubalance"

@@ -24,6 +24,10 @@ packages=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
     gstreamer1.0-plugins-bad gstreamer1.0-libav
+    # AV1: plugins-bad has av1enc/av1dec (aom) and av1parse; Debian 12 ships
+    # no svtav1enc or dav1ddec. libaom3 is named because the core offers AV1
+    # on the software device only where libaom (or SVT-AV1) loads.
+    libaom3
     # the FFmpeg wrapper's build, and the demo's encoders
     ffmpeg libx264-dev libx265-dev nasm
     # balance_av1's children and AV1 decoding, the complete build's

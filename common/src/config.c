@@ -17,7 +17,6 @@
 #include "util.h"
 
 #define SIM_DEFAULT_CODECS ((1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC))
-#define SOFTWARE_DEFAULT_CODECS ((1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC))
 #define MAX_SESSIONS_LIMIT 4096 /* as many as the ledger has slots */
 #define MAX_BUDGET 1e6
 #define MAX_LEARN_EXPIRY (30 * 86400.0)
@@ -75,7 +74,7 @@ gpb_config *gpb_config_new_default(void)
     config->learn_expiry = DEFAULT_LEARN_EXPIRY;
     config->software_budget = -1; /* the core-count formula */
     config->vaapi_budget = GPB_VAAPI_DEFAULT_BUDGET;
-    config->software_codecs = SOFTWARE_DEFAULT_CODECS;
+    config->software_codecs = 0; /* what this host's software encoders can do (inventory.c) */
     config->devices = g_ptr_array_new_with_free_func(device_config_free);
     config->pools = g_ptr_array_new_with_free_func(pool_config_free);
     return config;

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "inventory.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,12 +213,45 @@ static gpb_device *device_from_config(const gpb_device_config *c, const gpb_inve
     return d;
 }
 
+/* AV1 in software needs SVT-AV1 or libaom: GStreamer's svtav1enc/av1enc
+ * and FFmpeg's libsvtav1/libaom-av1 all encode through one of them. The
+ * device offers AV1 only where one of those libraries loads, so that no
+ * AV1 stream is placed on a host with nothing to encode it. */
+static bool software_av1_available(void)
+{
+    static const char *const libraries[] = {"libSvtAv1Enc.so.1", "libSvtAv1Enc.so.2", "libSvtAv1Enc.so.3",
+                                            "libaom.so.3"};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(libraries); i++) {
+        void *handle = dlopen(libraries[i], RTLD_LAZY | RTLD_LOCAL);
+
+        if (handle) {
+            dlclose(handle);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The configured codecs, else H.264 and HEVC (x264/x265 are always there
+ * where gpubalance is) and AV1 where an AV1 encoder library is. */
+static unsigned software_codecs(const gpb_config *config)
+{
+    unsigned codecs = (1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC);
+
+    if (config->software_codecs)
+        return config->software_codecs;
+    if (software_av1_available())
+        codecs |= 1u << GPUBALANCE_CODEC_AV1;
+    return codecs;
+}
+
 static gpb_device *software_device(const gpb_config *config)
 {
     gpb_device *d = gpb_device_new("software", GPUBALANCE_BACKEND_SOFTWARE);
 
     d->name = g_strdup("CPU (software encoders)");
-    d->codecs = config->software_codecs;
+    d->codecs = software_codecs(config);
     d->max_width = GPUBALANCE_MAX_DIMENSION;
     d->max_height = GPUBALANCE_MAX_DIMENSION;
     d->ten_bit = true;

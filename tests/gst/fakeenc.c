@@ -80,7 +80,7 @@ static void gpb_fake_enc_init(GpbFakeEnc *self)
 
 void gpb_fakeenc_register(void)
 {
-    gst_element_register(NULL, "gpbfakenvh264enc", GST_RANK_PRIMARY, gpb_fake_enc_get_type());
+    gst_element_register(NULL, "gpbfakenvh264enc", GST_RANK_MARGINAL, gpb_fake_enc_get_type());
 }
 
 /* ---- one that refuses to start --------------------------------------------- */
@@ -112,5 +112,5 @@ static void gpb_fake_start_enc_init(GpbFakeStartEnc *self)
 
 void gpb_fakeenc_register_refusing_start(void)
 {
-    gst_element_register(NULL, "gpbfakestarth264enc", GST_RANK_PRIMARY + 10, gpb_fake_start_enc_get_type());
+    gst_element_register(NULL, "gpbfakestarth264enc", GST_RANK_MARGINAL + 10, gpb_fake_start_enc_get_type());
 }

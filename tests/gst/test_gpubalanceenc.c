@@ -12,116 +12,8 @@
 #include <unistd.h>
 
 #include "fakeenc.h"
+#include "gsttest.h"
 #include "helpers.h"
-
-typedef struct {
-    int frames; /* buffers that reached the sink */
-    int errors;
-    gchar *error_debug;
-    GPtrArray *selected; /* "device backend encoder attempt" per placement */
-} Run;
-
-static void on_handoff(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data)
-{
-    g_atomic_int_inc(&((Run *)data)->frames);
-}
-
-static void note_message(Run *run, GstMessage *msg)
-{
-    const GstStructure *s = gst_message_get_structure(msg);
-
-    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-        GError *err = NULL;
-        gchar *debug = NULL;
-
-        gst_message_parse_error(msg, &err, &debug);
-        g_printerr("bus error from %s: %s (%s)\n", GST_MESSAGE_SRC_NAME(msg), err->message, debug);
-        run->errors++;
-        g_free(run->error_debug);
-        run->error_debug = debug;
-        g_error_free(err);
-    } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT && gst_structure_has_name(s, "gpubalance-selected")) {
-        gint attempt = 0;
-
-        gst_structure_get_int(s, "attempt", &attempt);
-        g_ptr_array_add(run->selected, g_strdup_printf("%s %s %s %d", gst_structure_get_string(s, "device"),
-                                                       gst_structure_get_string(s, "backend"),
-                                                       gst_structure_get_string(s, "encoder"), attempt));
-    }
-}
-
-/* Plays a pipeline to EOS or error, collecting what happened. A sink
- * named "sink" has its buffers counted. */
-static GstElement *play(const char *description, Run *run)
-{
-    GError *error = NULL;
-    GstElement *pipeline = gst_parse_launch(description, &error);
-    GstElement *sink;
-    GstBus *bus;
-    gboolean done = FALSE;
-
-    if (!pipeline)
-        g_error("%s: %s", description, error->message);
-    memset(run, 0, sizeof(*run));
-    run->selected = g_ptr_array_new_with_free_func(g_free);
-    if ((sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink"))) {
-        g_object_set(sink, "signal-handoffs", TRUE, NULL);
-        g_signal_connect(sink, "handoff", G_CALLBACK(on_handoff), run);
-        gst_object_unref(sink);
-    }
-    bus = gst_element_get_bus(pipeline);
-    gst_element_set_state(pipeline, GST_STATE_PLAYING);
-    while (!done) {
-        GstMessage *msg = gst_bus_timed_pop(bus, 60 * GST_SECOND);
-
-        g_assert_nonnull(msg); /* a hang fails here, not at the suite's timeout */
-        note_message(run, msg);
-        done = GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS || GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR;
-        gst_message_unref(msg);
-    }
-    gst_object_unref(bus);
-    return pipeline; /* still PLAYING: the caller looks, then stops it */
-}
-
-static void stop(GstElement *pipeline, Run *run)
-{
-    gst_element_set_state(pipeline, GST_STATE_NULL);
-    gst_object_unref(pipeline);
-    g_ptr_array_unref(run->selected);
-    g_free(run->error_debug);
-}
-
-static GstElement *child_of_factory(GstElement *pipeline, const char *bin_name, const char *factory)
-{
-    GstElement *bin = gst_bin_get_by_name(GST_BIN(pipeline), bin_name);
-    GstIterator *it = gst_bin_iterate_elements(GST_BIN(bin));
-    GValue item = G_VALUE_INIT;
-    GstElement *found = NULL;
-
-    while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-        GstElement *e = g_value_get_object(&item);
-
-        if (g_strcmp0(GST_OBJECT_NAME(gst_element_get_factory(e)), factory) == 0)
-            found = gst_object_ref(e);
-        g_value_reset(&item);
-    }
-    gst_iterator_free(it);
-    gst_object_unref(bin);
-    return found;
-}
-
-static void setup(const char *config)
-{
-    GstElementFactory *factory;
-
-    gpb_test_env(config);
-    gst_check_init(NULL, NULL);
-    gpb_fakeenc_register();
-    factory = gst_element_factory_find("gpubalanceenc");
-    if (!factory)
-        g_error("the gpubalance plugin did not load (GST_PLUGIN_PATH=%s)", g_getenv("GST_PLUGIN_PATH"));
-    gst_object_unref(factory);
-}
 
 static void setup_in_child(void)
 {
@@ -129,8 +21,6 @@ static void setup_in_child(void)
     if (!gst_element_factory_find("gpubalanceenc"))
         _exit(4);
 }
-
-static const char software_only[] = "[general]\ndiscover=false\n";
 
 /* ---- tests ------------------------------------------------------------------ */
 
@@ -185,20 +75,6 @@ static void downstream_caps_choose_codec_and_stream_format(void)
     g_free(encoder);
     gst_object_unref(enc);
     stop(p, &run);
-}
-
-/* A property's value as text (an enum's nick). */
-static gchar *property_text(GstElement *e, const char *name)
-{
-    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), name);
-    GValue v = G_VALUE_INIT;
-    gchar *text;
-
-    g_value_init(&v, G_PARAM_SPEC_VALUE_TYPE(pspec));
-    g_object_get_property(G_OBJECT(e), name, &v);
-    text = gst_value_serialize(&v);
-    g_value_unset(&v);
-    return text;
 }
 
 static void every_property_reaches_x264enc(void)
@@ -589,7 +465,9 @@ static void default_rate_control_writes_no_file(void)
     g_assert_cmpint(run.errors, ==, 0);
     x264 = child_of_factory(p, "enc", "x264enc");
     pass = property_text(x264, "pass");
-    g_assert_cmpstr(pass, ==, "qual"); /* single-pass VBR, the default rate control */
+    /* the default vbr is x264's single-pass average bitrate with no VBV
+     * cap; never pass1, the first of two passes, which writes stats */
+    g_assert_cmpstr(pass, ==, "cbr");
     stop(p, &run);
     stats = g_build_filename(g_getenv("GPUBALANCE_DIR"), "x264_2pass.log", NULL);
     g_assert_false(g_file_test(stats, G_FILE_TEST_EXISTS)); /* nothing written into the cwd */
@@ -599,21 +477,21 @@ static void default_rate_control_writes_no_file(void)
 }
 
 static const gpb_test_case cases[] = {
-    {"default_rate_control_writes_no_file", default_rate_control_writes_no_file},
-    {"child_refusing_to_start_falls_back_without_an_error", child_refusing_to_start_falls_back_without_an_error},
-    {"replacement_loses_no_frame", replacement_loses_no_frame},
-    {"lease_is_opened_by_the_first_encoded_buffer", lease_is_opened_by_the_first_encoded_buffer},
-    {"backend_without_an_element_is_skipped", backend_without_an_element_is_skipped},
-    {"encodes_and_the_output_decodes", encodes_and_the_output_decodes},
-    {"downstream_caps_choose_codec_and_stream_format", downstream_caps_choose_codec_and_stream_format},
-    {"every_property_reaches_x264enc", every_property_reaches_x264enc},
-    {"five_processes_place_three_on_sim_and_two_on_software", five_processes_place_three_on_sim_and_two_on_software},
-    {"enforce_sessions_refusal_falls_back_and_is_learned", enforce_sessions_refusal_falls_back_and_is_learned},
-    {"refusing_encoder_falls_back_without_an_error", refusing_encoder_falls_back_without_an_error},
-    {"when_every_candidate_fails_one_error_lists_them", when_every_candidate_fails_one_error_lists_them},
-    {"two_hundred_cycles_leak_no_lease", two_hundred_cycles_leak_no_lease},
-    {"invalid_property_values_are_refused_with_a_warning", invalid_property_values_are_refused_with_a_warning},
-    {"new_resolution_places_the_stream_again", new_resolution_places_the_stream_again},
+    GPB_TEST(default_rate_control_writes_no_file),
+    GPB_TEST(child_refusing_to_start_falls_back_without_an_error),
+    GPB_TEST(replacement_loses_no_frame),
+    GPB_TEST(lease_is_opened_by_the_first_encoded_buffer),
+    GPB_TEST(backend_without_an_element_is_skipped),
+    GPB_TEST(encodes_and_the_output_decodes),
+    GPB_TEST(downstream_caps_choose_codec_and_stream_format),
+    GPB_TEST(every_property_reaches_x264enc),
+    GPB_TEST(five_processes_place_three_on_sim_and_two_on_software),
+    GPB_TEST(enforce_sessions_refusal_falls_back_and_is_learned),
+    GPB_TEST(refusing_encoder_falls_back_without_an_error),
+    GPB_TEST(when_every_candidate_fails_one_error_lists_them),
+    GPB_TEST(two_hundred_cycles_leak_no_lease),
+    GPB_TEST(invalid_property_values_are_refused_with_a_warning),
+    GPB_TEST(new_resolution_places_the_stream_again),
 };
 
 GPB_TEST_MAIN(cases)

@@ -1,0 +1,246 @@
+/* test_negotiation.c - gpubalanceenc where upstream is free to choose its
+ * format, into every container, 8- and 10-bit: each output is decoded and
+ * its format and frame count checked, and the element sends one caps
+ * downstream for the whole stream. Upstream caps changes re-place (new
+ * sampling) or keep (same sampling) the placement. */
+#include <glib/gstdio.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <string.h>
+
+#include "gsttest.h"
+#include "helpers.h"
+
+/* Encodes upstream ! gpubalanceenc ! output into a file, decodes it and
+ * checks what came out. */
+static void encode_and_check(const char *upstream, const char *output, const char *extension, int frames,
+                             const char *decoded_format)
+{
+    gchar *name = g_strdup_printf("out.%s", extension), *path = test_file(name);
+    gchar *description =
+        g_strdup_printf("%s ! gpubalanceenc name=enc ! %s ! filesink location=%s", upstream, output, path);
+    Decoded d;
+    Run run;
+    GstElement *p;
+
+    g_printerr("%s\n", description);
+    p = play(description, &run);
+    g_assert_cmpint(run.errors, ==, 0);
+    g_assert_cmpint(run.caps_out, ==, 1); /* one format and codec_data for the whole stream */
+    g_assert_cmpuint(run.selected->len, ==, 1);
+    stop(p, &run);
+    d = decode_file(path);
+    g_assert_cmpstr(d.format, ==, decoded_format);
+    g_assert_cmpint(d.frames, ==, frames);
+    decoded_clear(&d);
+    g_unlink(path);
+    g_free(description);
+    g_free(path);
+    g_free(name);
+}
+
+static const struct {
+    const char *output;
+    const char *extension;
+} containers[] = {
+    {"h264parse ! mp4mux", "mp4"},
+    {"h264parse ! matroskamux", "mkv"},
+    {"mpegtsmux", "ts"},
+    {"video/x-h264,stream-format=byte-stream", "h264"},
+};
+
+static void readme_example_writes_a_valid_mp4(void)
+{
+    setup(software_only);
+    encode_and_check("videotestsrc num-buffers=30 ! video/x-raw,width=1920,height=1080", "h264parse ! mp4mux", "mp4",
+                     30, "I420");
+}
+
+static void free_8bit_upstreams_write_valid_files_into_every_container(void)
+{
+    static const char *const upstreams[] = {
+        "videotestsrc num-buffers=20",
+        "videotestsrc num-buffers=20 ! videoconvert",
+        "videotestsrc num-buffers=20 is-live=true",
+        "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240",
+    };
+
+    setup(software_only);
+    for (size_t u = 0; u < G_N_ELEMENTS(upstreams); u++)
+        for (size_t c = 0; c < G_N_ELEMENTS(containers); c++)
+            encode_and_check(upstreams[u], containers[c].output, containers[c].extension, 20, "I420");
+}
+
+static void free_10bit_upstreams_write_valid_files_into_every_container(void)
+{
+    static const char *const upstreams[] = {
+        "videotestsrc num-buffers=20 ! video/x-raw,format=I420_10LE",
+        "videotestsrc num-buffers=20 ! video/x-raw,format=P010_10LE ! videoconvert ! video/x-raw,format=I420_10LE",
+        "videotestsrc num-buffers=20 is-live=true ! video/x-raw,format=P010_10LE",
+    };
+
+    setup(software_only);
+    for (size_t u = 0; u < G_N_ELEMENTS(upstreams); u++)
+        for (size_t c = 0; c < G_N_ELEMENTS(containers); c++)
+            encode_and_check(upstreams[u], containers[c].output, containers[c].extension, 20, "I420_10LE");
+}
+
+static void rgb_input_is_encoded_as_4_2_0(void)
+{
+    setup(software_only);
+    encode_and_check("videotestsrc num-buffers=10 ! video/x-raw,format=BGRA", "h264parse ! matroskamux", "mkv", 10,
+                     "I420");
+}
+
+static void downstream_profile_limits_the_bit_depth(void)
+{
+    setup(software_only);
+    encode_and_check("videotestsrc num-buffers=10 ! video/x-raw,format=I420_10LE",
+                     "video/x-h264,profile=high ! h264parse ! matroskamux", "mkv", 10, "I420");
+}
+
+static void sink_caps_answer_does_not_change_when_the_chain_is_built(void)
+{
+    GstElement *p, *enc;
+    GstPad *sink;
+    GstCaps *before, *after, *first;
+    Run run;
+
+    setup(software_only);
+    enc = gst_element_factory_make("gpubalanceenc", NULL);
+    sink = gst_element_get_static_pad(enc, "sink");
+    before = gst_pad_query_caps(sink, NULL);
+    gst_object_unref(sink);
+    gst_object_unref(enc);
+    first = gst_caps_fixate(gst_caps_copy(before));
+    g_assert_cmpstr(gst_structure_get_string(gst_caps_get_structure(first, 0), "format"), ==, "I420");
+    gst_caps_unref(first);
+
+    p = play("videotestsrc num-buffers=5 ! gpubalanceenc name=enc ! fakesink", &run);
+    g_assert_cmpint(run.errors, ==, 0);
+    enc = gst_bin_get_by_name(GST_BIN(p), "enc");
+    sink = gst_element_get_static_pad(enc, "sink");
+    after = gst_pad_query_caps(sink, NULL); /* the chain exists now */
+    g_assert_true(gst_caps_is_strictly_equal(before, after));
+    gst_caps_unref(before);
+    gst_caps_unref(after);
+    gst_object_unref(sink);
+    gst_object_unref(enc);
+    stop(p, &run);
+}
+
+/* ---- upstream caps changes ------------------------------------------------- */
+
+static void count_placement(GObject *enc, GParamSpec *pspec, gpointer data)
+{
+    gchar *device = NULL;
+
+    g_object_get(enc, "selected-device", &device, NULL);
+    if (device)
+        (*(int *)data)++;
+    g_free(device);
+}
+
+/* Pushes 10 frames in each format through a harness, writes the
+ * byte-stream output to a file and decodes it. */
+static Decoded encode_two_formats(const char *first, const char *second, int *placements, int *caps_events)
+{
+    const char *formats[] = {first, second};
+    GstHarness *h =
+        gst_harness_new_parse("gpubalanceenc name=enc ! capsfilter caps=video/x-h264,stream-format=byte-stream");
+    GstElement *enc = gst_bin_get_by_name(GST_BIN(h->element), "enc");
+    gchar *path = test_file("change.h264");
+    FILE *out = fopen(path, "wb");
+    GstCaps *last = NULL;
+    GstBuffer *buf;
+    GstEvent *ev;
+    Decoded d;
+
+    g_assert_nonnull(out);
+    *placements = *caps_events = 0;
+    g_signal_connect(enc, "notify::selected-device", G_CALLBACK(count_placement), placements);
+    for (int f = 0; f < 2; f++) {
+        gchar *caps = g_strdup_printf("video/x-raw,format=%s,width=320,height=240,framerate=30/1", formats[f]);
+        GstCaps *parsed = gst_caps_from_string(caps);
+        GstVideoInfo info;
+
+        g_assert_true(gst_video_info_from_caps(&info, parsed));
+        gst_caps_unref(parsed);
+        gst_harness_set_src_caps_str(h, caps);
+        for (int i = 0; i < 10; i++) {
+            buf = gst_harness_create_buffer(h, GST_VIDEO_INFO_SIZE(&info));
+            GST_BUFFER_PTS(buf) = (f * 10 + i) * GST_SECOND / 30;
+            GST_BUFFER_DURATION(buf) = GST_SECOND / 30;
+            g_assert_cmpint(gst_harness_push(h, buf), ==, GST_FLOW_OK);
+        }
+        g_free(caps);
+    }
+    g_assert_true(gst_harness_push_event(h, gst_event_new_eos()));
+    while ((buf = gst_harness_try_pull(h))) {
+        GstMapInfo map;
+
+        gst_buffer_map(buf, &map, GST_MAP_READ);
+        g_assert_cmpuint(fwrite(map.data, 1, map.size, out), ==, map.size);
+        gst_buffer_unmap(buf, &map);
+        gst_buffer_unref(buf);
+    }
+    while ((ev = gst_harness_try_pull_event(h))) {
+        GstCaps *caps;
+
+        if (GST_EVENT_TYPE(ev) == GST_EVENT_CAPS) {
+            gst_event_parse_caps(ev, &caps);
+            *caps_events += caps_change(&last, caps);
+        }
+        gst_event_unref(ev);
+    }
+    gst_clear_caps(&last);
+    fclose(out);
+    gst_object_unref(enc);
+    gst_harness_teardown(h);
+    d = decode_file(path);
+    g_unlink(path);
+    g_free(path);
+    return d;
+}
+
+static void new_bit_depth_places_again_and_loses_no_frame(void)
+{
+    int placements, caps_events;
+    Decoded d;
+
+    setup(software_only);
+    d = encode_two_formats("I420", "I420_10LE", &placements, &caps_events);
+    g_assert_cmpint(placements, ==, 2);
+    g_assert_cmpint(caps_events, ==, 2);
+    g_assert_cmpstr(d.format, ==, "I420,I420_10LE");
+    g_assert_cmpint(d.frames, ==, 20);
+    decoded_clear(&d);
+}
+
+static void new_format_of_the_same_sampling_keeps_the_placement(void)
+{
+    int placements, caps_events;
+    Decoded d;
+
+    setup(software_only);
+    d = encode_two_formats("I420", "NV12", &placements, &caps_events);
+    g_assert_cmpint(placements, ==, 1);
+    g_assert_cmpint(caps_events, ==, 1);
+    g_assert_cmpstr(d.format, ==, "I420");
+    g_assert_cmpint(d.frames, ==, 20);
+    decoded_clear(&d);
+}
+
+static const gpb_test_case cases[] = {
+    GPB_TEST(readme_example_writes_a_valid_mp4),
+    GPB_TEST(free_8bit_upstreams_write_valid_files_into_every_container),
+    GPB_TEST(free_10bit_upstreams_write_valid_files_into_every_container),
+    GPB_TEST(rgb_input_is_encoded_as_4_2_0),
+    GPB_TEST(downstream_profile_limits_the_bit_depth),
+    GPB_TEST(sink_caps_answer_does_not_change_when_the_chain_is_built),
+    GPB_TEST(new_bit_depth_places_again_and_loses_no_frame),
+    GPB_TEST(new_format_of_the_same_sampling_keeps_the_placement),
+};
+
+GPB_TEST_MAIN(cases)
