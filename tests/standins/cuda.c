@@ -4,6 +4,7 @@
  * memory (a CUdeviceptr is the host address), every copy is synchronous,
  * so streams and events are handles with nothing behind them, and kernels
  * cannot be loaded. */
+#define _GNU_SOURCE
 #include <ffnvcodec/dynlink_cuda.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -18,14 +19,12 @@
 #define ALLOC_ALIGNMENT 256
 
 /* Error codes of the driver API that the stand-in returns. */
-enum {
-    ERR_INVALID_VALUE = 1,
-    ERR_NOT_INITIALIZED = 3,
-    ERR_INVALID_DEVICE = 101,
-    ERR_INVALID_CONTEXT = 201,
-    ERR_INVALID_HANDLE = 400,
-    ERR_NOT_SUPPORTED = 801,
-};
+#define ERR_OUT_OF_MEMORY ((CUresult)2)
+#define ERR_INVALID_VALUE ((CUresult)1)
+#define ERR_NOT_INITIALIZED ((CUresult)3)
+#define ERR_INVALID_DEVICE ((CUresult)101)
+#define ERR_INVALID_CONTEXT ((CUresult)201)
+#define ERR_NOT_SUPPORTED ((CUresult)801)
 
 struct CUctx_st {
     standin_context head; /* first: the stand-in NVENC reads it */
@@ -357,7 +356,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     void *p = device_alloc(bytesize);
 
     if (!p)
-        return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+        return ERR_OUT_OF_MEMORY;
     *dptr = (CUdeviceptr)(uintptr_t)p;
     return CUDA_SUCCESS;
 }
@@ -378,7 +377,7 @@ CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flag
 CUresult cuMemAllocHost_v2(void **p, size_t bytesize)
 {
     *p = device_alloc(bytesize);
-    return *p ? CUDA_SUCCESS : 2;
+    return *p ? CUDA_SUCCESS : ERR_OUT_OF_MEMORY;
 }
 
 CUresult cuMemHostAlloc(void **p, size_t bytesize, unsigned int flags)
@@ -560,6 +559,11 @@ CUresult cuStreamDestroy_v2(CUstream stream)
     return CUDA_SUCCESS;
 }
 
+CUresult cuStreamDestroy(CUstream stream)
+{
+    return cuStreamDestroy_v2(stream);
+}
+
 CUresult cuStreamQuery(CUstream stream)
 {
     (void)stream;
@@ -600,6 +604,11 @@ CUresult cuEventDestroy_v2(CUevent event)
     return CUDA_SUCCESS;
 }
 
+CUresult cuEventDestroy(CUevent event)
+{
+    return cuEventDestroy_v2(event);
+}
+
 CUresult cuEventSynchronize(CUevent event)
 {
     (void)event;
@@ -624,22 +633,22 @@ CUresult cuEventRecord(CUevent event, CUstream stream)
 CUresult cuGetErrorName(CUresult error, const char **name)
 {
     switch ((int)error) {
-    case CUDA_SUCCESS:
+    case 0:
         *name = "CUDA_SUCCESS";
         break;
-    case ERR_INVALID_VALUE:
+    case (int)ERR_INVALID_VALUE:
         *name = "CUDA_ERROR_INVALID_VALUE";
         break;
-    case ERR_NOT_INITIALIZED:
+    case (int)ERR_NOT_INITIALIZED:
         *name = "CUDA_ERROR_NOT_INITIALIZED";
         break;
-    case ERR_INVALID_DEVICE:
+    case (int)ERR_INVALID_DEVICE:
         *name = "CUDA_ERROR_INVALID_DEVICE";
         break;
-    case ERR_INVALID_CONTEXT:
+    case (int)ERR_INVALID_CONTEXT:
         *name = "CUDA_ERROR_INVALID_CONTEXT";
         break;
-    case ERR_NOT_SUPPORTED:
+    case (int)ERR_NOT_SUPPORTED:
         *name = "CUDA_ERROR_NOT_SUPPORTED";
         break;
     default:

@@ -307,9 +307,26 @@ static NVENCSTATUS NVENCAPI encode_caps(void *encoder, GUID codec, NV_ENC_CAPS_P
     return NV_ENC_SUCCESS;
 }
 
+/* The presets before SDK 10, which nv-codec-headers 11 no longer declare
+ * but drivers of the 11.x era still list and accept (GStreamer 1.22's
+ * nvh264enc asks for them): DEFAULT, HP, HQ, BD, LOW_LATENCY_DEFAULT,
+ * LOW_LATENCY_HQ, LOW_LATENCY_HP. The lossless ones are left out: the
+ * stand-in declares no lossless encode. */
+static const GUID legacy_presets[] = {
+    {0xb2dfb705, 0x4ebd, 0x4c49, {0x9b, 0x5f, 0x24, 0xa7, 0x77, 0xd3, 0xe5, 0x87}},
+    {0x60e4c59f, 0xe846, 0x4484, {0xa5, 0x6d, 0xcd, 0x45, 0xbe, 0x9f, 0xdd, 0xf6}},
+    {0x34dba71d, 0xa77b, 0x4b8f, {0x9c, 0x3e, 0xb6, 0xd5, 0xda, 0x24, 0xc0, 0x12}},
+    {0x82e3e450, 0xbdbb, 0x4e40, {0x98, 0x9c, 0x82, 0xa9, 0x0d, 0xf9, 0xef, 0x32}},
+    {0x49df21c5, 0x6dfa, 0x4feb, {0x97, 0x87, 0x6a, 0xcc, 0x9e, 0xff, 0xb7, 0x26}},
+    {0xc5f733b9, 0xea97, 0x4cf9, {0xbe, 0xc2, 0xbf, 0x78, 0xa7, 0x4f, 0xd1, 0x05}},
+    {0x67082a44, 0x4bad, 0x48fa, {0x98, 0xea, 0x93, 0x05, 0x6d, 0x15, 0x0a, 0x58}},
+};
+
 static const GUID *preset_guids[] = {
     &NV_ENC_PRESET_P1_GUID, &NV_ENC_PRESET_P2_GUID, &NV_ENC_PRESET_P3_GUID, &NV_ENC_PRESET_P4_GUID,
-    &NV_ENC_PRESET_P5_GUID, &NV_ENC_PRESET_P6_GUID, &NV_ENC_PRESET_P7_GUID,
+    &NV_ENC_PRESET_P5_GUID, &NV_ENC_PRESET_P6_GUID, &NV_ENC_PRESET_P7_GUID, &legacy_presets[0],
+    &legacy_presets[1],     &legacy_presets[2],     &legacy_presets[3],     &legacy_presets[4],
+    &legacy_presets[5],     &legacy_presets[6],
 };
 
 static NVENCSTATUS NVENCAPI preset_count(void *encoder, GUID codec, uint32_t *count)
