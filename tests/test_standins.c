@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "inventory.h"
 
 #define WIDTH 320
 #define HEIGHT 240
@@ -425,6 +426,103 @@ static void gstreamer_nvcudah265enc_encodes_decodable_hevc(void)
     gst_nvcodec_encodes_and_decodes("nvcudah265enc", "h265parse", "hevc");
 }
 
+/* ---- the stand-in VA-API driver on a stand-in render node -------------------------- */
+
+/* A directory in place of /dev/dri holding renderD128: a regular file
+ * that the stand-in libdrm answer (drm_shim.c) takes for a render node.
+ * This test binary carries that answer itself (linked in, exported);
+ * ffmpeg children get it preloaded. */
+static char *standin_render_node(void)
+{
+    char *dri = in_test_dir("dri");
+    char *node = g_build_filename(dri, "renderD128", NULL);
+
+    g_assert_cmpint(g_mkdir(dri, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(node, "", 0, NULL));
+    g_free(dri);
+    return node;
+}
+
+static void plain_ffmpeg_vaapi_encodes_and_decodes(const char *encoder, const char *codec)
+{
+    char *node, *output, *err = NULL;
+    int rc;
+
+    require_program("ffmpeg");
+    require_program("ffprobe");
+    standin_env(NULL, NULL);
+    node = standin_render_node();
+    /* An elementary stream: the stand-in writes no packed headers, so FFmpeg
+     * has no extradata for a container's global header. */
+    output = g_strdup_printf("%s/out.%s", test_dir, codec);
+    g_setenv("LD_PRELOAD", g_getenv("GPB_STANDIN_DRM_SHIM"), TRUE); /* for the children */
+    {
+        const char *argv[] = {"ffmpeg",
+                              "-nostdin",
+                              "-hide_banner",
+                              "-vaapi_device",
+                              node,
+                              "-f",
+                              "lavfi",
+                              "-i",
+                              "testsrc=size=" SIZE_ARG ":rate=25",
+                              "-frames:v",
+                              "12",
+                              "-vf",
+                              "format=nv12,hwupload",
+                              "-c:v",
+                              encoder,
+                              "-y",
+                              output,
+                              NULL};
+
+        rc = run(argv, NULL, &err);
+    }
+    g_unsetenv("LD_PRELOAD");
+    if (rc != 0)
+        g_error("ffmpeg -c:v %s on the stand-in node failed (%d):\n%s", encoder, rc, err);
+    assert_decodes(output, codec, 12);
+    g_free(node);
+    g_free(output);
+    g_free(err);
+}
+
+static void plain_ffmpeg_h264_vaapi_encodes_decodable_h264(void)
+{
+    plain_ffmpeg_vaapi_encodes_and_decodes("h264_vaapi", "h264");
+}
+
+static void plain_ffmpeg_hevc_vaapi_encodes_decodable_hevc(void)
+{
+    plain_ffmpeg_vaapi_encodes_and_decodes("hevc_vaapi", "hevc");
+}
+
+/* gpubalance's discovery lists the stand-in node, offers H.264 and HEVC on
+ * it and names it by the vendor string the stand-in driver declares. */
+static void discovery_offers_the_standin_render_node_by_its_own_name(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    const gpubalance_device_info *node;
+    char *path, *dri;
+
+    standin_env("Stand-in L4,datacenter,h264+hevc", NULL);
+    path = standin_render_node();
+    dri = g_path_get_dirname(path);
+    gpb_discovery_set_roots(dri, NULL);
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    node = gpb_test_device(snap, "vaapi:renderD128");
+    g_assert_null(node->not_offered_why);
+    g_assert_true(node->codecs & (1u << GPUBALANCE_CODEC_H264));
+    g_assert_true(node->codecs & (1u << GPUBALANCE_CODEC_HEVC));
+    gpb_assert_contains(node->name, "stand-in");
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+    g_free(dri);
+    g_free(path);
+}
+
 /* ---- stand-ins are never presented as real GPUs -------------------------------- */
 
 /* What only output captured on the stand-ins carries: their UUIDs. A
@@ -494,6 +592,9 @@ static const gpb_test_case cases[] = {
     GPB_TEST(plain_ffmpeg_session_shows_as_foreign_in_status),
     GPB_TEST(gstreamer_nvh264enc_encodes_decodable_h264),
     GPB_TEST(gstreamer_nvcudah265enc_encodes_decodable_hevc),
+    GPB_TEST(plain_ffmpeg_h264_vaapi_encodes_decodable_h264),
+    GPB_TEST(plain_ffmpeg_hevc_vaapi_encodes_decodable_hevc),
+    GPB_TEST(discovery_offers_the_standin_render_node_by_its_own_name),
     GPB_TEST(standins_are_never_labelled_real_gpus),
 };
 
