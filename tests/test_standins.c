@@ -426,6 +426,125 @@ static void gstreamer_nvcudah265enc_encodes_decodable_hevc(void)
     gst_nvcodec_encodes_and_decodes("nvcudah265enc", "h265parse", "hevc");
 }
 
+/* ---- gpubalanceenc with GStreamer's real nvcodec children ------------------------- */
+
+/* A private registry with this build's plugin, scanned now: nvcodec
+ * registers its NVENC elements at the scan only if it can open a session
+ * on the GPU then (so a GeForce at its cap during the scan has none until
+ * the registry is rebuilt, with the real driver as with the stand-in). */
+static void scan_gst_registry(void)
+{
+    char *registry = in_test_dir("gst-registry.bin");
+    const char *argv[] = {"gst-inspect-1.0", "nvcodec", NULL};
+    char *out = NULL, *err = NULL;
+
+    require_program("gst-inspect-1.0");
+    g_setenv("GST_REGISTRY", registry, TRUE);
+    g_setenv("GST_REGISTRY_FORK", "no", TRUE);
+    g_setenv("GST_PLUGIN_PATH", g_getenv("GPB_GST_PLUGIN_DIR"), TRUE);
+    g_assert_cmpint(run(argv, &out, &err), ==, 0);
+    gpb_assert_contains(out, "nvh264enc");
+    g_free(registry);
+    g_free(out);
+    g_free(err);
+}
+
+/* gst-launch-1.0 -m with gpubalanceenc (this build's plugin) in the
+ * registry scan_gst_registry() made: the bus messages (gpubalance-selected)
+ * come back in *out. */
+static void run_gpubalanceenc(const char *properties, const char *output, char **out)
+{
+    char *err = NULL, *location = g_strdup_printf("location=%s", output);
+    int rc;
+
+    require_program("gst-launch-1.0");
+    {
+        const char *argv[] = {"gst-launch-1.0",
+                              "-m",
+                              "videotestsrc",
+                              "num-buffers=12",
+                              "!",
+                              "video/x-raw,format=NV12,width=320,height=240,framerate=25/1",
+                              "!",
+                              "gpubalanceenc",
+                              properties,
+                              "!",
+                              "h264parse",
+                              "!",
+                              "mp4mux",
+                              "!",
+                              "filesink",
+                              location,
+                              NULL};
+
+        rc = run(argv, out, &err);
+    }
+    if (rc != 0)
+        g_error("gst-launch-1.0 with gpubalanceenc failed (%d):\n%s%s", rc, *out, err);
+    g_free(location);
+    g_free(err);
+}
+
+/* Forced onto nvenc:1 (CUDA ordinal 1, which is NVML GPU 0 here), the
+ * element runs nvcodec's encoder for that CUDA device, and the stand-in
+ * saw the encode on that GPU. */
+static void gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id(void)
+{
+    char *output, *out = NULL, *log, *text = NULL;
+
+    if (!g_getenv("GPB_GST_PLUGIN_DIR"))
+        gpb_test_skip("the gpubalanceenc element is not built");
+    standin_env("Stand-in GeForce A,geforce,h264+hevc;Stand-in L4,datacenter,h264+hevc", NULL);
+    log = in_test_dir("encodes.log");
+    g_setenv("GPB_STANDIN_LOG", log, TRUE);
+    output = in_test_dir("out.mp4");
+    scan_gst_registry();
+    run_gpubalanceenc("device=nvenc:1", output, &out);
+    gpb_assert_contains(out, "backend=(string)nvenc, device=(string)nvenc:1");
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "encode 0 h264 Stand-in GeForce A\n");
+    assert_decodes(output, "h264", 12);
+    g_free(text);
+    g_free(log);
+    g_free(out);
+    g_free(output);
+}
+
+/* The driver's cap is 3 while gpubalance expects 5 from the driver
+ * version (a driver that changed its cap), and three plain ffmpeg sessions
+ * hold the GeForce. gpubalance sees room and tries NVENC, but GStreamer
+ * 1.22's nvcodec registers its encoders for a GPU in plugin_init by opening
+ * a session there, so in a process that starts while the GPU is full there
+ * is no nvcodec encoder for it: the element moves on to software without
+ * an error (attempt 2), and the output decodes. Learning the cap needs the
+ * driver's refusal itself, which reaches only a process that loaded
+ * nvcodec before the GPU filled up. */
+static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
+{
+    live_encoder outside[3];
+    char *output, *out = NULL;
+
+    require_program("ffmpeg");
+    if (!g_getenv("GPB_GST_PLUGIN_DIR"))
+        gpb_test_skip("the gpubalanceenc element is not built");
+    standin_env("Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
+    g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
+    scan_gst_registry(); /* before the GPU is full */
+    for (int i = 0; i < 3; i++) {
+        outside[i] = start_live_encoder("0");
+        wait_until_encoding(&outside[i]);
+    }
+    output = in_test_dir("out.mp4");
+    run_gpubalanceenc("order=nvenc,software", output, &out);
+    gpb_assert_contains(out, "backend=(string)software, device=(string)software, encoder=(string)x264enc, "
+                             "attempt=(int)2");
+    assert_decodes(output, "h264", 12);
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(finish_live_encoder(&outside[i]), ==, 0);
+    g_free(out);
+    g_free(output);
+}
+
 /* ---- the stand-in VA-API driver on a stand-in render node -------------------------- */
 
 /* A directory in place of /dev/dri holding renderD128: a regular file
@@ -592,6 +711,8 @@ static const gpb_test_case cases[] = {
     GPB_TEST(plain_ffmpeg_session_shows_as_foreign_in_status),
     GPB_TEST(gstreamer_nvh264enc_encodes_decodable_h264),
     GPB_TEST(gstreamer_nvcudah265enc_encodes_decodable_hevc),
+    GPB_TEST(gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id),
+    GPB_TEST(gpubalanceenc_falls_back_to_software_when_the_geforce_is_full),
     GPB_TEST(plain_ffmpeg_h264_vaapi_encodes_decodable_h264),
     GPB_TEST(plain_ffmpeg_hevc_vaapi_encodes_decodable_hevc),
     GPB_TEST(discovery_offers_the_standin_render_node_by_its_own_name),

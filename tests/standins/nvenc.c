@@ -489,15 +489,32 @@ static NVENCSTATUS start_encoder(session *s, const NV_ENC_INITIALIZE_PARAMS *ini
     return NV_ENC_SUCCESS;
 }
 
+/* Tests learn which GPU an unmodified client really encoded on. */
+static void log_encode(const session *s)
+{
+    const char *path = getenv("GPB_STANDIN_LOG");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+
+    if (!f)
+        return;
+    fprintf(f, "encode %d %s %s\n", s->gpu, same_guid(&s->init.encodeGUID, &NV_ENC_CODEC_HEVC_GUID) ? "hevc" : "h264",
+            standin_gpu_at(s->gpu)->name);
+    fclose(f);
+}
+
 static NVENCSTATUS NVENCAPI initialize_encoder(void *encoder, NV_ENC_INITIALIZE_PARAMS *init)
 {
     session *s = session_of(encoder);
+    NVENCSTATUS status;
 
     if (!s)
         return NV_ENC_ERR_INVALID_ENCODERDEVICE;
     if (!init)
         return NV_ENC_ERR_INVALID_PTR;
-    return start_encoder(s, init);
+    status = start_encoder(s, init);
+    if (status == NV_ENC_SUCCESS)
+        log_encode(s);
+    return status;
 }
 
 static NVENCSTATUS NVENCAPI reconfigure_encoder(void *encoder, NV_ENC_RECONFIGURE_PARAMS *params)

@@ -125,7 +125,11 @@ void standin_uuid(int nvml_index, char *buf, size_t size)
 /* The driver's per-system cap on GeForce NVENC sessions. */
 static int geforce_cap(void)
 {
+    const char *forced = getenv("GPB_STANDIN_GEFORCE_CAP");
     int major = atoi(standin_driver_version());
+
+    if (forced && *forced)
+        return atoi(forced);
 
     return major >= 550 ? 8 : major >= 530 ? 5 : 3;
 }

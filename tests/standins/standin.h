@@ -16,6 +16,10 @@
  *   GPB_STANDIN_DRIVER  driver version (default 535.104.05); it sets the
  *                       GeForce session cap as the driver does (3 before
  *                       530, 5 from 530, 8 from 550).
+ *   GPB_STANDIN_GEFORCE_CAP  a cap other than the driver version's (a
+ *                       driver that changed its cap: what users learn).
+ *   GPB_STANDIN_LOG     file: each encoder initialised appends
+ *                       "encode NVML-INDEX CODEC NAME".
  *   GPB_STANDIN_STATE   directory that counts sessions across processes
  *                       (default /tmp/gpb-standin-UID); one file per open
  *                       session, held by an OFD lock, so a killed process's
