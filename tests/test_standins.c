@@ -493,7 +493,7 @@ static void gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id(void)
     char *output, *out = NULL, *log, *text = NULL;
 
     if (!g_getenv("GPB_GST_PLUGIN_DIR"))
-        gpb_test_skip("the gpubalanceenc element is not built");
+        gpb_test_skip("no gpubalanceenc element that gst-launch-1.0 can load (not built, or built with a sanitizer)");
     standin_env("Stand-in GeForce A,geforce,h264+hevc;Stand-in L4,datacenter,h264+hevc", NULL);
     log = in_test_dir("encodes.log");
     g_setenv("GPB_STANDIN_LOG", log, TRUE);
@@ -526,7 +526,7 @@ static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
 
     require_program("ffmpeg");
     if (!g_getenv("GPB_GST_PLUGIN_DIR"))
-        gpb_test_skip("the gpubalanceenc element is not built");
+        gpb_test_skip("no gpubalanceenc element that gst-launch-1.0 can load (not built, or built with a sanitizer)");
     standin_env("Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
     g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
     scan_gst_registry(); /* before the GPU is full */
