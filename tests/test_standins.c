@@ -83,6 +83,37 @@ static int run_ffmpeg_encode(const char *encoder, const char *gpu, const char *o
     return run(argv, NULL, err);
 }
 
+/* The stand-in NVENC lays its structures out as API 11.1 (Debian 12's
+ * nv-codec-headers). An FFmpeg built against a newer API (Debian 13's
+ * 7.1 asks for 12.x) refuses it as it would refuse an old driver: those
+ * tests skip, saying so. */
+static void require_ffmpeg_nvenc_api_of_the_standin(void)
+{
+    const char *argv[] = {"ffmpeg",
+                          "-nostdin",
+                          "-hide_banner",
+                          "-f",
+                          "lavfi",
+                          "-i",
+                          "testsrc=size=" SIZE_ARG,
+                          "-frames:v",
+                          "1",
+                          "-pix_fmt",
+                          "yuv420p",
+                          "-c:v",
+                          "h264_nvenc",
+                          "-f",
+                          "null",
+                          "-",
+                          NULL};
+    char *err = NULL;
+
+    require_program("ffmpeg");
+    if (run(argv, NULL, &err) != 0 && strstr(err, "required nvenc API version"))
+        gpb_test_skip("this ffmpeg needs a newer NVENC API than the stand-in's 11.1");
+    g_free(err);
+}
+
 /* The codec and the number of frames a decoder reads from path. */
 static void assert_decodes(const char *path, const char *codec, int frames)
 {
@@ -119,6 +150,7 @@ static void plain_ffmpeg_encodes_and_decodes(const char *encoder, const char *co
     require_program("ffmpeg");
     require_program("ffprobe");
     standin_env(NULL, NULL);
+    require_ffmpeg_nvenc_api_of_the_standin();
     output = in_test_dir("out.mp4");
     rc = run_ffmpeg_encode(encoder, "0", output, &err);
     if (rc != 0)
@@ -251,6 +283,7 @@ static void fourth_geforce_session_is_refused_with_the_drivers_error(void)
 
     require_program("ffmpeg");
     standin_env("Stand-in GeForce RTX,geforce,h264+hevc", "525.147.05");
+    require_ffmpeg_nvenc_api_of_the_standin();
     for (int i = 0; i < 3; i++) {
         open_ones[i] = start_live_encoder("0");
         wait_until_encoding(&open_ones[i]);
@@ -324,6 +357,7 @@ static void gpu_without_nvenc_refuses_and_is_never_offered(void)
 
     require_program("ffmpeg");
     standin_env("Stand-in GeForce RTX,geforce,h264+hevc;Stand-in H100,datacenter,none", NULL);
+    require_ffmpeg_nvenc_api_of_the_standin();
     output = in_test_dir("out.mp4");
     /* CUDA lists the GPUs in reverse: ordinal 0 is the H100. */
     g_assert_cmpint(run_ffmpeg_encode("h264_nvenc", "0", output, &err), !=, 0);
@@ -347,6 +381,7 @@ static void plain_ffmpeg_session_shows_as_foreign_in_status(void)
 
     require_program("ffmpeg");
     standin_env("Stand-in GeForce RTX,geforce,h264+hevc;Stand-in L4,datacenter,h264+hevc", NULL);
+    require_ffmpeg_nvenc_api_of_the_standin();
     status = status_json();
     g_assert_cmpint(json_object_get_int_member(device_named(status, "Stand-in L4"), "foreign_sessions"), ==, 0);
     json_node_unref(status);
@@ -528,6 +563,7 @@ static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
     if (!g_getenv("GPB_GST_PLUGIN_DIR"))
         gpb_test_skip("no gpubalanceenc element that gst-launch-1.0 can load (not built, or built with a sanitizer)");
     standin_env("Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
+    require_ffmpeg_nvenc_api_of_the_standin();
     g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
     scan_gst_registry(); /* before the GPU is full */
     for (int i = 0; i < 3; i++) {
