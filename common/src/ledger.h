@@ -11,8 +11,8 @@
  *   slot map       one uint16 per slot: the device index, or GPB_FREE_SLOT
  *   slot table     one record per slot: diagnostics of the lease
  *
- * The truth of a lease is an OFD lock on byte `slot` of its device's lock
- * file (ledger.GENERATION.devN.lock),
+ * The truth of a lease is an OFD lock on byte `slot` of the lock file of
+ * its slot group (ledger.GENERATION.slotsK.lock, K = slot / GPB_LOCK_GROUP),
  * held on the lease's own open file description. Everything else in the
  * file is bookkeeping that gpb_ledger_sweep() can rebuild from the locks.
  * All functions except open/close/reset must be called between
@@ -24,14 +24,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devset.h"
 #include "gpubalance.h"
 
 #define GPB_LEDGER_MAGIC "GPBLEDGR"
-#define GPB_LEDGER_FORMAT 1u
+#define GPB_LEDGER_FORMAT 2u /* 2: 256 devices, lock files by slot group */
 #define GPB_LEDGER_FILE "ledger"
-#define GPB_MAX_DEVICES 64
 #define GPB_MAX_POOLS 32
 #define GPB_SLOTS 4096
+/* Slots per lock file. The kernel walks an inode's whole lock list on
+ * every lock call, so a lock file holds the locks of at most this many
+ * leases, whatever their device: every lock call stays short however
+ * many leases one device holds. */
+#define GPB_LOCK_GROUP 64
+#define GPB_LOCK_FILES (GPB_SLOTS / GPB_LOCK_GROUP)
 #define GPB_ID_SIZE 64
 #define GPB_LABEL_SIZE 64
 #define GPB_REASON_SIZE 128
@@ -134,10 +140,17 @@ gpb_slot_record *gpb_ledger_slot(gpb_ledger *ledger, int slot);
 /* The slot's device index, or -1 when the slot is free. */
 int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot);
 
-/* Checks the lock of every slot of the devices in mask (bit = device
- * index) and forgets leases whose holder is gone, then recounts those
- * devices. Costs one fcntl per lease on those devices. */
-void gpb_ledger_verify(gpb_ledger *ledger, uint64_t device_mask);
+/* Checks the lock of every slot of the devices in the set (ledger
+ * indices) and forgets leases whose holder is gone, then recounts those
+ * devices. Costs one short fcntl per lease on those devices. */
+void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices);
+
+/* Tests the locks of up to max_tests leases of the devices in the set (0:
+ * all of them), going on where the previous call stopped, and forgets the
+ * leases whose holder is gone, counting them out. Returns how many it
+ * forgot. Counts stay upper bounds of the truth (see ledger.c), which is
+ * all a grant needs; verify() recounts from scratch. */
+int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests);
 
 /* verify() for every device, plus the table's own sanity. */
 void gpb_ledger_sweep(gpb_ledger *ledger);
