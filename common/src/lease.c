@@ -19,7 +19,7 @@
 #define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
 #define WAIT_RECHECK_MS 1000
 /* Lease locks a refusal may test (see choose()). */
-#define VERIFY_PER_DECISION 16
+#define VERIFY_PER_DECISION 8
 
 static gpb_wait_hook wait_hook;
 static void *wait_hook_data;
@@ -263,7 +263,7 @@ static void fill_record(const gpubalance_stream *s, gpb_slot_record *rec)
     rec->height = (uint32_t)s->height;
     rec->fps_milli = (uint32_t)lround(s->fps * 1000);
     rec->cost_milli = (uint32_t)lround(gpubalance_stream_cost(s) * 1000);
-    rec->pid = (int32_t)getpid();
+    rec->pid = (int32_t)gpb_self_pid();
     rec->pid_namespace = gpb_pid_namespace();
     rec->since_unix_ms = gpb_unix_ms();
     g_strlcpy(rec->label, s->label, sizeof(rec->label));
@@ -520,9 +520,7 @@ static void release_slot(gpubalance_lease *lease)
 {
     if (lease->fd < 0)
         return;
-    gpb_ledger_lock(lease->ctx->ledger);
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
-    gpb_ledger_unlock(lease->ctx->ledger);
+    gpb_ledger_end(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
     lease->fd = -1;
     lease->slot = -1;
 }
@@ -637,7 +635,7 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
                           "%s refused a session: %u open, enforce-sessions=%d (as a driver past its cap would)", d->id,
                           r->driver_sessions, d->enforce_sessions);
     } else {
-        gpb_ledger_slot(ledger, lease->slot)->flags |= GPB_SLOT_DRIVER_OPEN;
+        __atomic_fetch_or(&gpb_ledger_slot(ledger, lease->slot)->flags, GPB_SLOT_DRIVER_OPEN, __ATOMIC_RELEASE);
         r->driver_sessions++;
     }
     gpb_ledger_unlock(ledger);

@@ -60,6 +60,7 @@
 #include "util.h"
 
 #define HEADER_SIZE 512u
+#define ENDED_RING 64
 #define RESET_HINT "run 'gpubalance reset' to move it aside and start a new one"
 
 /* The part of the header that never changes after creation; its CRC is
@@ -95,6 +96,13 @@ typedef struct {
     uint32_t waiters; /* processes blocked in when-full=wait (see wait_begin) */
     uint32_t reserved;
     uint64_t last_sweep_ns;
+    /* Slots ended by gpb_ledger_end() without the header lock, counted out
+     * by the next holder of the lock (see reap_released). Written with
+     * atomics; an entry lost to a crash or an overflow leaves its lease
+     * counted until a lock test finds it gone. */
+    uint32_t ended_head;        /* entries pushed, ever */
+    uint32_t ended_tail;        /* entries reaped, ever */
+    uint32_t ended[ENDED_RING]; /* slot + 1; 0 = empty */
 } ledger_header;
 
 _Static_assert(sizeof(ledger_header) <= HEADER_SIZE, "header too large");
@@ -527,6 +535,8 @@ const char *gpb_ledger_dir(const gpb_ledger *ledger)
 
 /* ---- the critical section --------------------------------------------- */
 
+static void reap_ended(gpb_ledger *ledger);
+
 void gpb_ledger_lock(gpb_ledger *ledger)
 {
     pthread_mutex_lock(&ledger->mutex);
@@ -538,6 +548,7 @@ void gpb_ledger_lock(gpb_ledger *ledger)
         gpb_ledger_sweep(ledger);
     }
     ledger->header->in_critical_section = 1;
+    reap_ended(ledger);
 }
 
 void gpb_ledger_unlock(gpb_ledger *ledger)
@@ -721,11 +732,16 @@ static void keep_spare(gpb_ledger *ledger, int fd, int group)
         close(fd);
 }
 
+static uint32_t slot_flags(const gpb_slot_record *r)
+{
+    return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE); /* ended without the lock */
+}
+
 static void count_in(gpb_device_record *d, const gpb_slot_record *r)
 {
     d->sessions++;
     d->load_milli += r->cost_milli;
-    if (r->flags & GPB_SLOT_DRIVER_OPEN)
+    if (slot_flags(r) & GPB_SLOT_DRIVER_OPEN)
         d->driver_sessions++;
 }
 
@@ -802,7 +818,7 @@ static void count_out(gpb_device_record *d, const gpb_slot_record *r)
 {
     d->sessions = d->sessions ? d->sessions - 1 : 0;
     d->load_milli = d->load_milli >= r->cost_milli ? d->load_milli - r->cost_milli : 0;
-    if ((r->flags & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
+    if ((slot_flags(r) & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
         d->driver_sessions--;
 }
 
@@ -822,6 +838,62 @@ void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
         close(fd);
 }
 
+/* Why a release needs no header lock. Ending a lease only ever lowers the
+ * truth, and a count above the truth is allowed (see the top of this
+ * file): so the lease is marked ended and its lock dropped at once, and
+ * the next holder of the header lock counts it out (reap_released). Half
+ * the header lock's traffic is gone, which is what keeps many processes
+ * placing streams at once from queueing on it. */
+void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
+{
+    ledger_header *h = ledger->header;
+    uint32_t at;
+
+    __atomic_fetch_or(&ledger->slots[slot].flags, GPB_SLOT_ENDED, __ATOMIC_RELEASE);
+    at = __atomic_fetch_add(&h->ended_head, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&h->ended[at % ENDED_RING], (uint32_t)slot + 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&ledger->mutex); /* the spares are this process's */
+    /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. */
+    if (reusable && __atomic_load_n(&h->waiters, __ATOMIC_ACQUIRE) == 0 &&
+        ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
+        keep_spare(ledger, fd, slot_group(slot));
+    else
+        close(fd);
+    pthread_mutex_unlock(&ledger->mutex);
+}
+
+static bool slot_ended(const gpb_ledger *ledger, int slot)
+{
+    return (slot_flags(&ledger->slots[slot]) & GPB_SLOT_ENDED) != 0;
+}
+
+static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device);
+
+/* Counts out the leases ended since the last holder of the lock. */
+static void reap_ended(gpb_ledger *ledger)
+{
+    ledger_header *h = ledger->header;
+    uint32_t head = __atomic_load_n(&h->ended_head, __ATOMIC_ACQUIRE);
+    uint32_t tail = h->ended_tail;
+
+    if (head == tail)
+        return;
+    if (head - tail > ENDED_RING)
+        tail = head - ENDED_RING; /* overwritten: lock tests find the rest */
+    for (; tail != head; tail++) {
+        uint32_t entry = __atomic_exchange_n(&h->ended[tail % ENDED_RING], 0, __ATOMIC_ACQ_REL);
+        int slot = (int)entry - 1;
+        int device;
+
+        if (entry == 0 || entry > GPB_SLOTS || (device = gpb_ledger_slot_device(ledger, slot)) < 0 ||
+            !slot_ended(ledger, slot))
+            continue; /* not written yet (found later), or reaped already */
+        count_out(&ledger->devices[device], &ledger->slots[slot]);
+        forget_slot(ledger, slot, (uint16_t)device);
+    }
+    h->ended_tail = head;
+}
+
 /* ---- verification ----------------------------------------------------- */
 
 /* Is the slot's lease still held? One lock test on a list of about
@@ -830,11 +902,18 @@ static bool slot_is_held(gpb_ledger *ledger, int slot)
 {
     int fd = group_test_fd(ledger, slot_group(slot));
 
+    if (slot_ended(ledger, slot))
+        return false;
     return fd < 0 || ofd_locked_elsewhere(fd, slot_lock_offset(slot));
 }
 
 static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device)
 {
+    if (slot_ended(ledger, slot)) {
+        memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+        ledger->slot_map[slot] = GPB_FREE_SLOT;
+        return;
+    }
     gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
               ledger->slots[slot].pid);
     memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
@@ -1034,18 +1113,43 @@ out:
 
 /* A process cannot change its own pid namespace (unshare and setns only
  * move its future children), so one look per process suffices; a forked
- * child looks again, as it may be the first process of a new one. */
+ * child looks again, as it may be the first process of a new one. The pid
+ * is kept with it: getpid() is a system call on every acquire otherwise. */
+static pid_t self_pid; /* 0: not looked up in this process; written last */
+static uint64_t self_namespace;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    __atomic_store_n(&self_pid, 0, __ATOMIC_RELEASE);
+}
+
+static void install_fork_hook(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+static pid_t look_up_self(void)
+{
+    pid_t pid;
+    struct stat st;
+
+    pthread_once(&fork_hook_once, install_fork_hook);
+    if ((pid = __atomic_load_n(&self_pid, __ATOMIC_ACQUIRE)) != 0)
+        return pid;
+    pid = getpid();
+    __atomic_store_n(&self_namespace, stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&self_pid, pid, __ATOMIC_RELEASE);
+    return pid;
+}
+
 uint64_t gpb_pid_namespace(void)
 {
-    static pid_t looked_in; /* written after inode, read before it */
-    static uint64_t inode;
-    struct stat st;
-    uint64_t found;
+    look_up_self();
+    return __atomic_load_n(&self_namespace, __ATOMIC_RELAXED);
+}
 
-    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
-        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
-    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
-    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
-    return found;
+pid_t gpb_self_pid(void)
+{
+    return look_up_self();
 }

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "devset.h"
 #include "gpubalance.h"
@@ -73,7 +74,10 @@ typedef struct {
     gpb_learned learned;
 } gpb_pool_record;
 
-enum { GPB_SLOT_DRIVER_OPEN = 1u << 0 };
+enum {
+    GPB_SLOT_DRIVER_OPEN = 1u << 0,
+    GPB_SLOT_ENDED = 1u << 1, /* released; counted out by the next locker */
+};
 
 typedef struct {
     uint32_t state; /* gpubalance_lease_state */
@@ -129,6 +133,11 @@ int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *reco
  * for reuse by a later claim (reusable) or closes it. */
 void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable);
 
+/* Ends the lease in slot without the header lock (see ledger.c): marks it
+ * ended, unlocks fd for reuse (reusable) or closes it; the next holder of
+ * the header lock counts it out. */
+void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable);
+
 /* A process about to block in when-full=wait registers (returns a handle,
  * or -1), so that releases close their descriptors and so raise the
  * IN_CLOSE_WRITE that wakes it; wait_end() unregisters. A waiter killed
@@ -165,5 +174,8 @@ int gpb_ledger_check_header(const void *header, size_t size, uint64_t file_size,
 
 /* The inode of this process's pid namespace (0 if unknown). */
 uint64_t gpb_pid_namespace(void);
+
+/* getpid(), looked up once per process (and again in a forked child). */
+pid_t gpb_self_pid(void);
 
 #endif
