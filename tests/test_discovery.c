@@ -62,6 +62,41 @@ static const char *discovery_env(void)
     return dir;
 }
 
+/* GPUBALANCE_NVIDIA_ROOT: a tree with the driver's control node (the
+ * fixture), or an empty one: a host without the NVIDIA driver. */
+static void set_nvidia_root(const char *test_dir, bool with_driver)
+{
+    char *root = with_driver ? g_build_filename(g_getenv("GPB_FIXTURES"), "nvidia-root", NULL)
+                             : g_build_filename(test_dir, "no-nvidia-root", NULL);
+
+    if (!with_driver)
+        g_mkdir_with_parents(root, 0700);
+    g_setenv("GPUBALANCE_NVIDIA_ROOT", root, TRUE);
+    g_free(root);
+}
+
+/* The stand-in libraries would report a GPU; on a host without the
+ * driver's device node they are never looked for. */
+static void no_nvidia_driver_skips_the_library_search(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    const char *dir;
+
+    g_assert_true(stubs_loaded());
+    dir = discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    set_nvidia_root(dir, false);
+    ctx = gpb_test_open();
+    assert_note(ctx, "nvenc: no NVIDIA devices: no NVIDIA driver loaded (neither ");
+    assert_note(ctx, "dev/nvidiactl nor ");
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
 static void no_nvidia_libraries_is_a_note(void)
 {
     gpubalance_context *ctx;
@@ -69,7 +104,7 @@ static void no_nvidia_libraries_is_a_note(void)
 
     if (real)
         gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
-    discovery_env();
+    set_nvidia_root(discovery_env(), true); /* a driver node: the libraries are sought */
     ctx = gpb_test_open();
     assert_note(ctx, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
     g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
@@ -496,6 +531,7 @@ static void software_budget_follows_the_core_count(void)
 
 static const gpb_test_case cases[] = {
     {"no_nvidia_libraries_is_a_note", no_nvidia_libraries_is_a_note},
+    {"no_nvidia_driver_skips_the_library_search", no_nvidia_driver_skips_the_library_search},
     {"libraries_but_no_gpu_is_a_note", libraries_but_no_gpu_is_a_note},
     {"driver_library_mismatch_is_a_note", driver_library_mismatch_is_a_note},
     {"gpus_are_found_with_uuid_pci_and_cuda_ordinal", gpus_are_found_with_uuid_pci_and_cuda_ordinal},
