@@ -8,6 +8,13 @@
  * releasing its lease. If the ledger ever granted a 4th pool session at
  * the same instant, that racer would find all 3 bytes held and report it.
  *
+ * cap_holds_while_1000_leases_churn: the same race, while 1000 leases on
+ * another capped device are released and taken again without pause, and
+ * their holders are SIGKILLed and replaced (leaving stale counts behind).
+ * Placement trusts cached counts for every grant and tests locks only when
+ * a count refuses: the driver stand-in proves no grant rests on a figure
+ * that is too low.
+ *
  * sigkill_torture_leaves_no_lease: children acquire, hold and release at
  * random and are SIGKILLed at random points (inside the ledger's critical
  * section too), for hundreds of rounds. Afterwards no lease remains, the
@@ -69,7 +76,7 @@ static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int res
 
         if (gpubalance_lease_acquire(ctx, s, &l) < 0)
             _exit(4);
-        if (gpubalance_lease_backend(l) == GPUBALANCE_BACKEND_SIM) {
+        if (g_str_has_prefix(gpubalance_lease_device(l), "sim:gpu")) {
             if (!take_driver_session(driver, &byte)) {
                 fprintf(stderr, "racer %d: granted %s but the driver has %d sessions in use\n", (int)getpid(),
                         gpubalance_lease_device(l), DRIVER_SESSIONS);
@@ -134,6 +141,134 @@ static void pool_is_never_oversubscribed(void)
     ctx = gpb_test_open();
     g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
     gpubalance_context_close(ctx);
+    g_free(driver_path);
+}
+
+/* ---- the cap under churn ------------------------------------------------ */
+
+#define CHURNERS 4
+#define CHURN_LEASES 250 /* each: 1000 in all */
+#define CHURN_RACERS 16
+
+static const char churn_config[] = "[general]\n"
+                                   "discover=false\n"
+                                   "order=nvenc,vaapi,software\n"
+                                   "[pool:geforce]\n"
+                                   "max-sessions=3\n"
+                                   "[device:gpu0]\n"
+                                   "backend=sim\n"
+                                   "pool=geforce\n"
+                                   "[device:gpu1]\n"
+                                   "backend=sim\n"
+                                   "pool=geforce\n"
+                                   "[device:bulk]\n"
+                                   "backend=sim\n"
+                                   "imitates=vaapi\n"
+                                   "max-sessions=4096\n";
+
+/* Takes CHURN_LEASES leases on sim:bulk, says so, then forever releases
+ * the oldest and takes a new one, until it is killed. */
+static G_GNUC_NORETURN void churner(int ready_fd)
+{
+    gpubalance_context *ctx = gpb_test_open();
+    gpubalance_stream *s = gpb_test_stream("h264", 640, 360, 30);
+    gpubalance_lease *held[CHURN_LEASES];
+
+    gpubalance_stream_set_device(s, "sim:bulk");
+    for (int i = 0; i < CHURN_LEASES; i++)
+        if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0)
+            _exit(4);
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(2);
+    for (unsigned n = 0;; n++) {
+        gpubalance_lease_release(held[n % CHURN_LEASES]);
+        if (gpubalance_lease_acquire(ctx, s, &held[n % CHURN_LEASES]) < 0)
+            _exit(4);
+        sched_yield();
+    }
+}
+
+static pid_t spawn_churner(int ready[2])
+{
+    pid_t pid = fork();
+    char c;
+
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        churner(ready[1]);
+    }
+    g_assert_cmpint(read(ready[0], &c, 1), ==, 1); /* its leases are held */
+    return pid;
+}
+
+static void kill_churner(pid_t pid)
+{
+    int status;
+
+    g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSIGNALED(status)); /* not an early exit of its own */
+}
+
+static void cap_holds_while_1000_leases_churn(void)
+{
+    const char *dir = gpb_test_env(churn_config);
+    char *driver_path = g_build_filename(dir, "driver", NULL);
+    pid_t churners[CHURNERS], racers[CHURN_RACERS];
+    int ready[2], start[2], results[2];
+    int total_sim = 0;
+    gpubalance_context *ctx;
+
+    g_assert_true(g_file_set_contents(driver_path, "...", 3, NULL));
+    g_assert_cmpint(pipe(ready), ==, 0);
+    g_assert_cmpint(pipe(start), ==, 0);
+    g_assert_cmpint(pipe(results), ==, 0);
+    gpubalance_context_close(gpb_test_open()); /* create the ledger */
+    for (int i = 0; i < CHURNERS; i++)
+        churners[i] = spawn_churner(ready);
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        racers[i] = fork();
+        g_assert_cmpint(racers[i], >=, 0);
+        if (racers[i] == 0) {
+            close(start[1]);
+            racer(driver_path, start[0], results[1]);
+        }
+    }
+    close(start[0]);
+    close(results[1]);
+    for (int i = 0; i < CHURN_RACERS; i++)
+        g_assert_cmpint(write(start[1], "g", 1), ==, 1);
+    /* While they race: kill each churner with its 250 leases held, and
+     * start another in its place. */
+    for (int i = 0; i < CHURNERS; i++) {
+        kill_churner(churners[i]);
+        churners[i] = spawn_churner(ready);
+    }
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        int status;
+
+        g_assert_cmpint(waitpid(racers[i], &status, 0), ==, racers[i]);
+        g_assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 3)
+            g_error("the ledger granted more than 3 pool sessions at once");
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    }
+    for (int i = 0; i < CHURNERS; i++)
+        kill_churner(churners[i]);
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        char *line = gpb_read_line(results[0]);
+
+        total_sim += atoi(line);
+        g_free(line);
+    }
+    printf("%d of %d grants went to the sim pool\n", total_sim, CHURN_RACERS * ROUNDS_PER_RACER);
+    g_assert_cmpint(total_sim, >, 0);
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0); /* every holder is dead */
+    gpubalance_context_close(ctx);
+    close(ready[0]);
+    close(ready[1]);
     g_free(driver_path);
 }
 
@@ -293,7 +428,7 @@ static gpointer thread_racer(gpointer data)
             g_atomic_int_inc(&race->failures);
             continue;
         }
-        if (gpubalance_lease_backend(l) == GPUBALANCE_BACKEND_SIM) {
+        if (g_str_has_prefix(gpubalance_lease_device(l), "sim:gpu")) {
             gint now = g_atomic_int_add(&race->holding, 1) + 1;
             gint most;
 
@@ -336,6 +471,7 @@ static void threads_share_a_context_safely(void)
 static const gpb_test_case cases[] = {
     {"threads_share_a_context_safely", threads_share_a_context_safely},
     {"pool_is_never_oversubscribed", pool_is_never_oversubscribed},
+    {"cap_holds_while_1000_leases_churn", cap_holds_while_1000_leases_churn},
     {"sigkill_torture_leaves_no_lease", sigkill_torture_leaves_no_lease},
 };
 

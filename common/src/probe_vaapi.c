@@ -24,6 +24,7 @@ typedef struct {
     char *node;     /* /dev/dri/renderD128 */
     char *pdev;     /* 0000:00:02.0, from sysfs */
     GArray *before; /* gpb_drm_client of the previous look, NULL at first */
+    bool asked_before; /* a first request is answered without a look */
 } vaapi_data;
 
 static const char *dri_dir(void)
@@ -202,12 +203,24 @@ static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledg
 }
 
 /* Clients of the node whose video engine use advanced since our last
- * look (-1 at the first look: nothing to compare with yet). */
+ * look (-1 while there is nothing to compare with yet).
+ *
+ * A look walks the descriptors of every process on the host, and a first
+ * look yields no figure: so a process takes its first look only when it
+ * asks a second time. A process that places one stream and exits (`pick`,
+ * a single encode) never pays for a scan that could not inform it, and
+ * its cost does not grow with the number of processes on the host. */
 static int vaapi_driver_sessions(gpb_device *d)
 {
     vaapi_data *data = d->probe_data;
-    GArray *now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    GArray *now;
     int active = -1;
+
+    if (!data->asked_before) {
+        data->asked_before = true;
+        return -1;
+    }
+    now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
 
     gpb_fdinfo_scan(proc_dir(), data->node, data->pdev, now);
     if (data->before)
