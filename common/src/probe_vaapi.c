@@ -231,6 +231,20 @@ static int vaapi_driver_sessions(gpb_device *d)
     return active;
 }
 
+gpb_device *gpb_vaapi_device_new(const char *name, const char *node_path, const char *pdev, unsigned codecs)
+{
+    gpb_device *d = gpb_device_new(name, GPUBALANCE_BACKEND_VAAPI);
+    vaapi_data *data = g_new0(vaapi_data, 1);
+
+    data->node = g_strdup(node_path);
+    data->pdev = g_strdup(pdev);
+    d->render_node = g_strdup(node_path);
+    d->codecs = codecs;
+    d->probe = &gpb_vaapi_probe;
+    d->probe_data = data;
+    return d;
+}
+
 static void vaapi_free(void *p)
 {
     vaapi_data *data = p;
