@@ -282,7 +282,8 @@ static gpubalance_context *context_with_render_node(const char *node)
     d = gpb_vaapi_device_new("vaapi:renderD128", node, "0000:00:02.0", 1u << GPUBALANCE_CODEC_H264);
     d->budget = 1000;
     index = gpb_inventory_add(ctx->inventory, d);
-    gpb_ledger_lock(ctx->ledger);
+    if (gpb_ledger_lock(ctx->ledger) < 0)
+        exit(1);
     d->ledger_index = gpb_ledger_device_index(ctx->ledger, d->ledger_key, d->backend);
     gpb_ledger_unlock(ctx->ledger);
     if (index < 0 || d->ledger_index < 0)

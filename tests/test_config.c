@@ -1,6 +1,7 @@
 /* test_config.c - every way a config file can be wrong names the file,
  * the group, the key and what is allowed. */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "helpers.h"
@@ -52,6 +53,8 @@ static const bad_config bad_configs[] = {
     {"[device:gpu0]\nbackend=sim\nten-bit=sometimes\n", {"[device:gpu0] ten-bit=sometimes", "not a boolean"}},
     {"[device:gpu0]\nbackend=sim\nmax-width=8\n", {"[device:gpu0] max-width=8", "allowed: 16..16384"}},
     {"[device:gpu0]\nbackend=sim\nspeed=fast\n", {"[device:gpu0] unknown key 'speed'", "allowed keys: backend"}},
+    {"[device:gpu0]\nbackend=sim\n[general]\npolicy=fill\n  [device:gpu0]  \nmax-sessions=1\n",
+     {"group [device:gpu0] appears twice (lines 1 and 5)", "write it once"}},
 };
 
 static void every_bad_config_names_file_group_and_key(void)
@@ -165,7 +168,40 @@ static void defaults_apply_without_a_file(void)
     gpubalance_context_close(ctx);
 }
 
+/* Opening a context with GPUBALANCE_CONFIG=path fails at once (a FIFO
+ * with no writer would block a reader forever) naming path and why. */
+static void assert_config_refused(const char *path, const char *why)
+{
+    gpubalance_context *ctx = NULL;
+
+    g_setenv("GPUBALANCE_CONFIG", path, TRUE);
+    g_assert_cmpint(gpubalance_context_open(NULL, &ctx), ==, GPUBALANCE_ERR_CONFIG);
+    g_assert_null(ctx);
+    gpb_assert_contains(gpubalance_last_error(), path);
+    gpb_assert_contains(gpubalance_last_error(), why);
+}
+
+static void config_must_be_a_small_regular_file(void)
+{
+    const char *dir = gpb_test_env(NULL);
+    char *fifo = g_build_filename(dir, "fifo.conf", NULL);
+    char *big = g_build_filename(dir, "big.conf", NULL);
+    gchar *text = g_strnfill(2 * 1024 * 1024, '#');
+
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    g_assert_true(g_file_set_contents(big, text, -1, NULL));
+    assert_config_refused("/dev/zero", "is not a regular file");
+    assert_config_refused("/dev/urandom", "is not a regular file");
+    assert_config_refused(fifo, "is not a regular file");
+    assert_config_refused(dir, "is not a regular file");
+    assert_config_refused(big, "a config file is at most 1048576 bytes");
+    g_free(text);
+    g_free(big);
+    g_free(fifo);
+}
+
 static const gpb_test_case cases[] = {
+    {"config_must_be_a_small_regular_file", config_must_be_a_small_regular_file},
     {"every_bad_config_names_file_group_and_key", every_bad_config_names_file_group_and_key},
     {"a_full_config_is_read", a_full_config_is_read},
     {"missing_config_named_by_the_environment_is_an_error", missing_config_named_by_the_environment_is_an_error},

@@ -229,7 +229,7 @@ static void age_probe_cache(const char *ledger_key)
     int index;
 
     g_assert_cmpint(gpb_ledger_open(NULL, &ledger), ==, 0);
-    gpb_ledger_lock(ledger);
+    g_assert_cmpint(gpb_ledger_lock(ledger), ==, 0);
     index = gpb_ledger_device_index(ledger, ledger_key, GPUBALANCE_BACKEND_NVENC);
     r = gpb_ledger_device(ledger, index);
     bar = strrchr(r->probe_key, '|');

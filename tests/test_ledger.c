@@ -189,7 +189,10 @@ static void reset_refuses_while_leases_are_live(void)
     g_free(path);
 }
 
-static void reset_with_force_replaces_a_busy_ledger(void)
+/* --force starts a new ledger, but a lease that is still live stays
+ * counted in it (rebuilt from the lock files), and its holder's context
+ * moves to the new file and ends it there. */
+static void reset_with_force_keeps_live_leases_counted(void)
 {
     char *path = make_ledger();
     gpubalance_context *ctx = gpb_test_open();
@@ -199,9 +202,11 @@ static void reset_with_force_replaces_a_busy_ledger(void)
 
     g_assert_cmpint(gpubalance_ledger_reset(true), ==, 0);
     fresh = gpb_test_open();
-    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 0);
-    /* the old lease still ends cleanly on the old file */
+    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 1);
+    g_assert_cmpint(gpb_test_sessions(fresh, "sim:gpu0"), ==, 1);
     gpubalance_lease_release(l);
+    g_assert_cmpint(gpb_test_total_leases(fresh), ==, 0);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
     gpubalance_context_close(fresh);
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
@@ -265,7 +270,7 @@ static const gpb_test_case cases[] = {
     {"world_writable_file_is_refused", world_writable_file_is_refused},
     {"reset_moves_a_damaged_ledger_aside", reset_moves_a_damaged_ledger_aside},
     {"reset_refuses_while_leases_are_live", reset_refuses_while_leases_are_live},
-    {"reset_with_force_replaces_a_busy_ledger", reset_with_force_replaces_a_busy_ledger},
+    {"reset_with_force_keeps_live_leases_counted", reset_with_force_keeps_live_leases_counted},
     {"garbage_in_the_tables_never_crashes", garbage_in_the_tables_never_crashes},
     {"concurrent_creators_agree_on_one_file", concurrent_creators_agree_on_one_file},
 };

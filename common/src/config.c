@@ -7,9 +7,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -554,6 +557,41 @@ static int parse_group(const parse_ctx *pc, const char *group, gpb_config *confi
         group);
 }
 
+/* GKeyFile merges a group written twice into one, so a second
+ * [device:gpu0] would silently change the first. The text is scanned for
+ * group lines (as GKeyFile reads them: '[' first after leading blanks) and
+ * a repeat is an error naming both lines. Called after GKeyFile accepted
+ * the text, so every such line is a well-formed group header. */
+static int check_duplicate_groups(const char *data, size_t length, const char *display_name)
+{
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    gchar *text = g_strndup(data, length);
+    gchar **lines = g_strsplit(text, "\n", -1);
+    int status = 0;
+
+    for (int i = 0; lines[i] && status == 0; i++) {
+        gchar *line = g_strstrip(lines[i]);
+        size_t len = strlen(line);
+        gchar *name;
+        gpointer first;
+
+        if (len < 2 || line[0] != '[' || line[len - 1] != ']')
+            continue;
+        name = g_strndup(line + 1, len - 2);
+        if (g_hash_table_lookup_extended(seen, name, NULL, &first)) {
+            status = gpb_fail(GPUBALANCE_ERR_CONFIG, "%s: group [%s] appears twice (lines %d and %d); write it once",
+                              display_name, name, GPOINTER_TO_INT(first), i + 1);
+            g_free(name);
+        } else {
+            g_hash_table_insert(seen, name, GINT_TO_POINTER(i + 1));
+        }
+    }
+    g_strfreev(lines);
+    g_free(text);
+    g_hash_table_unref(seen);
+    return status;
+}
+
 int gpb_config_parse(const char *data, size_t length, const char *display_name, gpb_config **out)
 {
     gpb_config *config = gpb_config_new_default();
@@ -567,6 +605,8 @@ int gpb_config_parse(const char *data, size_t length, const char *display_name, 
         g_error_free(error);
         goto fail;
     }
+    if ((status = check_duplicate_groups(data, length, display_name)) < 0)
+        goto fail;
     groups = g_key_file_get_groups(pc.kf, NULL);
     for (int i = 0; groups[i]; i++)
         if ((status = parse_group(&pc, groups[i], config)) < 0)
@@ -585,18 +625,58 @@ fail:
     return status;
 }
 
+/* A config file is small text. Anything else named by GPUBALANCE_CONFIG
+ * (a device, a FIFO, a huge file) would block or read without end, so it
+ * is refused by what it is before a byte is read. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+static int read_config_file(const char *path, gchar **data_out, gsize *length_out)
+{
+    struct stat st;
+    gchar *data;
+    ssize_t got;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int status = 0;
+
+    if (fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_CONFIG, "cannot read config file %s: %s", path, g_strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_CONFIG, "cannot inspect config file %s: %s", path, g_strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        status = gpb_fail(GPUBALANCE_ERR_CONFIG, "config file %s is not a regular file; point GPUBALANCE_CONFIG at one",
+                          path);
+    } else if (st.st_size > CONFIG_MAX_BYTES) {
+        status = gpb_fail(GPUBALANCE_ERR_CONFIG, "config file %s is %lld bytes; a config file is at most %d bytes",
+                          path, (long long)st.st_size, CONFIG_MAX_BYTES);
+    }
+    if (status < 0) {
+        close(fd);
+        return status;
+    }
+    /* One byte more than allowed, in case it grew since fstat(). */
+    data = g_malloc((gsize)st.st_size + 2);
+    got = pread(fd, data, (size_t)st.st_size + 1, 0);
+    close(fd);
+    if (got < 0 || got > CONFIG_MAX_BYTES) {
+        status = got < 0 ? gpb_fail(GPUBALANCE_ERR_CONFIG, "cannot read config file %s: %s", path, g_strerror(errno))
+                         : gpb_fail(GPUBALANCE_ERR_CONFIG, "config file %s is over %d bytes", path, CONFIG_MAX_BYTES);
+        g_free(data);
+        return status;
+    }
+    data[got] = '\0';
+    *data_out = data;
+    *length_out = (gsize)got;
+    return 0;
+}
+
 int gpb_config_load(const char *path, gpb_config **out)
 {
     gchar *data = NULL;
     gsize length = 0;
-    GError *error = NULL;
     int status;
 
-    if (!g_file_get_contents(path, &data, &length, &error)) {
-        status = gpb_fail(GPUBALANCE_ERR_CONFIG, "cannot read config file %s: %s", path, error->message);
-        g_error_free(error);
+    if ((status = read_config_file(path, &data, &length)) < 0)
         return status;
-    }
     status = gpb_config_parse(data, length, path, out);
     if (status == 0)
         (*out)->path = g_strdup(path);

@@ -54,6 +54,8 @@ void gpubalance_context_close(gpubalance_context *ctx)
 {
     if (!ctx || !g_atomic_int_dec_and_test(&ctx->refcount))
         return;
+    if (ctx->ledger)
+        gpb_ledger_set_moved_hook(ctx->ledger, NULL, NULL); /* the inventory goes first */
     gpb_inventory_free(ctx->inventory);
     gpb_ledger_close(ctx->ledger);
     gpb_config_free(ctx->config);

@@ -188,29 +188,42 @@ static gpb_device *software_device(const gpb_config *config)
     return d;
 }
 
-static int register_in_ledger(gpb_inventory *inv, gpb_ledger *ledger)
+/* Gives every pool and device its ledger record; under the ledger lock. */
+static int register_locked(gpb_ledger *ledger, void *data)
 {
+    gpb_inventory *inv = data;
     int index;
 
-    gpb_ledger_lock(ledger);
     for (guint i = 0; i < inv->pools->len; i++) {
         gpb_pool *p = g_ptr_array_index(inv->pools, i);
 
         if ((index = gpb_ledger_pool_index(ledger, p->name)) < 0)
-            goto out;
+            return index;
         p->ledger_index = index;
     }
     for (guint i = 0; i < inv->devices->len; i++) {
         gpb_device *d = g_ptr_array_index(inv->devices, i);
 
         if ((index = gpb_ledger_device_index(ledger, d->ledger_key, d->backend)) < 0)
-            goto out;
+            return index;
         d->ledger_index = index;
     }
-    index = 0;
-out:
+    return 0;
+}
+
+/* Registers now, and again whenever the ledger is replaced under this
+ * process (a reset): the records may then have other indices. */
+static int register_in_ledger(gpb_inventory *inv, gpb_ledger *ledger)
+{
+    int status;
+
+    if ((status = gpb_ledger_lock(ledger)) < 0)
+        return status;
+    status = register_locked(ledger, inv);
     gpb_ledger_unlock(ledger);
-    return index < 0 ? index : 0;
+    if (status == 0)
+        gpb_ledger_set_moved_hook(ledger, register_locked, inv);
+    return status;
 }
 
 int gpb_inventory_build(const gpb_config *config, gpb_ledger *ledger, bool refresh, gpb_inventory **out)

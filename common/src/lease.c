@@ -176,7 +176,8 @@ static void refresh_foreign(gpubalance_lease *lease, const placement_options *o)
     if (n_due == 0)
         return; /* the common case: no lock taken */
     n_due = 0;
-    gpb_ledger_lock(ctx->ledger);
+    if (gpb_ledger_lock(ctx->ledger) < 0)
+        return; /* the decision that follows reports it */
     for (guint i = 0; i < n; i++) {
         gpb_device *d = inv_device(ctx, (int)i);
         gpb_device_record *r;
@@ -193,7 +194,8 @@ static void refresh_foreign(gpubalance_lease *lease, const placement_options *o)
         gpb_device *d = inv_device(ctx, due[k]);
         int total = d->probe->driver_sessions(d);
 
-        gpb_ledger_lock(ctx->ledger);
+        if (gpb_ledger_lock(ctx->ledger) < 0)
+            return;
         if (total >= 0) {
             gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
 
@@ -443,7 +445,8 @@ int gpb_place(gpubalance_lease *lease)
         decision d;
 
         refresh_foreign(lease, &o);
-        gpb_ledger_lock(lease->ctx->ledger);
+        if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+            break;
         d = decide(lease, &o, watch != -2, &status);
         gpb_ledger_unlock(lease->ctx->ledger);
         if (d == DECIDED)
@@ -451,7 +454,8 @@ int gpb_place(gpubalance_lease *lease)
         if (watch == -2) {
             /* Arm the watch, then decide once more before sleeping. */
             watch = open_release_watch(lease->ctx);
-            gpb_ledger_lock(lease->ctx->ledger);
+            if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+                break;
             waiter = gpb_ledger_wait_begin(lease->ctx->ledger);
             gpb_ledger_unlock(lease->ctx->ledger);
             deadline = gpb_boottime_ns() + (uint64_t)(o.wait_timeout * 1e9);
@@ -467,9 +471,12 @@ int gpb_place(gpubalance_lease *lease)
         }
     }
     if (waiter >= 0) {
-        gpb_ledger_lock(lease->ctx->ledger);
-        gpb_ledger_wait_end(lease->ctx->ledger, waiter);
-        gpb_ledger_unlock(lease->ctx->ledger);
+        if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
+            gpb_ledger_wait_end(lease->ctx->ledger, waiter);
+            gpb_ledger_unlock(lease->ctx->ledger);
+        } else {
+            close(waiter); /* the next sweep forgets it */
+        }
     }
     if (watch >= 0)
         close(watch);
@@ -590,10 +597,14 @@ gpubalance_lease_state gpubalance_lease_state_get(const gpubalance_lease *lease)
 
 static int set_state(gpubalance_lease *lease, gpubalance_lease_state state)
 {
+    int status;
+
     if (lease->fd < 0)
         return gpb_fail(GPUBALANCE_ERR_BAD_STATE, "the lease was already released");
-    gpb_ledger_lock(lease->ctx->ledger);
-    gpb_ledger_slot(lease->ctx->ledger, lease->slot)->state = state;
+    if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
+        return status;
+    if (gpb_ledger_owns(lease->ctx->ledger, lease->slot, lease->fd))
+        gpb_ledger_slot(lease->ctx->ledger, lease->slot)->state = state;
     gpb_ledger_unlock(lease->ctx->ledger);
     lease->state = state;
     return 0;
@@ -619,7 +630,8 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
     if (d->backend != GPUBALANCE_BACKEND_SIM)
         return 0;
     ledger = lease->ctx->ledger;
-    gpb_ledger_lock(ledger);
+    if ((status = gpb_ledger_lock(ledger)) < 0)
+        return status;
     r = gpb_ledger_device(ledger, d->ledger_index);
     if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
         gpb_devset only; /* about to refuse: the count may be stale */
@@ -628,7 +640,9 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
         gpb_devset_add(&only, d->ledger_index);
         gpb_ledger_forget_dead(ledger, &only, 0);
     }
-    if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
+    if (!gpb_ledger_owns(ledger, lease->slot, lease->fd)) {
+        status = 0; /* a lease of a replaced ledger: no driver to imitate there */
+    } else if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
         status = 0; /* asked twice */
     } else if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
         status = gpb_fail(GPUBALANCE_ERR_REFUSED,
@@ -711,15 +725,18 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
                            gpubalance_lease_ffmpeg_encoder(lease), reason);
     lease->state = GPUBALANCE_LEASE_FAILED;
     gpb_devset_add(&lease->tried, lease->device);
-    gpb_ledger_lock(lease->ctx->ledger);
-    if (kind == GPUBALANCE_FAILURE_CAPACITY) {
-        learn_capacity(lease, reason);
-    } else if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
+    if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
         d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);
         snprintf(d->unavailable_why, sizeof(d->unavailable_why), "unavailable in this process: %s", reason);
     }
-    gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
-    gpb_ledger_unlock(lease->ctx->ledger);
+    if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
+        if (kind == GPUBALANCE_FAILURE_CAPACITY)
+            learn_capacity(lease, reason);
+        gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
+        gpb_ledger_unlock(lease->ctx->ledger);
+    } else {
+        close(lease->fd); /* the lease ends with its lock; placing again reports the ledger's state */
+    }
     lease->fd = -1;
     lease->slot = -1;
     if ((status = gpb_place(lease)) < 0) {

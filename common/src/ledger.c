@@ -20,21 +20,21 @@
  *
  * Why counters at all. Counting a device's sessions by testing every slot's
  * lock costs one fcntl per lease on the host, on every acquire. The device
- * table keeps counters instead, updated under the header lock by claim and
- * release.
+ * table keeps counters instead, updated under the header lock.
  *
  * The invariant: under the header lock, every cached count (sessions, load,
  * driver sessions) is at least the true figure of live leases. Claim counts
- * a lease in the same critical section that takes its lock; release counts
- * it out before it drops the lock; a holder that dies without releasing
- * leaves its lease counted (too high, never too low); a process that dies
- * inside the critical section leaves the "in critical section" flag, and
- * the next locker rebuilds every count from the locks before anyone reads
- * them. A count that can only overstate load can only cause a refusal,
- * never a grant past a limit: so placement trusts the cached counts for
- * every grant, and verifies a device's leases against their locks only
- * when its count would refuse the stream (gpb_ledger_verify, see lease.c).
- * A periodic sweep corrects the ties that stale counts skew.
+ * a lease in the same critical section that takes its lock; a release
+ * (gpb_ledger_end, without the header lock) marks the lease ended and the
+ * next locker counts it out; a holder that dies without releasing leaves
+ * its lease counted (too high, never too low); a process that dies inside
+ * the critical section leaves the "in critical section" flag, and the next
+ * locker rebuilds every count from the locks before anyone reads them. A
+ * count that can only overstate load can only cause a refusal, never a
+ * grant past a limit: so placement trusts the cached counts for every
+ * grant, and tests a device's leases against their locks only when its
+ * count would refuse the stream (gpb_ledger_forget_dead, see lease.c). A
+ * periodic sweep corrects the ties that stale counts skew.
  *
  * Known limits: local filesystems only (OFD locks over NFS are not
  * reliable); every participant needs write access to the file; a child
@@ -47,11 +47,15 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,14 +94,15 @@ typedef struct {
     ledger_layout layout;
     /* dynamic part, written under the header lock only */
     uint32_t in_critical_section; /* set by lock(), cleared by unlock() */
-    uint32_t device_count;
+    uint32_t device_count;        /* a hint: records past it are unused */
     uint32_t pool_count;
     uint32_t slot_hint;
-    uint32_t waiters; /* processes blocked in when-full=wait (see wait_begin) */
-    uint32_t reserved;
+    uint32_t waiters;    /* processes blocked in when-full=wait (see wait_begin) */
+    uint32_t lock_epoch; /* +1 at each header lock: waiters' measure of progress */
     uint64_t last_sweep_ns;
+    int32_t lock_holder_pid; /* as the holder sees itself; for messages */
     /* Slots ended by gpb_ledger_end() without the header lock, counted out
-     * by the next holder of the lock (see reap_released). Written with
+     * by the next holder of the lock (see reap_ended). Written with
      * atomics; an entry lost to a crash or an overflow leaves its lease
      * counted until a lock test finds it gone. */
     uint32_t ended_head;        /* entries pushed, ever */
@@ -109,12 +114,36 @@ _Static_assert(sizeof(ledger_header) <= HEADER_SIZE, "header too large");
 
 #define SPARE_FDS 8
 #define WAITER_BYTE 1
+/* In each device's lock file: bytes [0, GPB_SLOTS) are the leases' locks;
+ * every process that registered the device holds a read lock on byte
+ * IN_USE_BYTE, so a record nobody uses can be told apart and reclaimed. */
+#define IN_USE_BYTE GPB_SLOTS
+/* The cost counted for a lease whose record is damaged or unknown (one
+ * rebuilt from a lock file after a reset): large enough that a budget
+ * never passes on it, for the lease's remaining life. */
+#define UNKNOWN_COST_MILLI 64000u
+#define LOCK_FILE_MAGIC "GPBLOCK2"
 
-/* A released lease descriptor kept for reuse, and its lock file. */
+/* What a device's lock file holds besides its locks: which device it is.
+ * It lets the device table be rebuilt, and a damaged record repaired,
+ * from the lock files alone. */
 typedef struct {
-    int fd;
-    int group;
-} spare_fd;
+    char magic[8];
+    uint32_t backend;
+    uint32_t crc; /* of the fields before it and id */
+    char id[GPB_ID_SIZE];
+} lock_file_content;
+
+/* The fields of a device record its CRC covers, gathered for comparison. */
+typedef struct {
+    char id[GPB_ID_SIZE];
+    uint32_t backend;
+    uint32_t foreign_sessions;
+    uint64_t foreign_updated_ns;
+    gpb_learned learned;
+    uint32_t crc;
+    uint32_t pad;
+} device_covered;
 
 struct gpb_ledger {
     char *dir;
@@ -125,19 +154,40 @@ struct gpb_ledger {
     ino_t st_ino;
     uint8_t *base;
     size_t size;
+    int mapping; /* index in the SIGBUS registry, or -1 */
     ledger_header *header;
     gpb_device_record *devices;
     gpb_pool_record *pools;
     uint16_t *slot_map;
     gpb_slot_record *slots;
     uint64_t generation;
-    /* Per lock file: one descriptor for lock tests, opened on first use.
-     * And released lease descriptors kept for reuse (opening one costs as
-     * much as the rest of an acquire), most recent last. */
-    int test_fd[GPB_LOCK_FILES];
-    spare_fd spares[SPARE_FDS];
-    int n_spares;
-    int forget_cursor; /* where gpb_ledger_forget_dead() goes on */
+    /* Per device: one descriptor of its lock file for lock tests (holding
+     * the in-use read lock when registered), and released lease
+     * descriptors kept for reuse (opening one costs as much as the rest
+     * of an acquire). */
+    int lock_fd[GPB_MAX_DEVICES];
+    int spare_fd[GPB_MAX_DEVICES][SPARE_FDS];
+    int n_spare[GPB_MAX_DEVICES];
+    /* What this process registered: the key of each record it uses, so a
+     * damaged record is repaired and a replaced ledger re-registered. */
+    char *known_device[GPB_MAX_DEVICES];
+    gpubalance_backend known_backend[GPB_MAX_DEVICES];
+    char *known_pool[GPB_MAX_POOLS];
+    /* The covered fields of each registered record as this process last
+     * saw them valid or sealed them: a record equal to its copy needs no
+     * CRC computed (the common case, at every lock and unlock). */
+    device_covered sealed_device[GPB_MAX_DEVICES];
+    bool sealed_device_known[GPB_MAX_DEVICES];
+    gpb_pool_record sealed_pool[GPB_MAX_POOLS];
+    bool sealed_pool_known[GPB_MAX_POOLS];
+    /* slot_fd[slot]: this process's lease descriptor in that slot, or -1. */
+    int *slot_fd;
+    uint8_t *locked_bits; /* scratch for verify: GPB_SLOTS bits per device */
+    int forget_cursor;    /* where gpb_ledger_forget_dead() goes on */
+    int header_lock_fd;   /* the description holding the header lock (fd, or a
+                           * waiting helper's), -1 when not held */
+    gpb_ledger_moved_hook moved_hook;
+    void *moved_hook_data;
     /* The header lock's OFD is shared by this process's threads. A pthread
      * mutex rather than GMutex: ThreadSanitizer sees pthread mutexes, not
      * GLib's futexes, and the core is checked under it. */
@@ -226,7 +276,169 @@ int gpb_ledger_check_header(const void *data, size_t size, uint64_t file_size, c
     return 0;
 }
 
+/* ---- record checksums ---------------------------------------------------
+ *
+ * Every field a decision reads is either recomputed from the locks under
+ * the header lock (session counts, load, the slot map) or covered by a
+ * CRC that its writer seals at unlock and the next locker checks: a
+ * device's identity, foreign load and learned limit; a pool's learned
+ * limit; a lease's cost. A mismatch is repaired (identity from what this
+ * process registered or from the device's lock file; foreign load asked
+ * again; a learned limit forgotten; an unknown cost counted as large),
+ * never believed. */
+
+static uint32_t device_crc(const gpb_device_record *d)
+{
+    uLong crc = crc32(0L, (const Bytef *)d->id, sizeof(d->id));
+
+    crc = crc32(crc, (const Bytef *)&d->backend, sizeof(d->backend));
+    crc = crc32(crc, (const Bytef *)&d->foreign_sessions, sizeof(d->foreign_sessions));
+    crc = crc32(crc, (const Bytef *)&d->foreign_updated_ns, sizeof(d->foreign_updated_ns));
+    crc = crc32(crc, (const Bytef *)&d->learned, sizeof(d->learned));
+    return (uint32_t)crc;
+}
+
+static void covered_of(const gpb_device_record *d, device_covered *c)
+{
+    memset(c, 0, sizeof(*c));
+    memcpy(c->id, d->id, sizeof(c->id));
+    c->backend = d->backend;
+    c->foreign_sessions = d->foreign_sessions;
+    c->foreign_updated_ns = d->foreign_updated_ns;
+    c->learned = d->learned;
+    c->crc = d->crc;
+}
+
+static uint32_t pool_crc(const gpb_pool_record *p)
+{
+    uLong crc = crc32(0L, (const Bytef *)p->name, sizeof(p->name));
+
+    return (uint32_t)crc32(crc, (const Bytef *)&p->learned, sizeof(p->learned));
+}
+
+static uint32_t slot_crc(int slot, int device, uint32_t cost_milli)
+{
+    uint32_t fields[3] = {(uint32_t)slot, (uint32_t)device, cost_milli};
+
+    return (uint32_t)crc32(0x9e3779b9L, (const Bytef *)fields, sizeof(fields));
+}
+
+static uint32_t lock_content_crc(const lock_file_content *c)
+{
+    return (uint32_t)crc32(0L, (const Bytef *)c, offsetof(lock_file_content, crc)) ^
+           (uint32_t)crc32(0L, (const Bytef *)c->id, sizeof(c->id));
+}
+
+/* ---- SIGBUS ---------------------------------------------------------------
+ *
+ * The file is fully allocated at creation and checked (size, inode) under
+ * the header lock before the mapping is touched, so SIGBUS needs a file
+ * truncated by someone who ignores the lock in the microseconds of one
+ * critical section. Even then no process may die of it: the handler
+ * replaces a ledger mapping that faulted with zeroed anonymous memory and
+ * marks it lost; the ledger notices at its next check and reopens or
+ * fails. A fault anywhere else goes to the handler installed before. */
+
+#define MAX_MAPPINGS 256
+
+typedef struct {
+    uintptr_t base; /* 0: free entry */
+    size_t size;
+    int lost;
+} mapping_entry;
+
+static mapping_entry mappings[MAX_MAPPINGS];
+static struct sigaction previous_sigbus;
+static pthread_once_t sigbus_once = PTHREAD_ONCE_INIT;
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    uintptr_t addr = (uintptr_t)info->si_addr;
+
+    for (int i = 0; i < MAX_MAPPINGS; i++) {
+        uintptr_t base = __atomic_load_n(&mappings[i].base, __ATOMIC_ACQUIRE);
+        size_t size = __atomic_load_n(&mappings[i].size, __ATOMIC_RELAXED);
+
+        if (base && addr >= base && addr < base + size) {
+            if (mmap((void *)base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+                MAP_FAILED) {
+                __atomic_store_n(&mappings[i].lost, 1, __ATOMIC_RELEASE);
+                return; /* the access is retried on zeroes */
+            }
+        }
+    }
+    if (previous_sigbus.sa_flags & SA_SIGINFO) {
+        previous_sigbus.sa_sigaction(sig, info, context);
+    } else if (previous_sigbus.sa_handler != SIG_IGN && previous_sigbus.sa_handler != SIG_DFL) {
+        previous_sigbus.sa_handler(sig);
+    } else {
+        /* Not ours: restore the default and let the fault happen again. */
+        sigaction(SIGBUS, &previous_sigbus, NULL);
+    }
+}
+
+static void install_sigbus_handler(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previous_sigbus);
+}
+
+static int register_mapping(void *base, size_t size)
+{
+    pthread_once(&sigbus_once, install_sigbus_handler);
+    for (int i = 0; i < MAX_MAPPINGS; i++) {
+        uintptr_t expected = 0;
+
+        __atomic_store_n(&mappings[i].size, size, __ATOMIC_RELAXED);
+        if (__atomic_compare_exchange_n(&mappings[i].base, &expected, (uintptr_t)base, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&mappings[i].lost, 0, __ATOMIC_RELEASE);
+            return i;
+        }
+    }
+    return -1; /* more than MAX_MAPPINGS contexts: no safety net for this one */
+}
+
+static void unregister_mapping(int index)
+{
+    if (index >= 0)
+        __atomic_store_n(&mappings[index].base, 0, __ATOMIC_RELEASE);
+}
+
+static bool mapping_lost(const gpb_ledger *ledger)
+{
+    return ledger->mapping >= 0 && __atomic_load_n(&mappings[ledger->mapping].lost, __ATOMIC_ACQUIRE);
+}
+
 /* ---- directory and file safety ---------------------------------------- */
+
+/* What an error opening or creating a file can advise: reset cures a
+ * damaged file, not a process out of descriptors or a full disk. */
+static const char *errno_advice(int err)
+{
+    switch (err) {
+    case EMFILE:
+    case ENFILE:
+        return "this process or the system has too many open files; raise the limit (ulimit -n) or close some";
+    case ENOSPC:
+    case EDQUOT:
+        return "the file system is full; free space there or point GPUBALANCE_DIR elsewhere";
+    case ENOMEM:
+        return "out of memory";
+    case EACCES:
+    case EPERM:
+        return "check the directory's owner, group and mode (2770 with a group shared by every user)";
+    case ENAMETOOLONG:
+        return "the path is too long; use a shorter GPUBALANCE_DIR";
+    default:
+        return RESET_HINT;
+    }
+}
 
 char *gpb_ledger_default_dir(void)
 {
@@ -250,16 +462,31 @@ static bool in_our_groups(gid_t gid)
     return false;
 }
 
-/* A directory we may trust: a real directory, owned by us or root, that
- * nobody outside its group can write. Creates it (mode 0700) if missing. */
+/* Root takes part in any group's ledger; others in their own groups'. */
+static bool may_share_group(gid_t gid)
+{
+    return geteuid() == 0 || in_our_groups(gid);
+}
+
+/* A directory we may trust: a real directory that nobody outside its
+ * group can write, owned by us or root, or a setgid group directory
+ * (mode 2770) of a group we share, whoever of its members created it.
+ * Creates it (mode 0700) if missing. */
 static int prepare_dir(const char *dir)
 {
     struct stat st;
 
+    if (!g_path_is_absolute(dir))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger directory %s is a relative path, which would give each working directory a ledger "
+                        "of its own; set GPUBALANCE_DIR to an absolute path",
+                        dir);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger directory %s: %s", dir, g_strerror(errno));
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger directory %s: %s; %s", dir, g_strerror(errno),
+                        errno_advice(errno));
     if (lstat(dir, &st) < 0)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger directory %s: %s", dir, g_strerror(errno));
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger directory %s: %s; %s", dir, g_strerror(errno),
+                        errno_advice(errno));
     if (S_ISLNK(st.st_mode))
         return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
                         "ledger directory %s is a symbolic link; refusing it (remove it, or set GPUBALANCE_DIR to "
@@ -267,85 +494,71 @@ static int prepare_dir(const char *dir)
                         dir);
     if (!S_ISDIR(st.st_mode))
         return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger directory %s is not a directory", dir);
-    if (st.st_uid != geteuid() && st.st_uid != 0)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
-                        "ledger directory %s belongs to uid %u, not to you (uid %u) or root; refusing it", dir,
-                        (unsigned)st.st_uid, (unsigned)geteuid());
     if (st.st_mode & S_IWOTH)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
                         "ledger directory %s is writable by everyone (mode %04o); use mode 0700, or 2770 with a "
                         "group for a shared host",
                         dir, (unsigned)(st.st_mode & 07777));
+    if (st.st_uid != geteuid() && st.st_uid != 0 &&
+        !((st.st_mode & S_ISGID) && (st.st_mode & S_IWGRP) && may_share_group(st.st_gid)))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "ledger directory %s belongs to uid %u, not to you (uid %u) or root, and is not a setgid "
+                        "group directory (mode 2770) of a group of yours; refusing it",
+                        dir, (unsigned)st.st_uid, (unsigned)geteuid());
     return 0;
 }
 
-static int check_file(const char *path, const struct stat *st)
+/* A ledger or lock file we may use: a regular file with one name (a hard
+ * link could point our writes at another file), nobody outside its group
+ * can write, ours or group-writable by a group we share. */
+static int check_file(const char *what, const char *path, const struct stat *st)
 {
     if (!S_ISREG(st->st_mode))
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is not a regular file; %s", path, RESET_HINT);
-    if (st->st_mode & S_IWOTH)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is writable by everyone (mode %04o); %s", path,
-                        (unsigned)(st->st_mode & 07777), RESET_HINT);
-    if (st->st_uid != geteuid() && !((st->st_mode & S_IWGRP) && in_our_groups(st->st_gid)))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "%s %s is not a regular file; %s", what, path, RESET_HINT);
+    if (st->st_nlink > 1)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
-                        "ledger %s belongs to uid %u and is not shared with a group of yours; refusing it", path,
-                        (unsigned)st->st_uid);
+                        "%s %s has %lu hard links; a ledger file has one name, so refusing it; %s", what, path,
+                        (unsigned long)st->st_nlink, RESET_HINT);
+    if (st->st_mode & S_IWOTH)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "%s %s is writable by everyone (mode %04o); %s", what, path,
+                        (unsigned)(st->st_mode & 07777), RESET_HINT);
+    if (st->st_uid != geteuid() && !((st->st_mode & S_IWGRP) && may_share_group(st->st_gid)))
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE,
+                        "%s %s belongs to uid %u and is not shared with a group of yours (mode %04o, gid %u); "
+                        "refusing it; in a shared directory every file must be group-writable (mode 2770 on the "
+                        "directory makes them so)",
+                        what, path, (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777), (unsigned)st->st_gid);
     return 0;
 }
 
-/* ---- creation --------------------------------------------------------- */
-
-/* Writes a complete ledger under a temporary name and links it into place,
- * so that no process ever sees a half-written file. Losing the race to
- * another creator is success. */
-static int create_file(const char *dir, const char *path)
+/* The mode for files created in dir: group-writable in a group directory.
+ * Applied with fchmod to files this process has just created (O_EXCL), so
+ * the umask cannot make a shared file private; never to anything else. */
+static mode_t file_mode_for(int dir_fd)
 {
-    ledger_header header;
-    struct stat dir_st;
-    mode_t mode;
-    char *tmp;
-    int fd;
-    int status = 0;
+    struct stat st;
 
-    if (stat(dir, &dir_st) < 0)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect %s: %s", dir, g_strerror(errno));
-    mode = (dir_st.st_mode & S_IWGRP) ? 0660 : 0600;
-    tmp = g_strdup_printf("%s.new-%d-%08x", path, (int)getpid(), g_random_int());
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) {
-        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create %s: %s", tmp, g_strerror(errno));
-        goto out;
-    }
-    memset(&header, 0, sizeof(header));
-    fill_layout(&header.layout, ((uint64_t)g_random_int() << 32) | g_random_int());
-    if (fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)expected_file_size()) < 0 ||
-        pwrite(fd, &header, sizeof(header), 0) != (ssize_t)sizeof(header)) {
-        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write %s: %s", tmp, g_strerror(errno));
-        goto out_unlink;
-    }
-    /* The slot map starts all-free (0xffff), not zero. */
-    {
-        size_t map_size = sizeof(uint16_t) * GPB_SLOTS;
-        uint16_t *map = g_malloc(map_size);
+    if (fstat(dir_fd, &st) == 0 && (st.st_mode & S_IWGRP))
+        return 0660;
+    return 0600;
+}
 
-        memset(map, 0xff, map_size);
-        if (pwrite(fd, map, map_size, (off_t)slot_map_offset) != (ssize_t)map_size)
-            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write %s: %s", tmp, g_strerror(errno));
-        g_free(map);
-        if (status < 0)
-            goto out_unlink;
-    }
-    if (link(tmp, path) < 0 && errno != EEXIST)
-        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s", path, g_strerror(errno));
-    else
-        gpb_info("created ledger %s", path);
-out_unlink:
-    unlink(tmp);
-out:
-    if (fd >= 0)
-        close(fd);
-    g_free(tmp);
-    return status;
+/* A temporary name in dir, unique to this call. */
+static char *temp_name(const char *base)
+{
+    return g_strdup_printf("%s.new-%d-%08x", base, (int)getpid(), g_random_int());
+}
+
+/* Moves tmp to name in dir_fd without replacing (RENAME_NOREPLACE, so a
+ * file never has two names as link()+unlink() would): 0, or 1 when
+ * another creator won, or -errno. */
+static int publish(int dir_fd, const char *tmp, const char *name, bool replace)
+{
+    if (renameat2(dir_fd, tmp, dir_fd, name, replace ? 0 : RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return 1;
+    return -errno;
 }
 
 /* ---- locks ------------------------------------------------------------ */
@@ -371,10 +584,549 @@ static bool ofd_locked_elsewhere(int fd, off_t offset)
     return fl.l_type != F_UNLCK;
 }
 
+/* Sets a bit in bits for every byte of [0, GPB_SLOTS) that another open
+ * file description has locked. F_OFD_GETLK reports one conflicting lock
+ * of a range, not necessarily the lowest, so each answer splits the range
+ * in two: 2n+1 calls for n locks. Returns false if the kernel would not
+ * say (the caller then keeps what it had). */
+static bool collect_locked_slots(int fd, uint8_t *bits)
+{
+    off_t stack[2 * 64];
+    int top = 0;
+
+    memset(bits, 0, GPB_SLOTS / 8);
+    stack[top++] = 0;
+    stack[top++] = GPB_SLOTS;
+    while (top > 0) {
+        off_t end = stack[--top], start = stack[--top];
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = end - start};
+        off_t from, to;
+
+        if (start >= end)
+            continue;
+        if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+            return false;
+        if (fl.l_type == F_UNLCK)
+            continue;
+        from = MAX(fl.l_start, start);
+        to = fl.l_len == 0 ? end : MIN(fl.l_start + fl.l_len, end);
+        for (off_t b = from; b < to; b++)
+            bits[b / 8] |= (uint8_t)(1u << (b % 8));
+        if (top + 4 > (int)G_N_ELEMENTS(stack)) {
+            /* deep: finish the rest one byte at a time */
+            for (int i = 0; i < top; i += 2)
+                for (off_t b = stack[i]; b < stack[i + 1]; b++)
+                    if (ofd_locked_elsewhere(fd, b))
+                        bits[b / 8] |= (uint8_t)(1u << (b % 8));
+            top = 0;
+        }
+        if (to > from) {
+            stack[top++] = start;
+            stack[top++] = from;
+            stack[top++] = to;
+            stack[top++] = end;
+        }
+    }
+    return true;
+}
+
+static bool bit_set(const uint8_t *bits, int i)
+{
+    return bits[i / 8] & (1u << (i % 8));
+}
+
+/* Who holds the lock at offset of the file (dev, ino)? The kernel does not
+ * say for OFD locks (F_OFD_GETLK and /proc/locks give pid -1), but each
+ * process's /proc/PID/fdinfo lists the locks of its descriptors. Only run
+ * when a wait failed. Returns the pid, or -1 if none can be seen. */
+static int find_lock_holder(dev_t dev, ino_t ino, off_t offset)
+{
+    char want[96];
+    GDir *proc = g_dir_open("/proc", 0, NULL);
+    const char *pid_name;
+    int found = -1;
+
+    snprintf(want, sizeof(want), "%02x:%02x:%llu %lld %lld", major(dev), minor(dev), (unsigned long long)ino,
+             (long long)offset, (long long)offset);
+    while (proc && found < 0 && (pid_name = g_dir_read_name(proc))) {
+        char *fdinfo_dir;
+        GDir *fds;
+        const char *fd_name;
+
+        if (!g_ascii_isdigit(pid_name[0]))
+            continue;
+        fdinfo_dir = g_build_filename("/proc", pid_name, "fdinfo", NULL);
+        fds = g_dir_open(fdinfo_dir, 0, NULL);
+        while (fds && found < 0 && (fd_name = g_dir_read_name(fds))) {
+            char *path = g_build_filename(fdinfo_dir, fd_name, NULL);
+            gchar *text = NULL;
+
+            if (g_file_get_contents(path, &text, NULL, NULL) && strstr(text, "OFDLCK") && strstr(text, "WRITE") &&
+                strstr(text, want))
+                found = atoi(pid_name);
+            g_free(text);
+            g_free(path);
+        }
+        if (fds)
+            g_dir_close(fds);
+        g_free(fdinfo_dir);
+    }
+    if (proc)
+        g_dir_close(proc);
+    return found;
+}
+
+static void describe_holder(int pid, int recorded_pid, char *buf, size_t size)
+{
+    gchar *comm = NULL;
+    gchar *path;
+
+    if (pid <= 0) {
+        if (recorded_pid > 0)
+            snprintf(buf, size, "a process this one cannot see (the holder recorded pid %d, in its own pid namespace)",
+                     recorded_pid);
+        else
+            snprintf(buf, size, "a process this one cannot see");
+        return;
+    }
+    path = g_strdup_printf("/proc/%d/comm", pid);
+    if (g_file_get_contents(path, &comm, NULL, NULL))
+        g_strstrip(comm);
+    snprintf(buf, size, "pid %d (%s)", pid, comm ? comm : "?");
+    g_free(comm);
+    g_free(path);
+}
+
+static uint32_t read_epoch(int fd, int32_t *holder)
+{
+    ledger_header h;
+
+    /* pread, not the mapping: this runs without the lock and must not
+     * fault on a truncated file. */
+    if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        return 0;
+    *holder = h.lock_holder_pid;
+    return h.lock_epoch;
+}
+
+static void give_up_message(int fd, const char *path, int32_t recorded, uint64_t stalled_ns)
+{
+    struct stat st;
+    char holder[160];
+    int pid = fstat(fd, &st) == 0 ? find_lock_holder(st.st_dev, st.st_ino, 0) : -1;
+
+    describe_holder(pid, recorded, holder, sizeof(holder));
+    gpb_fail(GPUBALANCE_ERR_LEDGER_IO,
+             "ledger %s is locked by %s, which made no progress for %d ms (stopped, hung or paused?); gave up "
+             "waiting (resume or end that process)",
+             path, holder, (int)(stalled_ns / 1000000));
+}
+
+/* What a process is doing, from /proc/PID/stat: its state letter and
+ * the CPU time it has used. */
+typedef struct {
+    int pid;
+    char state;
+    unsigned long long cpu_ticks;
+} proc_sample;
+
+static bool sample_process(int pid, proc_sample *out)
+{
+    char path[64];
+    gchar *text = NULL;
+    const char *after_name;
+    unsigned long long utime = 0, stime = 0;
+    char state = 0;
+    bool ok = false;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if (pid > 0 && g_file_get_contents(path, &text, NULL, NULL) && (after_name = strrchr(text, ')')) &&
+        sscanf(after_name + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &state, &utime, &stime) == 3) {
+        out->pid = pid;
+        out->state = state;
+        out->cpu_ticks = utime + stime;
+        ok = true;
+    }
+    g_free(text);
+    return ok;
+}
+
+/* Waiting for the header lock. Past GPB_LOCK_STALL_MS without any other
+ * process taking it, the holder is looked at: one that is running, or has
+ * used CPU since the last look, is slow (a loaded machine), and is waited
+ * for up to GPB_LOCK_MAX_MS in all; one that is not running and uses no
+ * CPU (stopped, traced, in uninterruptible sleep, frozen) is stuck, and
+ * the wait fails 50 ms after the bound. */
+typedef struct {
+    int fd;
+    uint64_t start;
+    uint64_t last_progress;
+    uint32_t epoch;
+    proc_sample holder;
+    bool have_holder;
+    bool searched_fdinfo;
+    int unseen_looks;
+} lock_wait;
+
+static bool holder_is_stuck(lock_wait *w, int32_t recorded)
+{
+    proc_sample now;
+    bool sampled = sample_process(recorded, &now);
+
+    if (!sampled && !w->searched_fdinfo) {
+        struct stat st;
+
+        w->searched_fdinfo = true;
+        if (fstat(w->fd, &st) == 0)
+            sampled = sample_process(find_lock_holder(st.st_dev, st.st_ino, 0), &now);
+    } else if (!sampled && w->have_holder) {
+        sampled = sample_process(w->holder.pid, &now);
+    }
+    if (!sampled) /* nothing to look at (twice): the bound decides */
+        return ++w->unseen_looks >= 2;
+    w->unseen_looks = 0;
+    if (now.state == 'R' || !w->have_holder || now.pid != w->holder.pid || now.cpu_ticks != w->holder.cpu_ticks) {
+        w->holder = now;
+        w->have_holder = true;
+        return false;
+    }
+    return true;
+}
+
+static bool waited_too_long(lock_wait *w, uint64_t now, int32_t recorded)
+{
+    if (now - w->start > GPB_LOCK_MAX_MS * 1000000ull)
+        return true;
+    if (now - w->last_progress <= GPB_LOCK_STALL_MS * 1000000ull)
+        return false;
+    if (holder_is_stuck(w, recorded))
+        return true;
+    w->last_progress = now - (GPB_LOCK_STALL_MS - 50) * 1000000ull; /* look again in 50 ms */
+    return false;
+}
+
+/* Takes the header lock of fd, waiting while its holder makes progress
+ * (the epoch moves) for at most GPB_LOCK_MAX_MS, and at most
+ * GPB_LOCK_STALL_MS without progress. A blocking F_OFD_SETLKW cannot be
+ * given a timeout without a signal, which a library must not take over,
+ * so a waiter sleeps on the shared epoch word with FUTEX_WAIT (a timeout,
+ * and woken by the unlock that bumps it) and tries the lock again.
+ * Without a mapping yet (validating a file on open), it polls the epoch
+ * with pread and a short backoff instead. */
+/* The bounded wait without a helper thread: tries again with a backoff
+ * from 20 us to 2 ms. */
+static int header_lock_polling(int fd, const char *path, const ledger_header *mapped, lock_wait *w)
+{
+    int32_t recorded = 0;
+    long backoff_ns = 20000;
+
+    for (;;) {
+        struct timespec pause = {0, backoff_ns};
+        uint64_t now;
+        uint32_t seen;
+
+        nanosleep(&pause, NULL);
+        backoff_ns = MIN(backoff_ns * 2, 2000000L);
+        if (ofd_lock(fd, F_WRLCK, 0, false) == 0)
+            return 0;
+        seen = mapped ? __atomic_load_n(&mapped->lock_epoch, __ATOMIC_SEQ_CST) : read_epoch(fd, &recorded);
+        if (mapped)
+            recorded = __atomic_load_n(&mapped->lock_holder_pid, __ATOMIC_RELAXED);
+        now = gpb_boottime_ns();
+        if (seen != w->epoch) {
+            w->epoch = seen;
+            w->last_progress = now;
+            w->have_holder = false;
+            w->unseen_looks = 0;
+        }
+        if (waited_too_long(w, now, recorded)) {
+            give_up_message(fd, path, recorded, now - w->last_progress);
+            return GPUBALANCE_ERR_LEDGER_IO;
+        }
+    }
+}
+
+/* A blocked F_OFD_SETLKW on its own open file description, run by a
+ * helper thread so that its caller can stop waiting. */
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t done_cond;
+    int fd;
+    int result;
+    int error;
+    bool done;
+    bool abandoned;
+} blocked_lock;
+
+static void blocked_lock_free(blocked_lock *b)
+{
+    pthread_cond_destroy(&b->done_cond);
+    pthread_mutex_destroy(&b->mutex);
+    g_free(b);
+}
+
+static void *blocked_lock_thread(void *data)
+{
+    blocked_lock *b = data;
+    int result = ofd_lock(b->fd, F_WRLCK, 0, true);
+    int error = errno;
+    bool abandoned;
+
+    pthread_mutex_lock(&b->mutex);
+    b->result = result;
+    b->error = error;
+    b->done = true;
+    abandoned = b->abandoned;
+    pthread_cond_signal(&b->done_cond);
+    pthread_mutex_unlock(&b->mutex);
+    if (abandoned) { /* its caller gave up: the lock, got late, is dropped */
+        close(b->fd);
+        blocked_lock_free(b);
+    }
+    return NULL;
+}
+
+/* A second open file description of the file open as fd. */
+static int reopen_description(int fd)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+static blocked_lock *start_blocked_lock(int fd)
+{
+    blocked_lock *b = g_new0(blocked_lock, 1);
+    pthread_condattr_t cond_attr;
+    pthread_attr_t attr;
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_init(&b->mutex, NULL);
+    pthread_condattr_init(&cond_attr);
+    pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->done_cond, &cond_attr);
+    pthread_condattr_destroy(&cond_attr);
+    if ((b->fd = reopen_description(fd)) < 0) {
+        blocked_lock_free(b);
+        return NULL;
+    }
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    started = pthread_create(&thread, &attr, blocked_lock_thread, b);
+    pthread_attr_destroy(&attr);
+    if (started != 0) {
+        close(b->fd);
+        blocked_lock_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Takes the header lock of fd, waiting as long as its holder makes
+ * progress (see waited_too_long()). The wait is the kernel's own
+ * F_OFD_SETLKW, which queues waiters fairly, but it cannot be given a
+ * timeout without a signal (a library must not take one over), so it
+ * runs in a helper thread on a second open file description of the same
+ * file, and the caller waits for that with a timeout. Given up on, the
+ * helper drops the lock as soon as it gets it. *held_fd receives the
+ * description that holds the lock: fd, or the helper's. Without a thread
+ * or /proc, it polls with a backoff instead. */
+static int header_lock_bounded(int fd, const char *path, const ledger_header *mapped, int *held_fd)
+{
+    lock_wait w = {.fd = fd};
+    int32_t recorded = 0;
+    blocked_lock *b;
+    int status = 0;
+
+    *held_fd = fd;
+    if (ofd_lock(fd, F_WRLCK, 0, false) == 0)
+        return 0;
+    if (errno != EAGAIN && errno != EACCES)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot lock ledger %s: %s; %s", path, g_strerror(errno),
+                        errno_advice(errno));
+    /* Most holds last microseconds: yielding to the holder a few times
+     * is cheaper than a helper thread, whose wake-up would lengthen the
+     * next hold. */
+    for (int i = 0; i < 16; i++) {
+        sched_yield();
+        if (ofd_lock(fd, F_WRLCK, 0, false) == 0)
+            return 0;
+    }
+    w.start = w.last_progress = gpb_boottime_ns();
+    w.epoch = mapped ? __atomic_load_n(&mapped->lock_epoch, __ATOMIC_SEQ_CST) : read_epoch(fd, &recorded);
+    if (!(b = start_blocked_lock(fd)))
+        return header_lock_polling(fd, path, mapped, &w);
+    pthread_mutex_lock(&b->mutex);
+    for (;;) {
+        struct timespec until;
+        uint64_t now;
+        uint32_t seen;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!b->done && pthread_cond_timedwait(&b->done_cond, &b->mutex, &until) == 0)
+            ;
+        if (b->done)
+            break;
+        now = gpb_boottime_ns();
+        seen = mapped ? __atomic_load_n(&mapped->lock_epoch, __ATOMIC_SEQ_CST) : read_epoch(fd, &recorded);
+        if (mapped)
+            recorded = __atomic_load_n(&mapped->lock_holder_pid, __ATOMIC_RELAXED);
+        if (seen != w.epoch) {
+            w.epoch = seen;
+            w.last_progress = now;
+            w.have_holder = false;
+            w.unseen_looks = 0;
+        }
+        if (waited_too_long(&w, now, recorded)) {
+            b->abandoned = true;
+            pthread_mutex_unlock(&b->mutex);
+            give_up_message(fd, path, recorded, now - w.last_progress);
+            return GPUBALANCE_ERR_LEDGER_IO;
+        }
+    }
+    pthread_mutex_unlock(&b->mutex);
+    if (b->result == 0) {
+        *held_fd = b->fd;
+    } else {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot lock ledger %s: %s; %s", path, g_strerror(b->error),
+                          errno_advice(b->error));
+        close(b->fd);
+    }
+    blocked_lock_free(b);
+    return status;
+}
+
+/* Unlocks the header lock held by held_fd (fd itself, or a helper's). */
+static void header_unlock(int fd, int held_fd)
+{
+    if (held_fd < 0)
+        return;
+    ofd_lock(held_fd, F_UNLCK, 0, false);
+    if (held_fd != fd)
+        close(held_fd);
+}
+
+/* Marks the header lock taken, for waiters: the epoch by which they see
+ * progress, and who holds it. */
+static void note_header_locked(ledger_header *h)
+{
+    __atomic_add_fetch(&h->lock_epoch, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->lock_holder_pid, (int32_t)gpb_self_pid(), __ATOMIC_RELAXED);
+}
+
 /* A lease locks byte `slot` of its device's lock file. */
 static off_t slot_lock_offset(int slot)
 {
     return (off_t)slot;
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+/* What a new ledger starts with besides empty tables: after a forced
+ * reset, the devices and leases found in the kept lock files. */
+typedef struct {
+    gpb_device_record devices[GPB_MAX_DEVICES];
+    uint16_t slot_map[GPB_SLOTS];
+    int n_devices;
+} ledger_seed;
+
+static int write_all(int fd, const void *data, size_t size, off_t offset)
+{
+    return pwrite(fd, data, size, offset) == (ssize_t)size ? 0 : -1;
+}
+
+/* The record of a lease rebuilt from a lock: its holder and cost are
+ * unknown, so it counts as costly until it ends. */
+static void placeholder_slot(gpb_slot_record *r, int slot, int device)
+{
+    memset(r, 0, sizeof(*r));
+    r->state = GPUBALANCE_LEASE_OPENED;
+    r->cost_milli = UNKNOWN_COST_MILLI;
+    g_strlcpy(r->label, "(lease from before a reset)", sizeof(r->label));
+    r->crc = slot_crc(slot, device, r->cost_milli);
+}
+
+/* Writes a complete ledger under a temporary name, its space reserved
+ * (so the mapping can never fault for want of a page), and moves it into
+ * place, so that no process ever sees a half-written file. Losing the
+ * race to another creator is success. With replace, an existing ledger is
+ * replaced atomically (reset). */
+static int create_file(int dir_fd, const char *path, uint64_t generation, const ledger_seed *seed, bool replace)
+{
+    ledger_header header;
+    mode_t mode = file_mode_for(dir_fd);
+    char *tmp = temp_name(GPB_LEDGER_FILE);
+    uint16_t *map = g_malloc(sizeof(uint16_t) * GPB_SLOTS);
+    int fd, err, status = 0;
+
+    fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s; %s", path, g_strerror(errno),
+                          errno_advice(errno));
+        goto out;
+    }
+    memset(&header, 0, sizeof(header));
+    fill_layout(&header.layout, generation);
+    if (fchmod(fd, mode) < 0) { /* just created by us: the umask must not decide */
+        err = errno;
+        goto io_error;
+    }
+    if ((err = posix_fallocate(fd, 0, (off_t)expected_file_size())) != 0)
+        goto io_error;
+    if (seed) {
+        header.device_count = (uint32_t)seed->n_devices;
+        memcpy(map, seed->slot_map, sizeof(uint16_t) * GPB_SLOTS);
+        if (write_all(fd, seed->devices, sizeof(seed->devices), (off_t)device_table_offset) < 0) {
+            err = errno;
+            goto io_error;
+        }
+        for (int slot = 0; slot < GPB_SLOTS; slot++) {
+            gpb_slot_record r;
+
+            if (map[slot] == GPB_FREE_SLOT)
+                continue;
+            placeholder_slot(&r, slot, map[slot]);
+            if (write_all(fd, &r, sizeof(r), (off_t)(slot_table_offset() + sizeof(r) * (size_t)slot)) < 0) {
+                err = errno;
+                goto io_error;
+            }
+        }
+    } else {
+        memset(map, 0xff, sizeof(uint16_t) * GPB_SLOTS); /* all free */
+    }
+    if (write_all(fd, &header, sizeof(header), 0) < 0 ||
+        write_all(fd, map, sizeof(uint16_t) * GPB_SLOTS, (off_t)slot_map_offset) < 0) {
+        err = errno;
+        goto io_error;
+    }
+    if ((err = publish(dir_fd, tmp, GPB_LEDGER_FILE, replace)) < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s; %s", path, g_strerror(-err),
+                          errno_advice(-err));
+        goto out_unlink;
+    }
+    if (err == 0)
+        gpb_info("created ledger %s", path);
+    else
+        unlinkat(dir_fd, tmp, 0); /* another creator won */
+    goto out;
+io_error:
+    status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write a new ledger %s (%llu bytes): %s; %s", path,
+                      (unsigned long long)expected_file_size(), g_strerror(err), errno_advice(err));
+out_unlink:
+    unlinkat(dir_fd, tmp, 0);
+out:
+    if (fd >= 0)
+        close(fd);
+    g_free(map);
+    g_free(tmp);
+    return status;
 }
 
 /* ---- open ------------------------------------------------------------- */
@@ -406,12 +1158,24 @@ static void renew_for_this_boot(gpb_ledger *ledger)
         d->load_milli = 0;
         d->foreign_updated_ns = 0;
         memset(&d->learned, 0, sizeof(d->learned));
+        d->crc = device_crc(d);
     }
-    for (uint32_t i = 0; i < GPB_MAX_POOLS; i++)
+    for (uint32_t i = 0; i < GPB_MAX_POOLS; i++) {
         memset(&ledger->pools[i].learned, 0, sizeof(gpb_learned));
+        ledger->pools[i].crc = pool_crc(&ledger->pools[i]);
+    }
     h->last_sweep_ns = 0;
     h->slot_hint = 0;
     h->waiters = 0;
+}
+
+static void unmap(gpb_ledger *ledger)
+{
+    unregister_mapping(ledger->mapping);
+    ledger->mapping = -1;
+    if (ledger->base)
+        munmap(ledger->base, ledger->size);
+    ledger->base = NULL;
 }
 
 static int open_existing(gpb_ledger *ledger)
@@ -419,28 +1183,32 @@ static int open_existing(gpb_ledger *ledger)
     struct stat st;
     ledger_header header;
     ssize_t got;
-    int status;
+    int status, held;
 
-    ledger->fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    ledger->fd = openat(ledger->dir_fd, GPB_LEDGER_FILE, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (ledger->fd < 0) {
         if (errno == ELOOP)
             return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is a symbolic link; refusing it; %s", ledger->path,
                             RESET_HINT);
         if (errno == ENOENT)
             return 1; /* the caller creates it */
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s: %s", ledger->path, g_strerror(errno));
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s: %s; %s", ledger->path, g_strerror(errno),
+                        errno_advice(errno));
     }
     if (fstat(ledger->fd, &st) < 0)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger %s: %s", ledger->path, g_strerror(errno));
-    if ((status = check_file(ledger->path, &st)) < 0)
+    if ((status = check_file("ledger", ledger->path, &st)) < 0)
         return status;
     ledger->st_dev = st.st_dev;
     ledger->st_ino = st.st_ino;
 
     /* Validate under the header lock, so that a renewal in progress in
      * another process is never mistaken for damage. */
-    ofd_lock(ledger->fd, F_WRLCK, 0, true);
+    if ((status = header_lock_bounded(ledger->fd, ledger->path, NULL, &held)) < 0)
+        return status;
     got = pread(ledger->fd, &header, sizeof(header), 0);
+    if (fstat(ledger->fd, &st) < 0)
+        st.st_size = 0;
     status = gpb_ledger_check_header(&header, got < 0 ? 0 : (size_t)got, (uint64_t)st.st_size, ledger->path);
     if (status == 0) {
         ledger->size = (size_t)st.st_size;
@@ -449,13 +1217,15 @@ static int open_existing(gpb_ledger *ledger)
             ledger->base = NULL;
             status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot map ledger %s: %s", ledger->path, g_strerror(errno));
         } else {
+            ledger->mapping = register_mapping(ledger->base, ledger->size);
             map_tables(ledger);
+            note_header_locked(ledger->header);
             ledger->generation = header.layout.generation;
             if (strncmp(header.layout.boot_id, gpb_boot_id(), sizeof(header.layout.boot_id)) != 0)
                 renew_for_this_boot(ledger);
         }
     }
-    ofd_lock(ledger->fd, F_UNLCK, 0, false);
+    header_unlock(ledger->fd, held);
     return status;
 }
 
@@ -466,11 +1236,38 @@ static gpb_ledger *ledger_new(const char *dir)
     ledger->dir = g_strdup(dir);
     ledger->path = g_build_filename(dir, GPB_LEDGER_FILE, NULL);
     ledger->fd = -1;
+    ledger->header_lock_fd = -1;
+    ledger->mapping = -1;
     ledger->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    for (int i = 0; i < GPB_LOCK_FILES; i++)
-        ledger->test_fd[i] = -1;
+    for (int i = 0; i < GPB_MAX_DEVICES; i++)
+        ledger->lock_fd[i] = -1;
+    ledger->slot_fd = g_new(int, GPB_SLOTS);
+    for (int i = 0; i < GPB_SLOTS; i++)
+        ledger->slot_fd[i] = -1;
+    ledger->locked_bits = g_malloc0((size_t)GPB_MAX_DEVICES * (GPB_SLOTS / 8));
     pthread_mutex_init(&ledger->mutex, NULL);
     return ledger;
+}
+
+/* Opens (creating if missing) the ledger in ledger->dir. */
+static int open_or_create(gpb_ledger *ledger)
+{
+    int status;
+
+    if (ledger->dir_fd < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger directory %s: %s; %s", ledger->dir,
+                        g_strerror(errno), errno_advice(errno));
+    status = open_existing(ledger);
+    if (status == 1) {
+        uint64_t generation = ((uint64_t)g_random_int() << 32) | g_random_int();
+
+        if ((status = create_file(ledger->dir_fd, ledger->path, generation, NULL, false)) < 0)
+            return status;
+        status = open_existing(ledger);
+    }
+    if (status > 0)
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "ledger %s vanished while being created", ledger->path);
+    return status;
 }
 
 int gpb_ledger_open(const char *dir_arg, gpb_ledger **out)
@@ -482,17 +1279,8 @@ int gpb_ledger_open(const char *dir_arg, gpb_ledger **out)
     if ((status = prepare_dir(dir)) < 0)
         goto fail;
     ledger = ledger_new(dir);
-    status = open_existing(ledger);
-    if (status == 1) {
-        if ((status = create_file(dir, ledger->path)) < 0)
-            goto fail;
-        status = open_existing(ledger);
-    }
-    if (status != 0) {
-        if (status > 0)
-            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "ledger %s vanished while being created", ledger->path);
+    if ((status = open_or_create(ledger)) < 0)
         goto fail;
-    }
     g_free(dir);
     *out = ledger;
     return 0;
@@ -502,22 +1290,47 @@ fail:
     return status;
 }
 
+/* Closes every descriptor of lock files (and so drops the in-use locks)
+ * and forgets the lease slots held through them: for close, and for a
+ * move to another generation's files. */
+static void close_lock_files(gpb_ledger *ledger)
+{
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        if (ledger->lock_fd[i] >= 0)
+            close(ledger->lock_fd[i]);
+        ledger->lock_fd[i] = -1;
+        for (int j = 0; j < ledger->n_spare[i]; j++)
+            close(ledger->spare_fd[i][j]);
+        ledger->n_spare[i] = 0;
+    }
+}
+
+static void forget_registrations(gpb_ledger *ledger)
+{
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        g_clear_pointer(&ledger->known_device[i], g_free);
+        ledger->sealed_device_known[i] = false;
+    }
+    for (int i = 0; i < GPB_MAX_POOLS; i++) {
+        g_clear_pointer(&ledger->known_pool[i], g_free);
+        ledger->sealed_pool_known[i] = false;
+    }
+}
+
 void gpb_ledger_close(gpb_ledger *ledger)
 {
     if (!ledger)
         return;
-    if (ledger->base)
-        munmap(ledger->base, ledger->size);
+    unmap(ledger);
     if (ledger->fd >= 0)
         close(ledger->fd);
     if (ledger->dir_fd >= 0)
         close(ledger->dir_fd);
-    for (int i = 0; i < GPB_LOCK_FILES; i++)
-        if (ledger->test_fd[i] >= 0)
-            close(ledger->test_fd[i]);
-    for (int i = 0; i < ledger->n_spares; i++)
-        close(ledger->spares[i].fd);
+    close_lock_files(ledger);
+    forget_registrations(ledger);
     pthread_mutex_destroy(&ledger->mutex);
+    g_free(ledger->slot_fd);
+    g_free(ledger->locked_bits);
     g_free(ledger->dir);
     g_free(ledger->path);
     g_free(ledger);
@@ -533,14 +1346,338 @@ const char *gpb_ledger_dir(const gpb_ledger *ledger)
     return ledger->dir;
 }
 
+void gpb_ledger_set_moved_hook(gpb_ledger *ledger, gpb_ledger_moved_hook hook, void *user_data)
+{
+    ledger->moved_hook = hook;
+    ledger->moved_hook_data = user_data;
+}
+
+bool gpb_ledger_owns(const gpb_ledger *ledger, int slot, int fd)
+{
+    return slot >= 0 && slot < GPB_SLOTS && fd >= 0 && ledger->slot_fd[slot] == fd;
+}
+
+/* ---- lock files ---------------------------------------------------------- */
+
+/* Why a lock file per device. The kernel keeps every record lock of an
+ * inode on one list and walks it on each lock call, so with all leases in
+ * one file every acquire would cost as much as the leases held on the
+ * whole host. A lock file per device keeps each list to one device's
+ * leases; the header lock, on the data file, has a list of its own. The
+ * file names carry the ledger's generation, so a reset never mixes the
+ * locks of two ledgers (a forced reset with live leases keeps the
+ * generation, and so the leases). */
+static void lock_file_name(uint64_t generation, int device, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.%016llx.dev%d.lock", GPB_LEDGER_FILE, (unsigned long long)generation, device);
+}
+
+static bool read_lock_content(int fd, lock_file_content *c)
+{
+    if (pread(fd, c, sizeof(*c), 0) != (ssize_t)sizeof(*c))
+        return false;
+    c->id[GPB_ID_SIZE - 1] = '\0';
+    return memcmp(c->magic, LOCK_FILE_MAGIC, 8) == 0 && c->crc == lock_content_crc(c);
+}
+
+/* Creates the device's lock file, naming the device, under a temporary
+ * name moved into place (never replacing one another process made). */
+static int create_lock_file(gpb_ledger *ledger, const char *name, const char *id, gpubalance_backend backend)
+{
+    lock_file_content c;
+    char *tmp = temp_name(name);
+    mode_t mode = file_mode_for(ledger->dir_fd);
+    int fd = openat(ledger->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int err = 0;
+
+    if (fd < 0) {
+        err = errno;
+        goto out;
+    }
+    memset(&c, 0, sizeof(c));
+    memcpy(c.magic, LOCK_FILE_MAGIC, 8);
+    c.backend = (uint32_t)backend;
+    g_strlcpy(c.id, id, sizeof(c.id));
+    c.crc = lock_content_crc(&c);
+    if (fchmod(fd, mode) < 0 || write_all(fd, &c, sizeof(c), 0) < 0) {
+        err = errno;
+    } else {
+        int published = publish(ledger->dir_fd, tmp, name, false);
+
+        if (published < 0)
+            err = -published;
+    }
+    close(fd);
+out:
+    unlinkat(ledger->dir_fd, tmp, 0); /* gone already unless another won or it failed */
+    g_free(tmp);
+    if (err)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create lock file %s/%s: %s; %s", ledger->dir, name,
+                        g_strerror(err), errno_advice(err));
+    return 0;
+}
+
+/* Opens the device's lock file; creates it naming id when id is given
+ * and it is missing. Returns the descriptor, -ENOENT-like 1 when missing
+ * and not to be created, or a negative status. */
+static int open_lock_file(gpb_ledger *ledger, int device, const char *id, gpubalance_backend backend)
+{
+    char name[96];
+    struct stat st;
+    int fd, status;
+
+    lock_file_name(ledger->generation, device, name, sizeof(name));
+    for (int attempt = 0;; attempt++) {
+        fd = openat(ledger->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd >= 0 || errno != ENOENT || !id || attempt > 0)
+            break;
+        if ((status = create_lock_file(ledger, name, id, backend)) < 0)
+            return status;
+    }
+    if (fd < 0) {
+        if (errno == ENOENT && !id)
+            return 1;
+        return gpb_fail(errno == ELOOP ? GPUBALANCE_ERR_LEDGER_UNSAFE : GPUBALANCE_ERR_LEDGER_IO,
+                        "cannot open lock file %s/%s: %s; %s", ledger->dir, name, g_strerror(errno),
+                        errno == ELOOP ? RESET_HINT : errno_advice(errno));
+    }
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect lock file %s/%s: %s", ledger->dir, name,
+                        g_strerror(errno));
+    }
+    {
+        char *path = g_build_filename(ledger->dir, name, NULL);
+
+        status = check_file("lock file", path, &st);
+        g_free(path);
+    }
+    if (status < 0) {
+        close(fd);
+        return status;
+    }
+    return fd;
+}
+
+/* The device's lock file, kept open for lock tests once the device is
+ * registered by this process. */
+static int device_lock_fd(gpb_ledger *ledger, int device)
+{
+    int fd;
+
+    if (ledger->lock_fd[device] >= 0)
+        return ledger->lock_fd[device];
+    fd = open_lock_file(ledger, device, ledger->known_device[device], ledger->known_backend[device]);
+    if (fd == 1)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "lock file of device %d in %s is missing", device, ledger->dir);
+    if (fd >= 0)
+        ledger->lock_fd[device] = fd;
+    return fd;
+}
+
+/* An open file description of the device's lock file, for one lease:
+ * a released one kept for reuse, or a new one. */
+static int open_lease_fd(gpb_ledger *ledger, int device)
+{
+    int status = device_lock_fd(ledger, device);
+
+    if (status < 0)
+        return status;
+    if (ledger->n_spare[device] > 0)
+        return ledger->spare_fd[device][--ledger->n_spare[device]];
+    status = open_lock_file(ledger, device, NULL, 0);
+    return status == 1 ? gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "lock file of device %d vanished", device) : status;
+}
+
+/* Does anyone hold any lock (a lease or the in-use mark) on the device's
+ * lock file? A missing file holds none. */
+static bool lock_file_in_use(gpb_ledger *ledger, int device)
+{
+    int fd = open_lock_file(ledger, device, NULL, 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = IN_USE_BYTE + 1};
+    bool in_use;
+
+    if (fd == 1)
+        return false;
+    if (fd < 0)
+        return true; /* cannot tell: leave it */
+    in_use = fcntl(fd, F_OFD_GETLK, &fl) < 0 || fl.l_type != F_UNLCK;
+    close(fd);
+    return in_use;
+}
+
 /* ---- the critical section --------------------------------------------- */
 
 static void reap_ended(gpb_ledger *ledger);
 
-void gpb_ledger_lock(gpb_ledger *ledger)
+static void repair_device(gpb_ledger *ledger, int i, const char *id, gpubalance_backend backend)
 {
+    gpb_device_record *d = &ledger->devices[i];
+
+    gpb_warning("device record %d (%s) of ledger %s was damaged; repaired (its foreign load is asked again and its "
+                "learned limit forgotten)",
+                i, id, ledger->path);
+    memset(d->id, 0, sizeof(d->id));
+    g_strlcpy(d->id, id, sizeof(d->id));
+    d->backend = (uint32_t)backend;
+    d->foreign_sessions = 0;
+    d->foreign_updated_ns = 0;
+    memset(&d->learned, 0, sizeof(d->learned));
+    d->crc = device_crc(d);
+}
+
+/* Checks what this process registered against the records' CRCs and its
+ * own keys, and repairs any difference. */
+static void check_registered_records(gpb_ledger *ledger)
+{
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        const char *id = ledger->known_device[i];
+        gpb_device_record *d = &ledger->devices[i];
+        device_covered now;
+
+        if (!id)
+            continue;
+        covered_of(d, &now);
+        if (ledger->sealed_device_known[i] && memcmp(&now, &ledger->sealed_device[i], sizeof(now)) == 0)
+            continue; /* as this process left it or last checked it */
+        if (strncmp(d->id, id, GPB_ID_SIZE) != 0 || d->backend != (uint32_t)ledger->known_backend[i] ||
+            d->crc != device_crc(d)) {
+            repair_device(ledger, i, id, ledger->known_backend[i]);
+            covered_of(d, &now);
+        }
+        ledger->sealed_device[i] = now;
+        ledger->sealed_device_known[i] = true;
+    }
+    for (int i = 0; i < GPB_MAX_POOLS; i++) {
+        const char *name = ledger->known_pool[i];
+        gpb_pool_record *p = &ledger->pools[i];
+
+        if (!name || (ledger->sealed_pool_known[i] && memcmp(p, &ledger->sealed_pool[i], sizeof(*p)) == 0))
+            continue;
+        if (strncmp(p->name, name, GPB_ID_SIZE) != 0 || p->crc != pool_crc(p)) {
+            gpb_warning("pool record %d (%s) of ledger %s was damaged; repaired (its learned limit forgotten)", i, name,
+                        ledger->path);
+            memset(p, 0, sizeof(*p));
+            g_strlcpy(p->name, name, sizeof(p->name));
+            p->crc = pool_crc(p);
+        }
+        ledger->sealed_pool[i] = *p;
+        ledger->sealed_pool_known[i] = true;
+    }
+}
+
+/* Seals what this process changed in its records. */
+static void seal_registered_records(gpb_ledger *ledger)
+{
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &ledger->devices[i];
+        device_covered now;
+
+        if (!ledger->known_device[i])
+            continue;
+        covered_of(d, &now);
+        if (ledger->sealed_device_known[i] && memcmp(&now, &ledger->sealed_device[i], sizeof(now)) == 0)
+            continue;
+        d->crc = now.crc = device_crc(d);
+        ledger->sealed_device[i] = now;
+        ledger->sealed_device_known[i] = true;
+    }
+    for (int i = 0; i < GPB_MAX_POOLS; i++) {
+        gpb_pool_record *p = &ledger->pools[i];
+
+        if (!ledger->known_pool[i] ||
+            (ledger->sealed_pool_known[i] && memcmp(p, &ledger->sealed_pool[i], sizeof(*p)) == 0))
+            continue;
+        p->crc = pool_crc(p);
+        ledger->sealed_pool[i] = *p;
+        ledger->sealed_pool_known[i] = true;
+    }
+}
+
+/* The header lock of a mapped ledger, into ledger->header_lock_fd. */
+static int lock_mapped(gpb_ledger *ledger)
+{
+    int status = header_lock_bounded(ledger->fd, ledger->path, ledger->header, &ledger->header_lock_fd);
+
+    if (status < 0)
+        ledger->header_lock_fd = -1;
+    return status;
+}
+
+static void unlock_mapped(gpb_ledger *ledger)
+{
+    header_unlock(ledger->fd, ledger->header_lock_fd);
+    ledger->header_lock_fd = -1;
+}
+
+/* Is the mapped file still the ledger, whole? 0: yes; 1: it was replaced,
+ * removed or truncated (or faulted); the mapping must not be touched. */
+static int check_mapped_file(gpb_ledger *ledger)
+{
+    struct stat st;
+
+    if (mapping_lost(ledger) || fstat(ledger->fd, &st) < 0)
+        return 1;
+    if (st.st_nlink == 0 || (uint64_t)st.st_size < ledger->size)
+        return 1;
+    return 0;
+}
+
+/* The ledger was replaced (a reset) or damaged under this process: drop
+ * the old file and open what is there now, under its lock. A new
+ * generation means new lock files: leases taken in the old ledger are no
+ * longer this ledger's (they end by closing their descriptors). */
+static int move_to_current_file(gpb_ledger *ledger)
+{
+    uint64_t old_generation = ledger->generation;
+    bool was_mapped = ledger->base != NULL;
+    int status;
+
+    unmap(ledger);
+    if (ledger->fd >= 0)
+        close(ledger->fd);
+    ledger->fd = -1;
+    if ((status = open_or_create(ledger)) < 0) {
+        unmap(ledger);
+        return status;
+    }
+    if ((status = lock_mapped(ledger)) < 0) {
+        unmap(ledger);
+        return status;
+    }
+    if (was_mapped)
+        gpb_warning("ledger %s was replaced or damaged under this process; now using the file there", ledger->path);
+    if (ledger->generation != old_generation) {
+        close_lock_files(ledger);
+        for (int i = 0; i < GPB_SLOTS; i++)
+            ledger->slot_fd[i] = -1;
+    }
+    forget_registrations(ledger);
+    note_header_locked(ledger->header);
+    if (ledger->moved_hook && (status = ledger->moved_hook(ledger, ledger->moved_hook_data)) < 0) {
+        unlock_mapped(ledger);
+        unmap(ledger); /* registered again at the next lock */
+        return status;
+    }
+    return 0;
+}
+
+int gpb_ledger_lock(gpb_ledger *ledger)
+{
+    int status;
+
     pthread_mutex_lock(&ledger->mutex);
-    ofd_lock(ledger->fd, F_WRLCK, 0, true);
+    if (!ledger->base) {
+        status = move_to_current_file(ledger);
+    } else if ((status = lock_mapped(ledger)) == 0 && check_mapped_file(ledger)) {
+        unlock_mapped(ledger); /* the mapping must not be touched */
+        status = move_to_current_file(ledger);
+    }
+    if (status < 0) {
+        pthread_mutex_unlock(&ledger->mutex);
+        return status;
+    }
+    note_header_locked(ledger->header);
     /* Counts written by a process killed halfway through a mutation may be
      * half-updated: rebuild them from the locks before anyone uses them. */
     if (ledger->header->in_critical_section) {
@@ -548,64 +1685,158 @@ void gpb_ledger_lock(gpb_ledger *ledger)
         gpb_ledger_sweep(ledger);
     }
     ledger->header->in_critical_section = 1;
+    check_registered_records(ledger);
     reap_ended(ledger);
+    return 0;
 }
 
 void gpb_ledger_unlock(gpb_ledger *ledger)
 {
-    ledger->header->in_critical_section = 0;
-    ofd_lock(ledger->fd, F_UNLCK, 0, false);
+    ledger_header *h = ledger->base ? ledger->header : NULL;
+
+    if (h) {
+        seal_registered_records(ledger);
+        h->in_critical_section = 0;
+    }
+    unlock_mapped(ledger);
     pthread_mutex_unlock(&ledger->mutex);
 }
 
 /* ---- tables ----------------------------------------------------------- */
 
-/* Numbers read from a shared file are outside input: never trust them. */
-static uint32_t device_count(const gpb_ledger *ledger)
-{
-    return MIN(ledger->header->device_count, GPB_MAX_DEVICES);
-}
-
 int gpb_ledger_n_devices(const gpb_ledger *ledger)
 {
-    return (int)device_count(ledger);
+    return (int)MIN(ledger->header->device_count, GPB_MAX_DEVICES);
+}
+
+/* Registers record i as this process's device id: its lock file (created
+ * naming it, or checked to name it) stays open with the in-use mark. */
+static int register_device(gpb_ledger *ledger, int i, const char *id, gpubalance_backend backend)
+{
+    lock_file_content c;
+    int fd;
+
+    g_free(ledger->known_device[i]);
+    ledger->known_device[i] = g_strdup(id);
+    ledger->known_backend[i] = backend;
+    ledger->sealed_device_known[i] = false;
+    if ((fd = device_lock_fd(ledger, i)) < 0)
+        goto fail;
+    if (read_lock_content(fd, &c) && strncmp(c.id, id, GPB_ID_SIZE) != 0) {
+        fd = gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED,
+                      "ledger %s: device record %d names %s but its lock file names %s; %s", ledger->path, i, id, c.id,
+                      RESET_HINT);
+        goto fail;
+    }
+    if (ofd_lock(fd, F_RDLCK, IN_USE_BYTE, false) < 0) {
+        fd = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot mark device %s in use in %s: %s", id, ledger->dir,
+                      g_strerror(errno));
+        goto fail;
+    }
+    if ((uint32_t)i >= ledger->header->device_count)
+        ledger->header->device_count = (uint32_t)i + 1;
+    return i;
+fail:
+    g_clear_pointer(&ledger->known_device[i], g_free);
+    return fd;
+}
+
+/* The id a record's lock file gives it, for a record whose own CRC failed. */
+static bool id_from_lock_file(gpb_ledger *ledger, int i, lock_file_content *c)
+{
+    int fd = open_lock_file(ledger, i, NULL, 0);
+    bool ok;
+
+    if (fd == 1 || fd < 0)
+        return false;
+    ok = read_lock_content(fd, c);
+    close(fd);
+    return ok;
+}
+
+/* A record free for a new device: one with no id, or any record that no
+ * process has registered and no lease holds (reclaimed: its lock file is
+ * removed, under the header lock, so no one can be opening it). */
+static int free_record(gpb_ledger *ledger, bool reclaim)
+{
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        char name[96];
+
+        if (ledger->known_device[i] || (!reclaim && ledger->devices[i].id[0]) || lock_file_in_use(ledger, i))
+            continue;
+        if (ledger->devices[i].id[0])
+            gpb_info("ledger %s: reclaiming record %d (%.*s), unused", ledger->path, i, GPB_ID_SIZE,
+                     ledger->devices[i].id);
+        if (ledger->lock_fd[i] >= 0) {
+            close(ledger->lock_fd[i]);
+            ledger->lock_fd[i] = -1;
+        }
+        lock_file_name(ledger->generation, i, name, sizeof(name));
+        unlinkat(ledger->dir_fd, name, 0);
+        return i;
+    }
+    return -1;
 }
 
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend)
 {
-    uint32_t n = device_count(ledger);
     gpb_device_record *d;
+    int i;
 
-    for (uint32_t i = 0; i < n; i++)
-        if (strncmp(ledger->devices[i].id, id, GPB_ID_SIZE) == 0)
-            return (int)i;
-    if (n >= GPB_MAX_DEVICES)
-        return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no room for device %s (%d devices at most)", ledger->path,
-                        id, GPB_MAX_DEVICES);
-    d = &ledger->devices[n];
+    for (i = 0; i < GPB_MAX_DEVICES; i++)
+        if (ledger->devices[i].id[0] && strncmp(ledger->devices[i].id, id, GPB_ID_SIZE) == 0)
+            return register_device(ledger, i, id, backend);
+    /* A record whose id was damaged: its lock file still says whose it is. */
+    for (i = 0; i < GPB_MAX_DEVICES; i++) {
+        lock_file_content c;
+
+        d = &ledger->devices[i];
+        if (d->crc != device_crc(d) && id_from_lock_file(ledger, i, &c) && strncmp(c.id, id, GPB_ID_SIZE) == 0) {
+            repair_device(ledger, i, id, backend);
+            return register_device(ledger, i, id, backend);
+        }
+    }
+    if ((i = free_record(ledger, false)) < 0 && (i = free_record(ledger, true)) < 0)
+        return gpb_fail(GPUBALANCE_ERR_FULL,
+                        "ledger %s has no room for device %s (%d devices at most, each registered by a running "
+                        "process or holding a lease)",
+                        ledger->path, id, GPB_MAX_DEVICES);
+    d = &ledger->devices[i];
     memset(d, 0, sizeof(*d));
     g_strlcpy(d->id, id, sizeof(d->id));
     d->backend = backend;
-    ledger->header->device_count = n + 1;
-    return (int)n;
+    d->crc = device_crc(d);
+    return register_device(ledger, i, id, backend);
 }
 
 int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name)
 {
-    uint32_t n = MIN(ledger->header->pool_count, GPB_MAX_POOLS);
+    int free_index = -1;
     gpb_pool_record *p;
 
-    for (uint32_t i = 0; i < n; i++)
-        if (strncmp(ledger->pools[i].name, name, GPB_ID_SIZE) == 0)
-            return (int)i;
-    if (n >= GPB_MAX_POOLS)
+    for (int i = 0; i < GPB_MAX_POOLS; i++) {
+        p = &ledger->pools[i];
+        if (p->name[0] && strncmp(p->name, name, GPB_ID_SIZE) == 0) {
+            g_free(ledger->known_pool[i]);
+            ledger->known_pool[i] = g_strdup(name);
+            ledger->sealed_pool_known[i] = false;
+            return i;
+        }
+        if (free_index < 0 && (!p->name[0] || p->crc != pool_crc(p)) && !ledger->known_pool[i])
+            free_index = i;
+    }
+    if (free_index < 0)
         return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no room for pool %s (%d pools at most)", ledger->path, name,
                         GPB_MAX_POOLS);
-    p = &ledger->pools[n];
+    p = &ledger->pools[free_index];
     memset(p, 0, sizeof(*p));
     g_strlcpy(p->name, name, sizeof(p->name));
-    ledger->header->pool_count = n + 1;
-    return (int)n;
+    p->crc = pool_crc(p);
+    ledger->known_pool[free_index] = g_strdup(name);
+    ledger->sealed_pool_known[free_index] = false;
+    if ((uint32_t)free_index >= ledger->header->pool_count)
+        ledger->header->pool_count = (uint32_t)free_index + 1;
+    return free_index;
 }
 
 gpb_device_record *gpb_ledger_device(gpb_ledger *ledger, int index)
@@ -630,7 +1861,7 @@ int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot)
 {
     uint16_t device = ledger->slot_map[slot];
 
-    if (device == GPB_FREE_SLOT || device >= device_count(ledger))
+    if (device == GPB_FREE_SLOT || device >= GPB_MAX_DEVICES)
         return -1;
     return device;
 }
@@ -642,174 +1873,78 @@ uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
 
 /* ---- slots ------------------------------------------------------------ */
 
-/* Why lock files by slot group. The kernel keeps every record lock of an
- * inode on one list and walks it on each lock call (measured: a lock+unlock
- * pair costs 2.4 us on an empty file, 19 us beside 1000 locks). With one
- * file for all leases, or one per device, a device holding many leases
- * makes every acquire, release and lock test on it slow, and verifying its
- * leases quadratic. So the locks of slots [K*G, (K+1)*G) live in lock file
- * K (G = GPB_LOCK_GROUP), whatever their device, and claims take slots
- * round-robin across the files: n leases put about n / GPB_LOCK_FILES
- * locks on each list. The header lock, on the data file, has a list of its
- * own. The file names carry the ledger's generation, so a reset never
- * mixes the locks of two ledgers. */
-static int slot_group(int slot)
-{
-    return slot / GPB_LOCK_GROUP;
-}
-
-/* The n-th slot in claim order: consecutive turns land in different lock
- * files. */
-static int slot_of_turn(uint32_t turn)
-{
-    turn %= GPB_SLOTS;
-    return (int)((turn % GPB_LOCK_FILES) * GPB_LOCK_GROUP + turn / GPB_LOCK_FILES);
-}
-
-static uint32_t turn_of_slot(int slot)
-{
-    return (uint32_t)((slot % GPB_LOCK_GROUP) * GPB_LOCK_FILES + slot / GPB_LOCK_GROUP);
-}
-
-static void lock_file_name(const gpb_ledger *ledger, int group, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s.%016llx.slots%d.lock", GPB_LEDGER_FILE, (unsigned long long)ledger->generation, group);
-}
-
-static int open_lock_file(gpb_ledger *ledger, int group, int flags, mode_t mode)
-{
-    char name[96];
-    struct stat st;
-    int fd;
-
-    lock_file_name(ledger, group, name, sizeof(name));
-    fd = openat(ledger->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | flags, mode);
-    if (fd < 0)
-        return gpb_fail(errno == ELOOP ? GPUBALANCE_ERR_LEDGER_UNSAFE : GPUBALANCE_ERR_LEDGER_IO,
-                        "cannot open lock file %s/%s: %s; %s", ledger->dir, name, g_strerror(errno), RESET_HINT);
-    if (fstat(fd, &st) < 0 || check_file(name, &st) < 0) {
-        close(fd);
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "lock file %s/%s is not safe to use; %s", ledger->dir, name,
-                        RESET_HINT);
-    }
-    return fd;
-}
-
-/* The group's lock file, kept open for lock tests; created on first use
- * with the data file's mode. */
-static int group_test_fd(gpb_ledger *ledger, int group)
-{
-    struct stat data;
-    int fd;
-
-    if (ledger->test_fd[group] >= 0)
-        return ledger->test_fd[group];
-    if (fstat(ledger->fd, &data) < 0)
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect %s: %s", ledger->path, g_strerror(errno));
-    fd = open_lock_file(ledger, group, O_CREAT, data.st_mode & 0660);
-    if (fd >= 0) {
-        fchmod(fd, data.st_mode & 0660); /* whatever the umask */
-        ledger->test_fd[group] = fd;
-    }
-    return fd;
-}
-
-/* A new open file description of the group's lock file, for one lease. */
-static int open_lease_fd(gpb_ledger *ledger, int group)
-{
-    int status = group_test_fd(ledger, group);
-
-    if (status < 0)
-        return status;
-    return open_lock_file(ledger, group, 0, 0);
-}
-
-static void keep_spare(gpb_ledger *ledger, int fd, int group)
-{
-    if (ledger->n_spares < SPARE_FDS)
-        ledger->spares[ledger->n_spares++] = (spare_fd){.fd = fd, .group = group};
-    else
-        close(fd);
-}
-
 static uint32_t slot_flags(const gpb_slot_record *r)
 {
     return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE); /* ended without the lock */
 }
 
-static void count_in(gpb_device_record *d, const gpb_slot_record *r)
+static bool slot_ended(const gpb_ledger *ledger, int slot)
 {
+    return (slot_flags(&ledger->slots[slot]) & GPB_SLOT_ENDED) != 0;
+}
+
+/* Counts a lease in its device's figures. A record whose CRC fails (its
+ * cost was changed by someone else) counts at UNKNOWN_COST_MILLI. */
+static void count_in(gpb_ledger *ledger, int device, int slot)
+{
+    gpb_device_record *d = &ledger->devices[device];
+    gpb_slot_record *r = &ledger->slots[slot];
+
+    if (r->crc != slot_crc(slot, device, r->cost_milli)) {
+        gpb_warning("lease record %d of ledger %s was damaged; counting it at cost %u", slot, ledger->path,
+                    UNKNOWN_COST_MILLI / 1000);
+        r->cost_milli = UNKNOWN_COST_MILLI;
+        r->crc = slot_crc(slot, device, r->cost_milli);
+    }
     d->sessions++;
     d->load_milli += r->cost_milli;
     if (slot_flags(r) & GPB_SLOT_DRIVER_OPEN)
         d->driver_sessions++;
 }
 
-/* Locks a free slot of the spare's group with the spare's descriptor. */
-static int lock_slot_in_group(gpb_ledger *ledger, int fd, int group)
-{
-    for (int slot = group * GPB_LOCK_GROUP; slot < (group + 1) * GPB_LOCK_GROUP; slot++)
-        if (ledger->slot_map[slot] == GPB_FREE_SLOT && ofd_lock(fd, F_WRLCK, slot_lock_offset(slot), false) == 0)
-            return slot;
-    return -1;
-}
-
-/* Reuses a spare descriptor (the most recent first) on a free slot of its
- * own lock file. */
-static int claim_with_spare(gpb_ledger *ledger, int *fd_out)
-{
-    for (int i = ledger->n_spares - 1; i >= 0; i--) {
-        spare_fd spare = ledger->spares[i];
-        int slot = lock_slot_in_group(ledger, spare.fd, spare.group);
-
-        if (slot >= 0) {
-            ledger->spares[i] = ledger->spares[--ledger->n_spares];
-            *fd_out = spare.fd;
-            return slot;
-        }
-    }
-    return -1;
-}
-
-/* The next free slot in claim order, locked on a new descriptor. */
-static int claim_new(gpb_ledger *ledger, int *fd_out)
+static int find_and_lock_slot(gpb_ledger *ledger, int fd)
 {
     uint32_t hint = ledger->header->slot_hint % GPB_SLOTS;
 
     for (uint32_t n = 0; n < GPB_SLOTS; n++) {
-        int slot = slot_of_turn(hint + n);
-        int fd;
+        uint32_t slot = (hint + n) % GPB_SLOTS;
 
         if (ledger->slot_map[slot] != GPB_FREE_SLOT)
             continue;
-        if ((fd = open_lease_fd(ledger, slot_group(slot))) < 0)
-            return fd;
-        if (ofd_lock(fd, F_WRLCK, slot_lock_offset(slot), false) == 0) {
-            ledger->header->slot_hint = turn_of_slot(slot) + 1;
-            *fd_out = fd;
-            return slot;
+        if (ofd_lock(fd, F_WRLCK, slot_lock_offset((int)slot), false) == 0) {
+            ledger->header->slot_hint = slot + 1;
+            return (int)slot;
         }
-        close(fd); /* locked, yet free in the map: a damaged map; try on */
     }
-    return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no free slot (%d leases at most)", ledger->path, GPB_SLOTS);
+    return -1;
 }
 
 int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *record, int *fd_out)
 {
-    int fd = -1;
-    int slot = claim_with_spare(ledger, &fd);
+    int fd = open_lease_fd(ledger, device);
+    int slot;
 
-    if (slot < 0)
-        slot = claim_new(ledger, &fd);
-    if (slot == GPUBALANCE_ERR_FULL) {
+    if (fd < 0)
+        return fd;
+    slot = find_and_lock_slot(ledger, fd);
+    if (slot < 0) {
         gpb_ledger_sweep(ledger); /* dead holders may still occupy slots */
-        slot = claim_new(ledger, &fd);
+        slot = find_and_lock_slot(ledger, fd);
     }
-    if (slot < 0)
-        return slot;
+    if (slot < 0) {
+        close(fd);
+        return gpb_fail(GPUBALANCE_ERR_FULL, "ledger %s has no free slot (%d leases at most)", ledger->path, GPB_SLOTS);
+    }
     ledger->slots[slot] = *record;
+    ledger->slots[slot].crc = slot_crc(slot, device, record->cost_milli);
     ledger->slot_map[slot] = (uint16_t)device;
-    count_in(&ledger->devices[device], record);
+    count_in(ledger, device, slot);
+    if (mapping_lost(ledger)) { /* the file was truncated under us just now */
+        close(fd);
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_DAMAGED, "ledger %s was truncated while in use; %s", ledger->path,
+                        RESET_HINT);
+    }
+    ledger->slot_fd[slot] = fd;
     *fd_out = fd;
     return slot;
 }
@@ -824,50 +1959,78 @@ static void count_out(gpb_device_record *d, const gpb_slot_record *r)
 
 void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
 {
-    int device = gpb_ledger_slot_device(ledger, slot);
+    int device;
 
+    if (!ledger->base || !gpb_ledger_owns(ledger, slot, fd)) {
+        close(fd); /* a lease of a ledger since replaced: it just ends */
+        return;
+    }
+    ledger->slot_fd[slot] = -1;
+    device = gpb_ledger_slot_device(ledger, slot);
     if (device >= 0)
         count_out(&ledger->devices[device], &ledger->slots[slot]);
     memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
     ledger->slot_map[slot] = GPB_FREE_SLOT;
     /* A waiter wakes on IN_CLOSE_WRITE, so while anyone waits the
      * descriptor is closed rather than kept for reuse. */
-    if (reusable && ledger->header->waiters == 0 && ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
-        keep_spare(ledger, fd, slot_group(slot));
+    if (reusable && device >= 0 && ledger->header->waiters == 0 && ledger->n_spare[device] < SPARE_FDS &&
+        ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
+        ledger->spare_fd[device][ledger->n_spare[device]++] = fd;
     else
         close(fd);
+}
+
+/* ---- ending a lease without the header lock ----------------------------- */
+
+/* Forgets the lease in slot (counted out by the caller, or being
+ * recounted). */
+static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device)
+{
+    if (!slot_ended(ledger, slot))
+        gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
+                  ledger->slots[slot].pid);
+    memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+    ledger->slot_map[slot] = GPB_FREE_SLOT;
 }
 
 /* Why a release needs no header lock. Ending a lease only ever lowers the
  * truth, and a count above the truth is allowed (see the top of this
  * file): so the lease is marked ended and its lock dropped at once, and
- * the next holder of the header lock counts it out (reap_released). Half
- * the header lock's traffic is gone, which is what keeps many processes
- * placing streams at once from queueing on it. */
+ * the next holder of the header lock counts it out (reap_ended). Half the
+ * header lock's traffic is gone, which is what keeps many processes
+ * placing streams at once from queueing on it. The process mutex is held:
+ * the spares are this process's, and another thread may be replacing the
+ * mapping (a reset). */
 void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
 {
-    ledger_header *h = ledger->header;
+    ledger_header *h;
     uint32_t at;
 
+    pthread_mutex_lock(&ledger->mutex);
+    if (!ledger->base || !gpb_ledger_owns(ledger, slot, fd) || mapping_lost(ledger)) {
+        close(fd); /* a lease of a ledger since replaced: it just ends */
+        pthread_mutex_unlock(&ledger->mutex);
+        return;
+    }
+    h = ledger->header;
+    ledger->slot_fd[slot] = -1;
     __atomic_fetch_or(&ledger->slots[slot].flags, GPB_SLOT_ENDED, __ATOMIC_RELEASE);
+    /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. The
+     * lock goes before the slot is queued, so that whoever counts the
+     * lease out never sees its lock still held. */
+    {
+        int device = gpb_ledger_slot_device(ledger, slot);
+
+        if (reusable && device >= 0 && __atomic_load_n(&h->waiters, __ATOMIC_ACQUIRE) == 0 &&
+            ledger->n_spare[device] < SPARE_FDS && ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
+            ledger->spare_fd[device][ledger->n_spare[device]++] = fd;
+        else
+            close(fd);
+    }
     at = __atomic_fetch_add(&h->ended_head, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&h->ended[at % ENDED_RING], (uint32_t)slot + 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&ledger->mutex); /* the spares are this process's */
-    /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. */
-    if (reusable && __atomic_load_n(&h->waiters, __ATOMIC_ACQUIRE) == 0 &&
-        ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
-        keep_spare(ledger, fd, slot_group(slot));
-    else
-        close(fd);
     pthread_mutex_unlock(&ledger->mutex);
 }
-
-static bool slot_ended(const gpb_ledger *ledger, int slot)
-{
-    return (slot_flags(&ledger->slots[slot]) & GPB_SLOT_ENDED) != 0;
-}
-
-static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device);
 
 /* Counts out the leases ended since the last holder of the lock. */
 static void reap_ended(gpb_ledger *ledger)
@@ -887,42 +2050,27 @@ static void reap_ended(gpb_ledger *ledger)
 
         if (entry == 0 || entry > GPB_SLOTS || (device = gpb_ledger_slot_device(ledger, slot)) < 0 ||
             !slot_ended(ledger, slot))
-            continue; /* not written yet (found later), or reaped already */
+            continue; /* not written yet (found later), or counted out already */
         count_out(&ledger->devices[device], &ledger->slots[slot]);
         forget_slot(ledger, slot, (uint16_t)device);
     }
     h->ended_tail = head;
 }
 
-/* ---- verification ----------------------------------------------------- */
-
-/* Is the slot's lease still held? One lock test on a list of about
- * leases / GPB_LOCK_FILES locks. */
-static bool slot_is_held(gpb_ledger *ledger, int slot)
+/* Is the lease in slot still held? One lock test on its device's file. */
+static bool slot_is_held(gpb_ledger *ledger, int device, int slot)
 {
-    int fd = group_test_fd(ledger, slot_group(slot));
+    int fd;
 
     if (slot_ended(ledger, slot))
         return false;
-    return fd < 0 || ofd_locked_elsewhere(fd, slot_lock_offset(slot));
-}
-
-static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device)
-{
-    if (slot_ended(ledger, slot)) {
-        memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
-        ledger->slot_map[slot] = GPB_FREE_SLOT;
-        return;
-    }
-    gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
-              ledger->slots[slot].pid);
-    memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
-    ledger->slot_map[slot] = GPB_FREE_SLOT;
+    if (!ledger->known_device[device] || (fd = device_lock_fd(ledger, device)) < 0)
+        return true; /* cannot tell: keep the lease rather than lose one */
+    return ofd_locked_elsewhere(fd, slot_lock_offset(slot));
 }
 
 int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests)
 {
-    uint32_t n = device_count(ledger);
     int start = ledger->forget_cursor % GPB_SLOTS;
     int tests = 0;
     int forgotten = 0;
@@ -930,50 +2078,125 @@ int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int ma
 
     for (k = 0; k < GPB_SLOTS && (max_tests <= 0 || tests < max_tests); k++) {
         int slot = (start + k) % GPB_SLOTS;
-        uint16_t device = ledger->slot_map[slot];
+        int device = gpb_ledger_slot_device(ledger, slot);
 
-        if (device == GPB_FREE_SLOT || device >= n || !gpb_devset_has(devices, device))
+        if (device < 0 || !gpb_devset_has(devices, device))
             continue;
         tests++;
-        if (slot_is_held(ledger, slot))
+        if (slot_is_held(ledger, device, slot))
             continue;
         count_out(&ledger->devices[device], &ledger->slots[slot]);
-        forget_slot(ledger, slot, device);
+        forget_slot(ledger, slot, (uint16_t)device);
         forgotten++;
     }
     ledger->forget_cursor = (start + k) % GPB_SLOTS;
     return forgotten;
 }
 
+/* ---- verification ----------------------------------------------------- */
+
+/* The locks of one device, read from its lock file: a registered device's
+ * kept descriptor, else the file opened for this look only (a record not
+ * ours may be reclaimed and its file replaced at any time). Returns false
+ * when they cannot be read. */
+static bool device_locks(gpb_ledger *ledger, int device, uint8_t *bits)
+{
+    int fd;
+    bool ok;
+
+    if (ledger->known_device[device])
+        return (fd = device_lock_fd(ledger, device)) >= 0 && collect_locked_slots(fd, bits);
+    fd = open_lock_file(ledger, device, NULL, 0);
+    if (fd == 1) {
+        memset(bits, 0, GPB_SLOTS / 8);
+        return true;
+    }
+    if (fd < 0)
+        return false;
+    ok = collect_locked_slots(fd, bits);
+    close(fd);
+    return ok;
+}
+
+/* A lock without a slot-map entry: the map was damaged. The lease is put
+ * back with an unknown record, counted as costly. */
+static void restore_lease(gpb_ledger *ledger, int device, int slot)
+{
+    gpb_device_record *d = &ledger->devices[device];
+    uint16_t owner = ledger->slot_map[slot];
+
+    gpb_warning("ledger %s: a lease on %.*s in slot %d was missing from the slot map; restored", ledger->path,
+                GPB_ID_SIZE, d->id, slot);
+    if (owner == GPB_FREE_SLOT || owner >= GPB_MAX_DEVICES) {
+        ledger->slot_map[slot] = (uint16_t)device;
+        placeholder_slot(&ledger->slots[slot], slot, device);
+        count_in(ledger, device, slot);
+    } else { /* the entry names another device: count it here too */
+        d->sessions++;
+        d->load_milli += UNKNOWN_COST_MILLI;
+    }
+}
+
+/* Recounts the devices in mask from the locks, which are the truth: a
+ * slot-map entry without a lock is forgotten, and a lock without an entry
+ * is restored. One pass over the slot map, and 2n+1 lock tests per device
+ * holding n leases. */
 void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
 {
-    uint32_t n = device_count(ledger);
+    gpb_devset todo, readable;
 
-    if (gpb_devset_empty(devices))
-        return;
-    for (uint32_t i = 0; i < n; i++) {
-        if (gpb_devset_has(devices, (int)i)) {
-            ledger->devices[i].sessions = 0;
-            ledger->devices[i].load_milli = 0;
-            ledger->devices[i].driver_sessions = 0;
-        }
+    gpb_devset_clear(&todo);
+    gpb_devset_clear(&readable);
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &ledger->devices[i];
+
+        if (!gpb_devset_has(devices, i) || (!d->id[0] && !ledger->known_device[i]))
+            continue;
+        gpb_devset_add(&todo, i);
+        if (device_locks(ledger, i, ledger->locked_bits + (size_t)i * (GPB_SLOTS / 8)))
+            gpb_devset_add(&readable, i);
+        d->sessions = 0;
+        d->load_milli = 0;
+        d->driver_sessions = 0;
     }
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
-        uint16_t device = ledger->slot_map[slot];
+        uint16_t owner = ledger->slot_map[slot];
+        uint8_t *bits;
 
-        if (device == GPB_FREE_SLOT)
+        if (owner == GPB_FREE_SLOT)
             continue;
-        if (device >= n) { /* garbage from a damaged table: forget it */
+        if (owner >= GPB_MAX_DEVICES) { /* garbage from a damaged table */
             ledger->slot_map[slot] = GPB_FREE_SLOT;
             continue;
         }
-        if (!gpb_devset_has(devices, device))
+        if (!gpb_devset_has(&todo, owner))
             continue;
-        if (!slot_is_held(ledger, slot)) {
-            forget_slot(ledger, slot, device);
+        bits = ledger->locked_bits + (size_t)owner * (GPB_SLOTS / 8);
+        if (slot_ended(ledger, slot)) { /* its lock, if still seen, is going */
+            bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+            forget_slot(ledger, slot, owner);
             continue;
         }
-        count_in(&ledger->devices[device], &ledger->slots[slot]);
+        if (gpb_devset_has(&readable, owner) && !bit_set(bits, slot)) {
+            gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[owner].id,
+                      ledger->slots[slot].pid);
+            memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+            ledger->slot_map[slot] = GPB_FREE_SLOT;
+            continue;
+        }
+        bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8)); /* accounted for */
+        count_in(ledger, owner, slot);
+    }
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        const uint64_t *words = (const uint64_t *)(ledger->locked_bits + (size_t)i * (GPB_SLOTS / 8));
+
+        if (!gpb_devset_has(&readable, i))
+            continue;
+        for (int w = 0; w < GPB_SLOTS / 64; w++)
+            if (words[w])
+                for (int b = 0; b < 64; b++)
+                    if (words[w] & (UINT64_C(1) << b))
+                        restore_lease(ledger, i, w * 64 + b);
     }
 }
 
@@ -999,11 +2222,13 @@ void gpb_ledger_sweep(gpb_ledger *ledger)
 
 int gpb_ledger_wait_begin(gpb_ledger *ledger)
 {
-    int fd = open(ledger->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(ledger->dir_fd, GPB_LEDGER_FILE, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
 
     if (fd < 0)
         return -1;
-    if (ofd_lock(fd, F_RDLCK, WAITER_BYTE, false) < 0) {
+    if (fstat(fd, &st) < 0 || st.st_ino != ledger->st_ino || st.st_dev != ledger->st_dev ||
+        ofd_lock(fd, F_RDLCK, WAITER_BYTE, false) < 0) {
         close(fd);
         return -1;
     }
@@ -1015,22 +2240,114 @@ void gpb_ledger_wait_end(gpb_ledger *ledger, int fd)
 {
     if (fd < 0)
         return;
-    if (ledger->header->waiters)
+    if (ledger->base && ledger->header->waiters)
         ledger->header->waiters--;
     close(fd);
 }
 
 /* ---- reset ------------------------------------------------------------ */
 
-static int count_live(gpb_ledger *ledger)
-{
-    int live = 0;
+/* One lock file found in the directory. */
+typedef struct {
+    uint64_t generation;
+    int device;
+} lock_file_id;
 
-    gpb_ledger_sweep(ledger);
-    for (int slot = 0; slot < GPB_SLOTS; slot++)
-        if (gpb_ledger_slot_device(ledger, slot) >= 0)
-            live++;
-    return live;
+static bool parse_lock_file_name(const char *name, lock_file_id *out)
+{
+    unsigned long long generation;
+    int device, end = 0;
+
+    if (sscanf(name, GPB_LEDGER_FILE ".%16llx.dev%d.lock%n", &generation, &device, &end) != 2 || name[end] != '\0' ||
+        device < 0 || device >= GPB_MAX_DEVICES)
+        return false;
+    out->generation = generation;
+    out->device = device;
+    return true;
+}
+
+/* Live leases per generation, counted from the lock files themselves, so
+ * a damaged data file does not hide them. Returns the total; *best is the
+ * generation holding most of them. */
+static int count_live_leases(gpb_ledger *ledger, uint64_t *best)
+{
+    GHashTable *per_generation = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    GDir *d = g_dir_open(ledger->dir, 0, NULL);
+    const char *name;
+    uint8_t *bits = g_malloc(GPB_SLOTS / 8);
+    int total = 0, most = 0;
+
+    while (d && (name = g_dir_read_name(d))) {
+        lock_file_id id;
+        int fd, n = 0;
+
+        if (!parse_lock_file_name(name, &id))
+            continue;
+        fd = openat(ledger->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        if (collect_locked_slots(fd, bits))
+            for (int slot = 0; slot < GPB_SLOTS; slot++)
+                n += bit_set(bits, slot);
+        close(fd);
+        if (n > 0) {
+            gint64 key = (gint64)id.generation;
+            int sum = GPOINTER_TO_INT(g_hash_table_lookup(per_generation, &key)) + n;
+
+            g_hash_table_insert(per_generation, g_memdup2(&key, sizeof(key)), GINT_TO_POINTER(sum));
+            if (sum > most) {
+                most = sum;
+                *best = id.generation;
+            }
+            total += n;
+        }
+    }
+    if (total > most)
+        gpb_warning("ledger %s: %d live lease(s) belong to older generations and cannot be kept counted", ledger->path,
+                    total - most);
+    if (d)
+        g_dir_close(d);
+    g_free(bits);
+    g_hash_table_unref(per_generation);
+    return total;
+}
+
+/* The tables of a ledger rebuilt from the lock files of generation: every
+ * device whose file someone holds a lock on (a lease, or a context that
+ * registered it) keeps its record index, and every lease its slot. */
+static ledger_seed *seed_from_lock_files(gpb_ledger *ledger, uint64_t generation)
+{
+    ledger_seed *seed = g_new0(ledger_seed, 1);
+    uint8_t *bits = g_malloc(GPB_SLOTS / 8);
+
+    memset(seed->slot_map, 0xff, sizeof(seed->slot_map));
+    ledger->generation = generation;
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &seed->devices[i];
+        lock_file_content c;
+        int fd;
+
+        if (!lock_file_in_use(ledger, i))
+            continue;
+        fd = open_lock_file(ledger, i, NULL, 0);
+        if (fd < 0 || fd == 1)
+            continue;
+        if (read_lock_content(fd, &c)) {
+            g_strlcpy(d->id, c.id, sizeof(d->id));
+            d->backend = c.backend;
+        } else { /* counted, though no device will match it */
+            snprintf(d->id, sizeof(d->id), "?unknown-device-%d", i);
+        }
+        d->crc = device_crc(d);
+        seed->n_devices = i + 1;
+        if (collect_locked_slots(fd, bits))
+            for (int slot = 0; slot < GPB_SLOTS; slot++)
+                if (bit_set(bits, slot) && seed->slot_map[slot] == GPB_FREE_SLOT)
+                    seed->slot_map[slot] = (uint16_t)i;
+        close(fd);
+    }
+    g_free(bits);
+    return seed;
 }
 
 static int move_aside(const char *path)
@@ -1052,60 +2369,72 @@ static int move_aside(const char *path)
     return status;
 }
 
-/* The old ledger's lock files. A lease still held on one (reset --force)
- * keeps its lock on the unlinked inode, which no one counts any more. */
-static void remove_lock_files(const char *dir)
+/* Lock files of every generation but keep (all of them when keep is 0). */
+static void remove_lock_files(gpb_ledger *ledger, uint64_t keep)
 {
-    GDir *d = g_dir_open(dir, 0, NULL);
+    GDir *d = g_dir_open(ledger->dir, 0, NULL);
     const char *name;
 
-    if (!d)
-        return;
-    while ((name = g_dir_read_name(d))) {
-        if (g_str_has_prefix(name, GPB_LEDGER_FILE ".") && g_str_has_suffix(name, ".lock")) {
-            char *path = g_build_filename(dir, name, NULL);
+    while (d && (name = g_dir_read_name(d))) {
+        lock_file_id id;
 
-            unlink(path);
-            g_free(path);
-        }
+        if (parse_lock_file_name(name, &id) && (keep == 0 || id.generation != keep))
+            unlinkat(ledger->dir_fd, name, 0);
     }
-    g_dir_close(d);
+    if (d)
+        g_dir_close(d);
 }
 
 int gpb_ledger_reset(const char *dir_arg, bool force, int *live_leases)
 {
     char *dir = dir_arg ? g_strdup(dir_arg) : gpb_ledger_default_dir();
     gpb_ledger *ledger = NULL;
+    ledger_seed *seed = NULL;
+    uint64_t generation = 0;
+    bool valid, locked = false;
     int status;
 
     *live_leases = 0;
     if ((status = prepare_dir(dir)) < 0)
         goto out;
     ledger = ledger_new(dir);
-    status = open_existing(ledger);
-    if (status == 0) {
-        gpb_ledger_lock(ledger);
-        *live_leases = count_live(ledger);
-        gpb_ledger_unlock(ledger);
-        if (*live_leases > 0 && !force) {
-            status = gpb_fail(GPUBALANCE_ERR_BUSY,
-                              "ledger %s is valid and %d lease(s) are live; not resetting it (use --force to "
-                              "start a new ledger anyway: live leases then go uncounted until they end)",
-                              ledger->path, *live_leases);
-            goto out;
-        }
-        if (unlink(ledger->path) < 0 && errno != ENOENT) {
-            status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot remove %s: %s", ledger->path, g_strerror(errno));
-            goto out;
-        }
-    } else if (status < 0) {
-        /* damaged, unsafe or newer: keep the file for inspection */
-        if ((status = move_aside(ledger->path)) < 0)
-            goto out;
+    if (ledger->dir_fd < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger directory %s: %s", dir, g_strerror(errno));
+        goto out;
     }
-    remove_lock_files(dir);
-    status = create_file(dir, ledger->path);
+    status = open_existing(ledger);
+    valid = status == 0;
+    /* Hold the old file's lock until the new one is in place: a process
+     * that takes it afterwards sees the old file unlinked and moves. */
+    if (valid && (status = lock_mapped(ledger)) < 0)
+        goto out;
+    locked = valid;
+    if (locked)
+        note_header_locked(ledger->header);
+    *live_leases = count_live_leases(ledger, &generation);
+    if (*live_leases > 0 && !force) {
+        status = gpb_fail(GPUBALANCE_ERR_BUSY,
+                          "ledger %s %s and %d lease(s) are live; not resetting it (use --force to start a new "
+                          "ledger that keeps counting them)",
+                          ledger->path, valid ? "is valid" : "is damaged", *live_leases);
+        goto out;
+    }
+    if (*live_leases > 0) {
+        seed = seed_from_lock_files(ledger, generation);
+        gpb_warning("ledger %s: starting a new ledger that keeps %d live lease(s) counted", ledger->path, *live_leases);
+    } else {
+        generation = ((uint64_t)g_random_int() << 32) | g_random_int();
+    }
+    /* damaged, unsafe or newer: keep the file for inspection */
+    if (!valid && status < 0 && (status = move_aside(ledger->path)) < 0)
+        goto out;
+    if ((status = create_file(ledger->dir_fd, ledger->path, generation, seed, true)) < 0)
+        goto out;
+    remove_lock_files(ledger, seed ? generation : 0);
 out:
+    if (locked)
+        unlock_mapped(ledger);
+    g_free(seed);
     gpb_ledger_close(ledger);
     g_free(dir);
     return status;

@@ -11,8 +11,8 @@
  *   slot map       one uint16 per slot: the device index, or GPB_FREE_SLOT
  *   slot table     one record per slot: diagnostics of the lease
  *
- * The truth of a lease is an OFD lock on byte `slot` of the lock file of
- * its slot group (ledger.GENERATION.slotsK.lock, K = slot / GPB_LOCK_GROUP),
+ * The truth of a lease is an OFD lock on byte `slot` of its device's lock
+ * file (ledger.GENERATION.devN.lock),
  * held on the lease's own open file description. Everything else in the
  * file is bookkeeping that gpb_ledger_sweep() can rebuild from the locks.
  * All functions except open/close/reset must be called between
@@ -29,16 +29,10 @@
 #include "gpubalance.h"
 
 #define GPB_LEDGER_MAGIC "GPBLEDGR"
-#define GPB_LEDGER_FORMAT 2u /* 2: 256 devices, lock files by slot group */
+#define GPB_LEDGER_FORMAT 3u /* 2: record CRCs, lock files carry their device id; 3: 256 devices */
 #define GPB_LEDGER_FILE "ledger"
 #define GPB_MAX_POOLS 32
 #define GPB_SLOTS 4096
-/* Slots per lock file. The kernel walks an inode's whole lock list on
- * every lock call, so a lock file holds the locks of at most this many
- * leases, whatever their device: every lock call stays short however
- * many leases one device holds. */
-#define GPB_LOCK_GROUP 64
-#define GPB_LOCK_FILES (GPB_SLOTS / GPB_LOCK_GROUP)
 #define GPB_ID_SIZE 64
 #define GPB_LABEL_SIZE 64
 #define GPB_REASON_SIZE 128
@@ -65,13 +59,15 @@ typedef struct {
     gpb_learned learned;
     char probe_key[GPB_PROBE_KEY_SIZE]; /* uuid|driver|boot id */
     uint32_t probe_blob_size;
-    uint32_t reserved;
+    uint32_t crc; /* of id, backend, foreign_*, learned: see ledger.c */
     uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
 } gpb_device_record;
 
 typedef struct {
     char name[GPB_ID_SIZE];
     gpb_learned learned;
+    uint32_t crc; /* of name and learned */
+    uint32_t reserved;
 } gpb_pool_record;
 
 enum {
@@ -91,7 +87,8 @@ typedef struct {
     uint64_t pid_namespace;
     int64_t since_unix_ms;
     char label[GPB_LABEL_SIZE];
-    uint8_t reserved[16];
+    uint32_t crc; /* of slot, device and cost_milli: what counts read */
+    uint8_t reserved[12];
 } gpb_slot_record;
 
 typedef struct gpb_ledger gpb_ledger;
@@ -108,16 +105,42 @@ const char *gpb_ledger_path(const gpb_ledger *ledger);
 const char *gpb_ledger_dir(const gpb_ledger *ledger);
 
 /* Moves a damaged ledger aside and creates a fresh one (see
- * gpubalance_ledger_reset()). *live_leases receives the count found. */
+ * gpubalance_ledger_reset()). *live_leases receives the count found (from
+ * the lock files, so also for a damaged ledger). With force and live
+ * leases, the new ledger keeps the old lock files and is rebuilt from
+ * them, so the live leases stay counted. */
 int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
 
 /* Serialises mutations across threads and processes. If the last holder
- * died inside its critical section, lock() sweeps before returning. */
-void gpb_ledger_lock(gpb_ledger *ledger);
+ * died inside its critical section, lock() sweeps before returning.
+ *
+ * The wait is bounded: a holder that makes no progress (stopped, hung,
+ * paused) for GPB_LOCK_STALL_MS, or a wait longer than GPB_LOCK_MAX_MS in
+ * all, fails with GPUBALANCE_ERR_LEDGER_IO naming the ledger and, when it
+ * can be found, the holder's pid. Before returning 0 it checks that the
+ * file is still the one mapped: a ledger replaced by a reset is reopened
+ * (the move hook re-registers the caller's devices); a truncated one is
+ * an error, found before the mapping is touched. Records this process
+ * registered are checked against their CRCs and repaired. */
+#define GPB_LOCK_STALL_MS 250
+#define GPB_LOCK_MAX_MS 10000
+int gpb_ledger_lock(gpb_ledger *ledger) __attribute__((warn_unused_result));
 void gpb_ledger_unlock(gpb_ledger *ledger);
 
+/* Called under the lock after the ledger was replaced and reopened: the
+ * owner registers its devices and pools again (their indices may differ). */
+typedef int (*gpb_ledger_moved_hook)(gpb_ledger *ledger, void *user_data);
+void gpb_ledger_set_moved_hook(gpb_ledger *ledger, gpb_ledger_moved_hook hook, void *user_data);
+
+/* Does this process hold slot through fd in the ledger now open? False
+ * for a lease taken in a ledger since replaced (it then just closes). */
+bool gpb_ledger_owns(const gpb_ledger *ledger, int slot, int fd);
+
 /* Device and pool tables, keyed by id/name. find_or_add returns the index
- * or GPUBALANCE_ERR_FULL when the table is full. */
+ * or GPUBALANCE_ERR_FULL when the table is full of devices in use (a
+ * record no process has registered and no lease holds is reclaimed).
+ * Registering a device holds a read lock on its lock file until close,
+ * which is how others tell a record in use. */
 int gpb_ledger_device_index(gpb_ledger *ledger, const char *id, gpubalance_backend backend);
 int gpb_ledger_pool_index(gpb_ledger *ledger, const char *name);
 int gpb_ledger_n_devices(const gpb_ledger *ledger);
@@ -151,7 +174,7 @@ int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot);
 
 /* Checks the lock of every slot of the devices in the set (ledger
  * indices) and forgets leases whose holder is gone, then recounts those
- * devices. Costs one short fcntl per lease on those devices. */
+ * devices from their locks. */
 void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices);
 
 /* Tests the locks of up to max_tests leases of the devices in the set (0:

@@ -375,7 +375,7 @@ static bool cached_probe(discovery *dc, int ledger_index, const char *key, gpb_n
 static int probe_with_lease(discovery *dc, int ledger_index, int ordinal, const char *key, gpb_nvenc_probe *result)
 {
     gpb_slot_record rec = {.state = GPUBALANCE_LEASE_OPENED, .pid = (int32_t)getpid()};
-    int slot, fd = -1;
+    int slot, fd = -1, status;
 
     g_strlcpy(rec.label, "gpubalance nvenc probe", sizeof(rec.label));
     rec.pid_namespace = gpb_pid_namespace();
@@ -383,7 +383,11 @@ static int probe_with_lease(discovery *dc, int ledger_index, int ordinal, const 
     slot = gpb_ledger_claim(dc->ledger, ledger_index, &rec, &fd);
     gpb_ledger_unlock(dc->ledger);
     run_probe(dc->cu, dc->nv, ordinal, result);
-    gpb_ledger_lock(dc->ledger);
+    if ((status = gpb_ledger_lock(dc->ledger)) < 0) {
+        if (slot >= 0)
+            close(fd); /* the probe's lease ends with its lock */
+        return status; /* not locked any more: the caller must not unlock */
+    }
     if (slot >= 0)
         gpb_ledger_release(dc->ledger, slot, fd, true);
     /* Out of memory means the cap is reached right now, not that the GPU
@@ -474,14 +478,15 @@ static int add_gpu(discovery *dc, const nvml_gpu *gpu, int ordinal)
         d->pool = gpb_inventory_pool_ensure(dc->inv, "geforce", gpb_nvidia_consumer_cap(dc->driver_version));
 
     gpb_nvenc_probe_key(gpu->uuid, dc->driver_version, gpb_boot_id(), key, sizeof(key));
-    gpb_ledger_lock(dc->ledger);
+    if ((status = gpb_ledger_lock(dc->ledger)) < 0)
+        goto fail;
     index = gpb_ledger_device_index(dc->ledger, d->ledger_key, d->backend);
     cached = index >= 0 && cached_probe(dc, index, key, &probe);
     if (index >= 0 && !cached) {
-        if (dc->nv)
-            probe_with_lease(dc, index, ordinal, key, &probe);
-        else
+        if (!dc->nv)
             probe = (gpb_nvenc_probe){.open_status = NV_ENC_ERR_NO_ENCODE_DEVICE};
+        else if ((status = probe_with_lease(dc, index, ordinal, key, &probe)) < 0)
+            goto fail; /* could not lock the ledger again */
     }
     gpb_ledger_unlock(dc->ledger);
     if (index < 0) {

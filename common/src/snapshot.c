@@ -124,6 +124,7 @@ static void copy_leases(gpubalance_context *ctx, gpubalance_snapshot *snap)
 int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out)
 {
     gpubalance_snapshot *snap;
+    int status;
 
     if (!ctx || !out)
         return gpb_fail(GPUBALANCE_ERR_INVALID_ARGUMENT, "gpubalance_snapshot_take: NULL argument");
@@ -132,7 +133,10 @@ int gpubalance_snapshot_take(gpubalance_context *ctx, gpubalance_snapshot **out)
     snap->pools = g_array_new(FALSE, TRUE, sizeof(gpubalance_pool_info));
     snap->leases = g_array_new(FALSE, TRUE, sizeof(gpubalance_lease_info));
     snap->strings = g_string_chunk_new(1024);
-    gpb_ledger_lock(ctx->ledger);
+    if ((status = gpb_ledger_lock(ctx->ledger)) < 0) {
+        gpubalance_snapshot_free(snap);
+        return status;
+    }
     gpb_ledger_sweep(ctx->ledger);
     copy_devices(ctx, snap, gpb_now_ns());
     copy_leases(ctx, snap);

@@ -12,15 +12,52 @@
 /* The last error is per thread, like errno: a GStreamer process runs many
  * encoders on many threads, and one thread's failure must not overwrite the
  * message another thread is about to print. */
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[2048];
+
+/* Keeps a message that does not fit whole: its start, a marker, and its
+ * end, where the reason and the way out are written. A 4000-character
+ * path thus costs its middle, never the reason. Cuts fall on UTF-8
+ * character boundaries. */
+#define ELISION " [...] "
+#define KEPT_HEAD 512
+
+static size_t char_start(const char *text, size_t at)
+{
+    while (at > 0 && ((unsigned char)text[at] & 0xc0) == 0x80)
+        at--;
+    return at;
+}
+
+void gpb_store_message(char *buf, size_t size, const char *message)
+{
+    size_t len = strlen(message);
+    size_t head, tail_from, tail_len;
+
+    if (len < size) {
+        memcpy(buf, message, len + 1);
+        return;
+    }
+    head = char_start(message, KEPT_HEAD);
+    tail_len = size - 1 - head - strlen(ELISION);
+    tail_from = len - tail_len;
+    while (tail_from < len && ((unsigned char)message[tail_from] & 0xc0) == 0x80)
+        tail_from++;
+    memcpy(buf, message, head);
+    memcpy(buf + head, ELISION, strlen(ELISION));
+    memcpy(buf + head + strlen(ELISION), message + tail_from, len - tail_from + 1);
+}
 
 int gpb_fail(int status, const char *fmt, ...)
 {
     va_list ap;
+    char *message;
 
+    /* Formatted apart first: an argument may be the last error itself. */
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    message = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+    gpb_store_message(last_error, sizeof(last_error), message);
+    g_free(message);
     gpb_debug("error: %s", last_error);
     return status;
 }
@@ -111,7 +148,7 @@ void gpb_log(gpubalance_log_level level, const char *fmt, ...)
     static const char *const level_names[] = {"error", "warning", "info", "debug"};
     gpubalance_log_func func;
     void *user_data;
-    char message[1024];
+    char *message;
     va_list ap;
 
     pthread_mutex_lock(&log_lock);
@@ -124,12 +161,13 @@ void gpb_log(gpubalance_log_level level, const char *fmt, ...)
         return;
 
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    message = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     if (func)
         func(level, message, user_data);
     else
         fprintf(stderr, "gpubalance: %s: %s\n", level_names[level], message);
+    g_free(message);
 }
 
 /* ---- clocks ------------------------------------------------------------ */

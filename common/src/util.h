@@ -2,6 +2,7 @@
 #ifndef GPB_UTIL_H
 #define GPB_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gpubalance.h"
@@ -11,6 +12,10 @@
 int gpb_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void gpb_clear_error(void);
+
+/* Copies message into buf; one too long keeps its start and its end
+ * (where the reason is) around a " [...] " marker. */
+void gpb_store_message(char *buf, size_t size, const char *message);
 
 void gpb_log(gpubalance_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define gpb_error(...) gpb_log(GPUBALANCE_LOG_ERROR, __VA_ARGS__)
