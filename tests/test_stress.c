@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,20 +167,23 @@ static const char churn_config[] = "[general]\n"
                                    "imitates=vaapi\n"
                                    "max-sessions=4096\n";
 
-/* Takes CHURN_LEASES leases on sim:bulk, says so, then forever releases
- * the oldest and takes a new one, until it is killed. */
-static G_GNUC_NORETURN void churner(int ready_fd)
+/* Takes CHURN_LEASES leases on sim:bulk, says so, then (churn) forever
+ * releases the oldest and takes a new one, or holds them, until killed. */
+static G_GNUC_NORETURN void churner(int ready_fd, bool churn)
 {
     gpubalance_context *ctx = gpb_test_open();
     gpubalance_stream *s = gpb_test_stream("h264", 640, 360, 30);
     gpubalance_lease *held[CHURN_LEASES];
 
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
     gpubalance_stream_set_device(s, "sim:bulk");
     for (int i = 0; i < CHURN_LEASES; i++)
         if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0)
             _exit(4);
     if (write(ready_fd, "r", 1) != 1)
         _exit(2);
+    while (!churn)
+        pause();
     for (unsigned n = 0;; n++) {
         gpubalance_lease_release(held[n % CHURN_LEASES]);
         if (gpubalance_lease_acquire(ctx, s, &held[n % CHURN_LEASES]) < 0)
@@ -188,7 +192,7 @@ static G_GNUC_NORETURN void churner(int ready_fd)
     }
 }
 
-static pid_t spawn_churner(int ready[2])
+static pid_t spawn_churner(int ready[2], bool churn)
 {
     pid_t pid = fork();
     char c;
@@ -196,7 +200,7 @@ static pid_t spawn_churner(int ready[2])
     g_assert_cmpint(pid, >=, 0);
     if (pid == 0) {
         close(ready[0]);
-        churner(ready[1]);
+        churner(ready[1], churn);
     }
     g_assert_cmpint(read(ready[0], &c, 1), ==, 1); /* its leases are held */
     return pid;
@@ -226,7 +230,7 @@ static void cap_holds_while_1000_leases_churn(void)
     g_assert_cmpint(pipe(results), ==, 0);
     gpubalance_context_close(gpb_test_open()); /* create the ledger */
     for (int i = 0; i < CHURNERS; i++)
-        churners[i] = spawn_churner(ready);
+        churners[i] = spawn_churner(ready, true);
     for (int i = 0; i < CHURN_RACERS; i++) {
         racers[i] = fork();
         g_assert_cmpint(racers[i], >=, 0);
@@ -243,7 +247,7 @@ static void cap_holds_while_1000_leases_churn(void)
      * start another in its place. */
     for (int i = 0; i < CHURNERS; i++) {
         kill_churner(churners[i]);
-        churners[i] = spawn_churner(ready);
+        churners[i] = spawn_churner(ready, true);
     }
     for (int i = 0; i < CHURN_RACERS; i++) {
         int status;
@@ -270,6 +274,40 @@ static void cap_holds_while_1000_leases_churn(void)
     close(ready[0]);
     close(ready[1]);
     g_free(driver_path);
+}
+
+/* A sweep of a device with many leases reads its locks from /proc/locks
+ * (one read) rather than testing them one by one: it must keep every live
+ * lease and forget every dead one, exactly. */
+static void sweep_counts_many_leases_exactly(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s = gpb_test_stream("h264", 640, 360, 30);
+    gpubalance_lease *held[100];
+    gpubalance_snapshot *snap;
+    int ready[2];
+    pid_t doomed;
+
+    gpb_test_env(churn_config);
+    ctx = gpb_test_open();
+    gpubalance_stream_set_device(s, "sim:bulk");
+    for (int i = 0; i < 100; i++)
+        held[i] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(pipe(ready), ==, 0);
+    doomed = spawn_churner(ready, false); /* 250 more, on the same device */
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 100 + CHURN_LEASES);
+    kill_churner(doomed);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpint(gpubalance_snapshot_n_leases(snap), ==, 100);
+    g_assert_cmpint(gpb_test_device(snap, "sim:bulk")->sessions, ==, 100);
+    gpubalance_snapshot_free(snap);
+    for (int i = 0; i < 100; i++)
+        gpubalance_lease_release(held[i]);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    close(ready[0]);
+    close(ready[1]);
 }
 
 /* ---- SIGKILL torture --------------------------------------------------- */
@@ -472,6 +510,7 @@ static const gpb_test_case cases[] = {
     {"threads_share_a_context_safely", threads_share_a_context_safely},
     {"pool_is_never_oversubscribed", pool_is_never_oversubscribed},
     {"cap_holds_while_1000_leases_churn", cap_holds_while_1000_leases_churn},
+    {"sweep_counts_many_leases_exactly", sweep_counts_many_leases_exactly},
     {"sigkill_torture_leaves_no_lease", sigkill_torture_leaves_no_lease},
 };
 
