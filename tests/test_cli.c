@@ -367,7 +367,117 @@ static void leases_exclude_each_other_across_pid_namespaces(void)
     g_free(line);
 }
 
+/* A label with escape sequences, a newline and bytes that are not UTF-8
+ * (labels default to a program's name: anyone chooses them) is shown
+ * escaped by status, and --json stays valid UTF-8 JSON. */
+static void status_escapes_what_others_wrote(void)
+{
+    static const char evil[] = "\x1b[2J\x1b[31mEVIL\nsim:gpu0 pid 1 forged\xff\xfe\xc2\x9b\xe2\x80\xae";
+    const char *text_argv[] = {bin(), "status", NULL};
+    const char *json_argv[] = {bin(), "status", "--json", NULL};
+    JsonParser *parser = json_parser_new();
+    JsonObject *root, *lease;
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+    char *out = NULL;
+
+    gpb_test_env(sim_config);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1280, 720, 30);
+    gpubalance_stream_set_label(s, evil);
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(run(text_argv, &out, NULL), ==, 0);
+    g_assert_null(strchr(out, '\x1b'));
+    g_assert_null(strstr(out, "\nsim:gpu0 pid 1 forged"));
+    gpb_assert_contains(out, "\\x1b[2J\\x1b[31mEVIL\\x0asim:gpu0 pid 1 forged\\xff\\xfe\\u{009b}\\u{202e}");
+    g_assert_true(g_utf8_validate(out, -1, NULL));
+    g_free(out);
+    g_assert_cmpint(run(json_argv, &out, NULL), ==, 0);
+    g_assert_true(g_utf8_validate(out, -1, NULL));
+    root = parse_object(parser, out);
+    lease = json_array_get_object_element(json_object_get_array_member(root, "leases"), 0);
+    gpb_assert_contains(json_object_get_string_member(lease, "label"),
+                        "\x1b[2J\x1b[31mEVIL\nsim:gpu0 pid 1 forged\xef\xbf\xbd");
+    gpubalance_lease_release(l);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    g_object_unref(parser);
+    g_free(out);
+}
+
+/* A label longer than the ledger keeps is cut before a character that
+ * does not fit whole, never inside it. */
+static void long_labels_are_cut_between_characters(void)
+{
+    GString *label = g_string_new(NULL);
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+    const char *kept;
+
+    while (label->len < 61)
+        g_string_append_c(label, 'a');
+    g_string_append(label, "\xc3\xa9\xe2\x82\xac"); /* 61 + 2 + 3 bytes: the euro sign does not fit */
+    gpb_test_env(sim_config);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1280, 720, 30);
+    gpubalance_stream_set_label(s, label->str);
+    l = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    kept = gpubalance_snapshot_lease(snap, 0)->label;
+    g_assert_true(g_utf8_validate(kept, -1, NULL));
+    g_assert_cmpuint(strlen(kept), ==, 63);
+    g_assert_true(g_str_has_suffix(kept, "a\xc3\xa9"));
+    gpubalance_snapshot_free(snap);
+    gpubalance_lease_release(l);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    g_string_free(label, TRUE);
+}
+
+/* --label café works under a UTF-8 locale (and, as bytes, in any). */
+static void a_utf8_label_is_accepted(void)
+{
+    const char *locales[] = {"C.UTF-8", "C"};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(locales); i++) {
+        const char *argv[] = {bin(), "exec",    "--codec",     "h264", "--width", "640", "--height",
+                              "480", "--label", "caf\xc3\xa9", "--",   "sh",      "-c",  "echo held; read x",
+                              NULL};
+        gchar **env;
+        gpubalance_context *ctx;
+        gpubalance_snapshot *snap;
+        int in, out;
+        GPid pid;
+        char *line;
+
+        gpb_test_env(sim_config);
+        env = g_environ_setenv(g_get_environ(), "LC_ALL", locales[i], TRUE);
+        if (!g_spawn_async_with_pipes(NULL, (char **)argv, env, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, &in, &out,
+                                      NULL, NULL))
+            g_error("cannot start gpubalance exec");
+        line = gpb_read_line(out);
+        g_assert_cmpstr(line, ==, "held");
+        ctx = gpb_test_open();
+        g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+        g_assert_cmpstr(gpubalance_snapshot_lease(snap, 0)->label, ==, "caf\xc3\xa9");
+        gpubalance_snapshot_free(snap);
+        g_assert_cmpint(write(in, "\n", 1), ==, 1);
+        g_assert_cmpint(wait_exit(pid), ==, 0);
+        gpubalance_context_close(ctx);
+        close(in);
+        close(out);
+        g_free(line);
+        g_strfreev(env);
+    }
+}
+
 static const gpb_test_case cases[] = {
+    {"status_escapes_what_others_wrote", status_escapes_what_others_wrote},
+    {"long_labels_are_cut_between_characters", long_labels_are_cut_between_characters},
+    {"a_utf8_label_is_accepted", a_utf8_label_is_accepted},
     {"exec_holds_the_lease_while_cmd_runs", exec_holds_the_lease_while_cmd_runs},
     {"exec_lease_ends_when_cmd_is_killed", exec_lease_ends_when_cmd_is_killed},
     {"exec_passes_the_exit_status_through", exec_passes_the_exit_status_through},

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <locale.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +17,64 @@
 
 #define EXIT_USAGE 2
 
+/* ---- text from elsewhere ------------------------------------------------
+ *
+ * Labels (by default a program's name), device ids and names come from
+ * other processes through the ledger, and from the environment. Printed
+ * raw, an escape sequence would reach another user's terminal, and a
+ * newline would forge a line of status. So text is printed with C0 and C1
+ * controls, DEL, bidirectional overrides and bytes that are not UTF-8
+ * written as \xNN or \u{NNNN} (and a backslash as \\); JSON gets
+ * valid UTF-8 (invalid bytes become U+FFFD; json-glib escapes controls). */
+
+static bool needs_escape(gunichar c)
+{
+    return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) || (c >= 0x202a && c <= 0x202e) ||
+           (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f || c == 0x061c;
+}
+
+static gchar *display_text(const char *text)
+{
+    GString *out = g_string_new(NULL);
+    const char *p = text ? text : "";
+
+    while (*p) {
+        gunichar c = g_utf8_get_char_validated(p, -1);
+
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append_printf(out, "\\x%02x", (unsigned char)*p);
+            p++;
+            continue;
+        }
+        if (c == '\\')
+            g_string_append(out, "\\\\");
+        else if (c < 0x80 && needs_escape(c))
+            g_string_append_printf(out, "\\x%02x", (unsigned)c);
+        else if (needs_escape(c))
+            g_string_append_printf(out, "\\u{%04x}", (unsigned)c);
+        else
+            g_string_append_len(out, p, g_utf8_next_char(p) - p);
+        p = g_utf8_next_char(p);
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* A pool of display_text() results, freed together. */
+static const char *shown(GPtrArray *pool, const char *text)
+{
+    gchar *safe = display_text(text);
+
+    g_ptr_array_add(pool, safe);
+    return safe;
+}
+
 static int fail(const char *what, int status)
 {
     const char *detail = gpubalance_last_error();
+    gchar *safe = display_text(detail && *detail ? detail : gpubalance_strerror(status));
 
-    fprintf(stderr, "gpubalance %s: %s\n", what, detail && *detail ? detail : gpubalance_strerror(status));
+    fprintf(stderr, "gpubalance %s: %s\n", what, safe);
+    g_free(safe);
     return EXIT_FAILURE;
 }
 
@@ -59,11 +114,20 @@ static void print_json(JsonBuilder *builder, gboolean pretty)
     g_object_unref(gen);
 }
 
+/* Adds text as a JSON string, made valid UTF-8. */
+static void add_text(JsonBuilder *b, const char *value)
+{
+    gchar *valid = g_utf8_make_valid(value, -1);
+
+    json_builder_add_string_value(b, valid);
+    g_free(valid);
+}
+
 static void add_string_or_null(JsonBuilder *b, const char *key, const char *value)
 {
     json_builder_set_member_name(b, key);
     if (value)
-        json_builder_add_string_value(b, value);
+        add_text(b, value);
     else
         json_builder_add_null_value(b);
 }
@@ -121,7 +185,7 @@ static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
 {
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "id");
-    json_builder_add_string_value(b, d->id);
+    add_text(b, d->id);
     json_builder_set_member_name(b, "backend");
     json_builder_add_string_value(b, gpubalance_backend_name(d->backend));
     add_string_or_null(b, "name", d->name);
@@ -174,7 +238,7 @@ static void lease_json(JsonBuilder *b, const gpubalance_lease_info *l)
 
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "device");
-    json_builder_add_string_value(b, l->device);
+    add_text(b, l->device);
     json_builder_set_member_name(b, "pid");
     json_builder_add_int_value(b, l->pid);
     json_builder_set_member_name(b, "codec");
@@ -190,7 +254,7 @@ static void lease_json(JsonBuilder *b, const gpubalance_lease_info *l)
     json_builder_set_member_name(b, "state");
     json_builder_add_string_value(b, gpubalance_lease_state_name(l->state));
     json_builder_set_member_name(b, "label");
-    json_builder_add_string_value(b, l->label);
+    add_text(b, l->label);
     json_builder_set_member_name(b, "since");
     json_builder_add_string_value(b, since);
     json_builder_set_member_name(b, "pid_namespace");
@@ -216,7 +280,7 @@ static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
 
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, p->name);
+        add_text(b, p->name);
         json_builder_set_member_name(b, "sessions");
         json_builder_add_int_value(b, p->sessions);
         json_builder_set_member_name(b, "max_sessions");
@@ -248,6 +312,8 @@ static gchar *limit_text(int max_sessions, int learned)
 
 static void status_text(const gpubalance_snapshot *snap)
 {
+    GPtrArray *pool = g_ptr_array_new_with_free_func(g_free);
+
     printf("%-20s %-8s %8s %7s %-12s %-15s %-10s %s\n", "DEVICE", "BACKEND", "SESSIONS", "FOREIGN", "LIMIT",
            "LOAD/BUDGET", "POOL", "CODECS");
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++) {
@@ -257,8 +323,8 @@ static void status_text(const gpubalance_snapshot *snap)
             d->budget > 0 ? g_strdup_printf("%.2f/%.2f", d->load, d->budget) : g_strdup_printf("%.2f/-", d->load);
         gchar *codecs = codecs_text(d->codecs);
 
-        printf("%-20s %-8s %8d %7d %-12s %-15s %-10s %s\n", d->id, gpubalance_backend_name(d->backend), d->sessions,
-               d->foreign_sessions, limit, load, d->pool ? d->pool : "-", codecs);
+        printf("%-20s %-8s %8d %7d %-12s %-15s %-10s %s\n", shown(pool, d->id), gpubalance_backend_name(d->backend),
+               d->sessions, d->foreign_sessions, limit, load, d->pool ? shown(pool, d->pool) : "-", codecs);
         g_free(limit);
         g_free(load);
         g_free(codecs);
@@ -267,7 +333,7 @@ static void status_text(const gpubalance_snapshot *snap)
         const gpubalance_pool_info *p = gpubalance_snapshot_pool(snap, i);
         gchar *limit = limit_text(p->max_sessions, p->learned_limit);
 
-        printf("pool %s: %d sessions, limit %s\n", p->name, p->sessions, limit);
+        printf("pool %s: %d sessions, limit %s\n", shown(pool, p->name), p->sessions, limit);
         g_free(limit);
     }
     printf("%zu lease(s)\n", gpubalance_snapshot_n_leases(snap));
@@ -275,11 +341,12 @@ static void status_text(const gpubalance_snapshot *snap)
         const gpubalance_lease_info *l = gpubalance_snapshot_lease(snap, i);
         gchar *since = iso_time(l->since_unix_ms);
 
-        printf("  %-20s pid %-7d %s %dx%d@%g cost %.2f %-7s %s %s\n", l->device, (int)l->pid,
+        printf("  %-20s pid %-7d %s %dx%d@%g cost %.2f %-7s %s %s\n", shown(pool, l->device), (int)l->pid,
                gpubalance_codec_name(l->codec), l->width, l->height, l->fps, l->cost,
-               gpubalance_lease_state_name(l->state), since, l->label);
+               gpubalance_lease_state_name(l->state), since, shown(pool, l->label));
         g_free(since);
     }
+    g_ptr_array_unref(pool);
 }
 
 static int cmd_status(int argc, char **argv)
@@ -363,26 +430,31 @@ static int cmd_probe(int argc, char **argv)
         json_builder_set_member_name(b, "notes");
         json_builder_begin_array(b);
         for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
-            json_builder_add_string_value(b, gpubalance_context_note(ctx, i));
+            add_text(b, gpubalance_context_note(ctx, i));
         json_builder_end_array(b);
         json_builder_end_object(b);
         print_json(b, TRUE);
         g_object_unref(b);
     } else {
+        GPtrArray *text = g_ptr_array_new_with_free_func(g_free);
+
         printf("config: %s\nledger: %s\n",
-               gpubalance_context_config_path(ctx) ? gpubalance_context_config_path(ctx) : "(built-in defaults)",
-               gpubalance_context_ledger_path(ctx));
+               gpubalance_context_config_path(ctx) ? shown(text, gpubalance_context_config_path(ctx))
+                                                   : "(built-in defaults)",
+               shown(text, gpubalance_context_ledger_path(ctx)));
         for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++) {
             const gpubalance_device_info *d = gpubalance_snapshot_device(snap, i);
             gchar *codecs = codecs_text(d->codecs);
 
-            printf("%-20s %-8s %-10s %s%s%s%s\n", d->id, gpubalance_backend_name(d->backend), codecs, d->name,
-                   d->declared ? " [declared]" : "", d->not_offered_why ? " -- not offered: " : "",
-                   d->not_offered_why ? d->not_offered_why : "");
+            printf("%-20s %-8s %-10s %s%s%s%s\n", shown(text, d->id), gpubalance_backend_name(d->backend), codecs,
+                   shown(text, d->name), d->declared ? " [declared]" : "",
+                   d->not_offered_why ? " -- not offered: " : "",
+                   d->not_offered_why ? shown(text, d->not_offered_why) : "");
             g_free(codecs);
         }
         for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
-            printf("note: %s\n", gpubalance_context_note(ctx, i));
+            printf("note: %s\n", shown(text, gpubalance_context_note(ctx, i)));
+        g_ptr_array_unref(text);
     }
 out:
     gpubalance_snapshot_free(snap);
@@ -416,7 +488,8 @@ static void add_pick_entries(GOptionContext *octx, pick_options *o, gboolean wit
         {"height", 0, 0, G_OPTION_ARG_INT, &o->height, "Height in pixels (required)", "H"},
         {"fps", 'f', 0, G_OPTION_ARG_DOUBLE, &o->fps, "Frames per second (default: unknown, counted as 30)", "F"},
         {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth, "8 or 10 (default 8)", "N"},
-        {"label", 'l', 0, G_OPTION_ARG_STRING, &o->label, "Free text shown in status", "TEXT"},
+        /* raw bytes, as a file name: a label is accepted in any locale */
+        {"label", 'l', 0, G_OPTION_ARG_FILENAME, &o->label, "Free text shown in status", "TEXT"},
         {"policy", 0, 0, G_OPTION_ARG_STRING, &o->policy, "balanced or fill (default: config)", "P"},
         {"order", 0, 0, G_OPTION_ARG_STRING, &o->order, "Backend order, as nvenc,vaapi,software", "LIST"},
         {"when-full", 0, 0, G_OPTION_ARG_STRING, &o->when_full, "software, wait or fail (default: config)", "W"},
@@ -473,11 +546,11 @@ static void print_pick(const gpubalance_lease *lease, gboolean json)
 
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "device");
-        json_builder_add_string_value(b, gpubalance_lease_device(lease));
+        add_text(b, gpubalance_lease_device(lease));
         json_builder_set_member_name(b, "backend");
         json_builder_add_string_value(b, gpubalance_backend_name(gpubalance_lease_backend(lease)));
         json_builder_set_member_name(b, "reason");
-        json_builder_add_string_value(b, gpubalance_lease_reason(lease));
+        add_text(b, gpubalance_lease_reason(lease));
         json_builder_set_member_name(b, "ffmpeg_encoder");
         json_builder_add_string_value(b, gpubalance_lease_ffmpeg_encoder(lease));
         json_builder_set_member_name(b, "gst_encoder");
@@ -493,9 +566,16 @@ static void print_pick(const gpubalance_lease *lease, gboolean json)
         g_object_unref(b);
         return;
     }
-    printf("%s (%s): ffmpeg %s, gstreamer %s\n  %s\n", gpubalance_lease_device(lease),
-           gpubalance_backend_name(gpubalance_lease_backend(lease)), gpubalance_lease_ffmpeg_encoder(lease),
-           gpubalance_lease_gst_encoder(lease), gpubalance_lease_reason(lease));
+    {
+        gchar *device = display_text(gpubalance_lease_device(lease));
+        gchar *reason = display_text(gpubalance_lease_reason(lease));
+
+        printf("%s (%s): ffmpeg %s, gstreamer %s\n  %s\n", device,
+               gpubalance_backend_name(gpubalance_lease_backend(lease)), gpubalance_lease_ffmpeg_encoder(lease),
+               gpubalance_lease_gst_encoder(lease), reason);
+        g_free(device);
+        g_free(reason);
+    }
 }
 
 static int cmd_pick(int argc, char **argv)
@@ -668,6 +748,8 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* The locale's character set, for option values and messages. */
+    setlocale(LC_ALL, "");
     if (argc < 2)
         return usage(stderr);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)

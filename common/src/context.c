@@ -146,7 +146,17 @@ int gpubalance_stream_set_bit_depth(gpubalance_stream *s, int bit_depth)
 
 int gpubalance_stream_set_label(gpubalance_stream *s, const char *label)
 {
-    g_strlcpy(s->label, label ? label : "", sizeof(s->label));
+    size_t length = label ? strlen(label) : 0;
+
+    /* A label that does not fit is cut where a UTF-8 character starts,
+     * never inside one. */
+    if (length >= sizeof(s->label)) {
+        length = sizeof(s->label) - 1;
+        while (length > 0 && ((unsigned char)label[length] & 0xc0) == 0x80)
+            length--;
+    }
+    memcpy(s->label, label ? label : "", length);
+    s->label[length] = '\0';
     return 0;
 }
 

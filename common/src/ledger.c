@@ -435,6 +435,9 @@ static const char *errno_advice(int err)
         return "check the directory's owner, group and mode (2770 with a group shared by every user)";
     case ENAMETOOLONG:
         return "the path is too long; use a shorter GPUBALANCE_DIR";
+    case ENOENT:
+    case ENOTDIR:
+        return "a directory above it is missing; create it or point GPUBALANCE_DIR elsewhere";
     default:
         return RESET_HINT;
     }
@@ -2472,6 +2475,8 @@ int gpb_ledger_reset(const char *dir_arg, bool force, int *live_leases)
     }
     status = open_existing(ledger);
     valid = status == 0;
+    if (status == GPUBALANCE_ERR_LEDGER_IO)
+        goto out; /* not damage: it could not be read or locked (a stopped holder) */
     /* Hold the old file's lock until the new one is in place: a process
      * that takes it afterwards sees the old file unlinked and moves. */
     if (valid && (status = lock_mapped(ledger)) < 0)
