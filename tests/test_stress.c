@@ -75,8 +75,10 @@ static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int res
         gpubalance_lease *l = NULL;
         int byte = -1;
 
-        if (gpubalance_lease_acquire(ctx, s, &l) < 0)
+        if (gpubalance_lease_acquire(ctx, s, &l) < 0) {
+            fprintf(stderr, "racer %d: %s\n", (int)getpid(), gpubalance_last_error());
             _exit(4);
+        }
         if (g_str_has_prefix(gpubalance_lease_device(l), "sim:gpu")) {
             if (!take_driver_session(driver, &byte)) {
                 fprintf(stderr, "racer %d: granted %s but the driver has %d sessions in use\n", (int)getpid(),

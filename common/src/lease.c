@@ -116,6 +116,18 @@ static void stale_suspects(gpubalance_context *ctx, const gpb_devset *full, gpb_
     }
 }
 
+/* Grants trust the cached counts: first make sure no stray write has
+ * lowered one (see gpb_ledger_check_counts). */
+static void check_counts(gpubalance_context *ctx)
+{
+    gpb_devset ours;
+
+    gpb_devset_clear(&ours);
+    for (guint i = 0; i < ctx->inventory->devices->len; i++)
+        gpb_devset_add(&ours, inv_device(ctx, (int)i)->ledger_index);
+    gpb_ledger_check_counts(ctx->ledger, &ours);
+}
+
 /* Does the device's probe report foreign sessions, and could the device
  * take this stream at all? Only those are worth a foreign-load scan. */
 static bool could_take(const gpubalance_context *ctx, const gpubalance_lease *lease, const placement_options *o,
@@ -351,6 +363,8 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, bool
 
     if (now - gpb_ledger_last_sweep(ctx->ledger) > SWEEP_INTERVAL_NS)
         gpb_ledger_sweep(ctx->ledger); /* stale counts skew the ties */
+    else
+        check_counts(ctx);
     choose(lease, &req, now, thorough, pd, pp, &result);
     if (result.outcome == GPB_CHOSEN) {
         char reason[512];
@@ -632,6 +646,7 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
     ledger = lease->ctx->ledger;
     if ((status = gpb_ledger_lock(ledger)) < 0)
         return status;
+    check_counts(lease->ctx);
     r = gpb_ledger_device(ledger, d->ledger_index);
     if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
         gpb_devset only; /* about to refuse: the count may be stale */

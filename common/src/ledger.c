@@ -329,6 +329,26 @@ static uint32_t lock_content_crc(const lock_file_content *c)
            (uint32_t)crc32(0L, (const Bytef *)c->id, sizeof(c->id));
 }
 
+/* Why the counts carry a CRC of their own. A decision trusts the cached
+ * counts (never below the truth) and tests no lock before a grant, so a
+ * count lowered by a stray write would let a grant past a limit. Every
+ * change of a count happens under the header lock (a release only queues
+ * its slot), so each one reseals the CRC, and a decision first recounts
+ * from the locks any device whose counts fail it (check_counts). */
+static uint32_t counts_crc(const gpb_device_record *d)
+{
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)"counts", 6);
+
+    crc = (uint32_t)crc32(crc, (const Bytef *)&d->sessions, sizeof(d->sessions));
+    crc = (uint32_t)crc32(crc, (const Bytef *)&d->load_milli, sizeof(d->load_milli));
+    return (uint32_t)crc32(crc, (const Bytef *)&d->driver_sessions, sizeof(d->driver_sessions));
+}
+
+static void seal_counts(gpb_device_record *d)
+{
+    d->counts_crc = counts_crc(d);
+}
+
 /* ---- SIGBUS ---------------------------------------------------------------
  *
  * The file is fully allocated at creation and checked (size, inode) under
@@ -1167,6 +1187,7 @@ static void renew_for_this_boot(gpb_ledger *ledger)
 
         d->sessions = d->driver_sessions = d->foreign_sessions = 0;
         d->load_milli = 0;
+        seal_counts(d);
         d->foreign_updated_ns = 0;
         memset(&d->learned, 0, sizeof(d->learned));
         d->crc = device_crc(d);
@@ -1911,6 +1932,7 @@ static void count_in(gpb_ledger *ledger, int device, int slot)
     d->load_milli += r->cost_milli;
     if (slot_flags(r) & GPB_SLOT_DRIVER_OPEN)
         d->driver_sessions++;
+    seal_counts(d);
 }
 
 static int find_and_lock_slot(gpb_ledger *ledger, int fd)
@@ -1966,6 +1988,7 @@ static void count_out(gpb_device_record *d, const gpb_slot_record *r)
     d->load_milli = d->load_milli >= r->cost_milli ? d->load_milli - r->cost_milli : 0;
     if ((slot_flags(r) & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
         d->driver_sessions--;
+    seal_counts(d);
 }
 
 void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
@@ -2027,8 +2050,9 @@ void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
     ledger->slot_fd[slot] = -1;
     __atomic_fetch_or(&ledger->slots[slot].flags, GPB_SLOT_ENDED, __ATOMIC_RELEASE);
     /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. The
-     * lock goes before the slot is queued, so that whoever counts the
-     * lease out never sees its lock still held. */
+     * lock goes before the slot is queued: whoever counts the lease out
+     * tests its lock first (the mark alone could be a stray write) and
+     * must find it gone. */
     {
         int device = gpb_ledger_slot_device(ledger, slot);
 
@@ -2041,6 +2065,16 @@ void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
     at = __atomic_fetch_add(&h->ended_head, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&h->ended[at % ENDED_RING], (uint32_t)slot + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&ledger->mutex);
+}
+
+/* Is the lease in slot still held? One lock test on its device's file. */
+static bool slot_is_held(gpb_ledger *ledger, int device, int slot)
+{
+    int fd;
+
+    if (!ledger->known_device[device] || (fd = device_lock_fd(ledger, device)) < 0)
+        return true; /* cannot tell: keep the lease rather than lose one */
+    return ofd_locked_elsewhere(fd, slot_lock_offset(slot));
 }
 
 /* Counts out the leases ended since the last holder of the lock. */
@@ -2060,24 +2094,12 @@ static void reap_ended(gpb_ledger *ledger)
         int device;
 
         if (entry == 0 || entry > GPB_SLOTS || (device = gpb_ledger_slot_device(ledger, slot)) < 0 ||
-            !slot_ended(ledger, slot))
-            continue; /* not written yet (found later), or counted out already */
+            !slot_ended(ledger, slot) || slot_is_held(ledger, device, slot))
+            continue; /* not written yet, counted out already, or not ended */
         count_out(&ledger->devices[device], &ledger->slots[slot]);
         forget_slot(ledger, slot, (uint16_t)device);
     }
     h->ended_tail = head;
-}
-
-/* Is the lease in slot still held? One lock test on its device's file. */
-static bool slot_is_held(gpb_ledger *ledger, int device, int slot)
-{
-    int fd;
-
-    if (slot_ended(ledger, slot))
-        return false;
-    if (!ledger->known_device[device] || (fd = device_lock_fd(ledger, device)) < 0)
-        return true; /* cannot tell: keep the lease rather than lose one */
-    return ofd_locked_elsewhere(fd, slot_lock_offset(slot));
 }
 
 int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests)
@@ -2205,6 +2227,7 @@ static void restore_lease(gpb_ledger *ledger, int device, int slot)
     } else { /* the entry names another device: count it here too */
         d->sessions++;
         d->load_milli += UNKNOWN_COST_MILLI;
+        seal_counts(d);
     }
 }
 
@@ -2229,6 +2252,7 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
         d->sessions = 0;
         d->load_milli = 0;
         d->driver_sessions = 0;
+        seal_counts(d);
     }
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
         uint16_t owner = ledger->slot_map[slot];
@@ -2243,11 +2267,6 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
         if (!gpb_devset_has(&todo, owner))
             continue;
         bits = ledger->locked_bits + (size_t)owner * (GPB_SLOTS / 8);
-        if (slot_ended(ledger, slot)) { /* its lock, if still seen, is going */
-            bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
-            forget_slot(ledger, slot, owner);
-            continue;
-        }
         if (gpb_devset_has(&readable, owner) && !bit_set(bits, slot)) {
             gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[owner].id,
                       ledger->slots[slot].pid);
@@ -2269,6 +2288,25 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
                     if (words[w] & (UINT64_C(1) << b))
                         restore_lease(ledger, i, w * 64 + b);
     }
+}
+
+void gpb_ledger_check_counts(gpb_ledger *ledger, const gpb_devset *devices)
+{
+    gpb_devset damaged;
+
+    gpb_devset_clear(&damaged);
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &ledger->devices[i];
+
+        if (!gpb_devset_has(devices, i) || d->counts_crc == counts_crc(d))
+            continue;
+        if (d->sessions || d->load_milli || d->driver_sessions || d->counts_crc)
+            gpb_warning("the counts of device %.*s in ledger %s were damaged; recounted from the locks", GPB_ID_SIZE,
+                        d->id, ledger->path);
+        gpb_devset_add(&damaged, i);
+    }
+    if (!gpb_devset_empty(&damaged))
+        gpb_ledger_verify(ledger, &damaged);
 }
 
 void gpb_ledger_sweep(gpb_ledger *ledger)

@@ -61,6 +61,8 @@ typedef struct {
     uint32_t probe_blob_size;
     uint32_t crc; /* of id, backend, foreign_*, learned: see ledger.c */
     uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
+    uint32_t counts_crc; /* of sessions, load_milli, driver_sessions */
+    uint32_t reserved;
 } gpb_device_record;
 
 typedef struct {
@@ -183,6 +185,11 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices);
  * forgot. Counts stay upper bounds of the truth (see ledger.c), which is
  * all a grant needs; verify() recounts from scratch. */
 int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests);
+
+/* Recounts from the locks every device of the set whose counts fail their
+ * CRC (a stray write): a decision trusts the counts without lock tests,
+ * so it checks them first. */
+void gpb_ledger_check_counts(gpb_ledger *ledger, const gpb_devset *devices);
 
 /* verify() for every device, plus the table's own sanity. */
 void gpb_ledger_sweep(gpb_ledger *ledger);
