@@ -1910,9 +1910,21 @@ static uint32_t slot_flags(const gpb_slot_record *r)
     return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE); /* ended without the lock */
 }
 
+/* The seal a release writes: the record's own CRC (slot, device, cost)
+ * turned by a constant. One flipped byte, of the seal or of the record,
+ * cannot make it match: a lease is never ended by a stray write. */
+#define ENDED_SALT 0x454e4445u /* "ENDE" */
+
+static uint32_t ended_seal_of(const gpb_slot_record *r)
+{
+    return r->crc ^ ENDED_SALT;
+}
+
 static bool slot_ended(const gpb_ledger *ledger, int slot)
 {
-    return (slot_flags(&ledger->slots[slot]) & GPB_SLOT_ENDED) != 0;
+    const gpb_slot_record *r = &ledger->slots[slot];
+
+    return __atomic_load_n(&r->ended_seal, __ATOMIC_ACQUIRE) == ended_seal_of(r);
 }
 
 /* Counts a lease in its device's figures. A record whose CRC fails (its
@@ -2048,11 +2060,13 @@ void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
     }
     h = ledger->header;
     ledger->slot_fd[slot] = -1;
-    __atomic_fetch_or(&ledger->slots[slot].flags, GPB_SLOT_ENDED, __ATOMIC_RELEASE);
+    /* Sealed while this process still holds the lock: after the unlock a
+     * sweep may free the slot and a claim reuse it, whose record a late
+     * seal would end. */
+    __atomic_store_n(&ledger->slots[slot].ended_seal, ended_seal_of(&ledger->slots[slot]), __ATOMIC_RELEASE);
     /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. The
-     * lock goes before the slot is queued: whoever counts the lease out
-     * tests its lock first (the mark alone could be a stray write) and
-     * must find it gone. */
+     * lock goes before the slot is queued, so that whoever counts the
+     * lease out finds it gone. */
     {
         int device = gpb_ledger_slot_device(ledger, slot);
 
@@ -2094,8 +2108,8 @@ static void reap_ended(gpb_ledger *ledger)
         int device;
 
         if (entry == 0 || entry > GPB_SLOTS || (device = gpb_ledger_slot_device(ledger, slot)) < 0 ||
-            !slot_ended(ledger, slot) || slot_is_held(ledger, device, slot))
-            continue; /* not written yet, counted out already, or not ended */
+            !slot_ended(ledger, slot))
+            continue; /* not written yet, or counted out already */
         count_out(&ledger->devices[device], &ledger->slots[slot]);
         forget_slot(ledger, slot, (uint16_t)device);
     }

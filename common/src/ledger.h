@@ -72,10 +72,7 @@ typedef struct {
     uint32_t reserved;
 } gpb_pool_record;
 
-enum {
-    GPB_SLOT_DRIVER_OPEN = 1u << 0,
-    GPB_SLOT_ENDED = 1u << 1, /* released; counted out by the next locker */
-};
+enum { GPB_SLOT_DRIVER_OPEN = 1u << 0 };
 
 typedef struct {
     uint32_t state; /* gpubalance_lease_state */
@@ -89,8 +86,11 @@ typedef struct {
     uint64_t pid_namespace;
     int64_t since_unix_ms;
     char label[GPB_LABEL_SIZE];
-    uint32_t crc; /* of slot, device and cost_milli: what counts read */
-    uint8_t reserved[12];
+    uint32_t crc;        /* of slot, device and cost_milli: what counts read */
+    uint32_t ended_seal; /* set by a release without the header lock: crc
+                          * ^ GPB_ENDED_SALT, so no stray byte can end a
+                          * lease (see gpb_ledger_end) */
+    uint8_t reserved[8];
 } gpb_slot_record;
 
 typedef struct gpb_ledger gpb_ledger;
