@@ -59,6 +59,11 @@ static void give_driver_session(int fd, int byte)
     g_assert_cmpint(fcntl(fd, F_OFD_SETLK, &fl), ==, 0);
 }
 
+/* Where a racer ticks once a round (cap_holds_while_1000_leases_churn's
+ * churners take one step a tick, so they churn while the racers race and
+ * never spin); -1: nowhere. */
+static int tick_fd = -1;
+
 /* Exit codes: 0 fine, 3 driver saw a 4th session, other: error. The
  * racer writes its count of sim grants to result_fd. */
 static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int result_fd)
@@ -94,6 +99,8 @@ static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int res
         if (byte >= 0)
             give_driver_session(driver, byte);
         gpubalance_lease_release(l);
+        if (tick_fd >= 0 && write(tick_fd, "t", 1) != 1)
+            _exit(2);
     }
     dprintf(result_fd, "%d\n", sim_grants);
     _exit(0);
@@ -153,6 +160,8 @@ static void pool_is_never_oversubscribed(void)
 #define CHURN_LEASES 250 /* each: 1000 in all */
 #define CHURN_RACERS 16
 
+static int ticks[2] = {-1, -1};
+
 static const char churn_config[] = "[general]\n"
                                    "discover=false\n"
                                    "order=nvenc,vaapi,software\n"
@@ -169,8 +178,9 @@ static const char churn_config[] = "[general]\n"
                                    "imitates=vaapi\n"
                                    "max-sessions=4096\n";
 
-/* Takes CHURN_LEASES leases on sim:bulk, says so, then (churn) forever
- * releases the oldest and takes a new one, or holds them, until killed. */
+/* Takes CHURN_LEASES leases on sim:bulk, says so, then (churn) at every
+ * tick releases the oldest and takes a new one, or holds them, until
+ * killed. */
 static G_GNUC_NORETURN void churner(int ready_fd, bool churn)
 {
     gpubalance_context *ctx = gpb_test_open();
@@ -179,18 +189,28 @@ static G_GNUC_NORETURN void churner(int ready_fd, bool churn)
 
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
     gpubalance_stream_set_device(s, "sim:bulk");
-    for (int i = 0; i < CHURN_LEASES; i++)
-        if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0)
+    for (int i = 0; i < CHURN_LEASES; i++) {
+        if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0) {
+            fprintf(stderr, "churner %d: %s\n", (int)getpid(), gpubalance_last_error());
+            if (write(ready_fd, "f", 1) != 1) /* the parent waits for a word */
+                _exit(2);
             _exit(4);
+        }
+    }
     if (write(ready_fd, "r", 1) != 1)
         _exit(2);
     while (!churn)
         pause();
     for (unsigned n = 0;; n++) {
+        char tick;
+
+        if (read(ticks[0], &tick, 1) != 1)
+            pause(); /* the racers are done */
         gpubalance_lease_release(held[n % CHURN_LEASES]);
-        if (gpubalance_lease_acquire(ctx, s, &held[n % CHURN_LEASES]) < 0)
+        if (gpubalance_lease_acquire(ctx, s, &held[n % CHURN_LEASES]) < 0) {
+            fprintf(stderr, "churner %d: %s\n", (int)getpid(), gpubalance_last_error());
             _exit(4);
-        sched_yield();
+        }
     }
 }
 
@@ -204,7 +224,8 @@ static pid_t spawn_churner(int ready[2], bool churn)
         close(ready[0]);
         churner(ready[1], churn);
     }
-    g_assert_cmpint(read(ready[0], &c, 1), ==, 1); /* its leases are held */
+    g_assert_cmpint(read(ready[0], &c, 1), ==, 1);
+    g_assert_cmpint(c, ==, 'r'); /* its leases are held (else it said why) */
     return pid;
 }
 
@@ -230,6 +251,9 @@ static void cap_holds_while_1000_leases_churn(void)
     g_assert_cmpint(pipe(ready), ==, 0);
     g_assert_cmpint(pipe(start), ==, 0);
     g_assert_cmpint(pipe(results), ==, 0);
+    g_assert_cmpint(pipe2(ticks, O_NONBLOCK), ==, 0);    /* a racer never waits on it */
+    g_assert_cmpint(fcntl(ticks[0], F_SETFL, 0), ==, 0); /* a churner does */
+    tick_fd = ticks[1];
     gpubalance_context_close(gpb_test_open()); /* create the ledger */
     for (int i = 0; i < CHURNERS; i++)
         churners[i] = spawn_churner(ready, true);
