@@ -1044,12 +1044,39 @@ static void header_unlock(int fd, int held_fd)
         close(held_fd);
 }
 
+/* getpid() is a system call on every lock; the pid is kept, and looked
+ * up again in a forked child. */
+static pid_t own_pid;
+
+static void forget_own_pid(void)
+{
+    __atomic_store_n(&own_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_own_pid);
+}
+
+static pid_t cached_pid(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pid_t pid = __atomic_load_n(&own_pid, __ATOMIC_RELAXED);
+
+    if (pid == 0) {
+        pthread_once(&once, watch_forks);
+        pid = getpid();
+        __atomic_store_n(&own_pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+
 /* Marks the header lock taken, for waiters: the epoch by which they see
  * progress, and who holds it. */
 static void note_header_locked(ledger_header *h)
 {
     __atomic_add_fetch(&h->lock_epoch, 1, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&h->lock_holder_pid, (int32_t)gpb_self_pid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->lock_holder_pid, (int32_t)cached_pid(), __ATOMIC_RELAXED);
 }
 
 /* A lease locks byte `slot` of its device's lock file. */
@@ -2567,8 +2594,7 @@ out:
 
 /* A process cannot change its own pid namespace (unshare and setns only
  * move its future children), so one look per process suffices; a forked
- * child looks again, as it may be the first process of a new one. The pid
- * is kept with it: getpid() is a system call on every acquire otherwise. */
+ * child looks again, as it may be the first process of a new one. */
 static pid_t self_pid; /* 0: not looked up in this process; written last */
 static uint64_t self_namespace;
 static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
@@ -2605,5 +2631,5 @@ uint64_t gpb_pid_namespace(void)
 
 pid_t gpb_self_pid(void)
 {
-    return look_up_self();
+    return cached_pid();
 }
