@@ -481,14 +481,17 @@ static gpointer thread_racer(gpointer data)
     gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
 
     if (g_random_boolean()) {
-        if (gpubalance_context_open(NULL, &own) < 0)
+        if (gpubalance_context_open(NULL, &own) < 0) {
+            g_printerr("thread: %s\n", gpubalance_last_error());
             g_atomic_int_inc(&race->failures);
+        }
         ctx = own;
     }
     for (int i = 0; ctx && i < THREAD_ROUNDS; i++) {
         gpubalance_lease *l = NULL;
 
         if (gpubalance_lease_acquire(ctx, s, &l) < 0) {
+            g_printerr("thread: %s\n", gpubalance_last_error());
             g_atomic_int_inc(&race->failures);
             continue;
         }
