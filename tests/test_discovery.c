@@ -6,16 +6,21 @@
  * with one, `gpubalance probe` shows what discovery found. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cost.h"
 #include "fdinfo.h"
 #include "helpers.h"
 #include "inventory.h"
+#include "internal.h"
 #include "ledger.h"
 #include "nvidia.h"
+#include "util.h"
 
 static bool stubs_loaded(void)
 {
@@ -83,13 +88,48 @@ static void assert_note_and_no_device(gpubalance_backend backend, const char *no
     gpubalance_context_close(ctx);
 }
 
+/* GPUBALANCE_NVIDIA_ROOT: a tree with the driver's control node (the
+ * fixture), or an empty one: a host without the NVIDIA driver. */
+static void set_nvidia_root(const char *test_dir, bool with_driver)
+{
+    char *root = with_driver ? g_build_filename(g_getenv("GPB_FIXTURES"), "nvidia-root", NULL)
+                             : g_build_filename(test_dir, "no-nvidia-root", NULL);
+
+    if (!with_driver)
+        g_mkdir_with_parents(root, 0700);
+    g_setenv("GPUBALANCE_NVIDIA_ROOT", root, TRUE);
+    g_free(root);
+}
+
+/* The stand-in libraries would report a GPU; on a host without the
+ * driver's device node they are never looked for. */
+static void no_nvidia_driver_skips_the_library_search(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_snapshot *snap;
+    const char *dir;
+
+    g_assert_true(stubs_loaded());
+    dir = discovery_env();
+    g_setenv("FAKE_NVML_GPUS", "1", TRUE);
+    set_nvidia_root(dir, false);
+    ctx = gpb_test_open();
+    assert_note(ctx, "nvenc: no NVIDIA devices: no NVIDIA driver loaded (neither ");
+    assert_note(ctx, "dev/nvidiactl nor ");
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
+    gpubalance_snapshot_free(snap);
+    gpubalance_context_close(ctx);
+}
+
 static void no_nvidia_libraries_is_a_note(void)
 {
     void *real = dlopen("libnvidia-ml.so.1", RTLD_LAZY);
 
     if (real)
         gpb_test_skip("this machine has an NVIDIA driver (libnvidia-ml.so.1 loads)");
-    discovery_env();
+    set_nvidia_root(discovery_env(), true); /* a driver node: the libraries are sought */
     assert_note_and_no_device(GPUBALANCE_BACKEND_NVENC, "nvenc: no NVIDIA devices: libnvidia-ml.so.1 not found");
 }
 
@@ -515,6 +555,97 @@ static void fdinfo_counts_clients_whose_video_use_advances(void)
     g_free(proc);
 }
 
+#ifdef GPB_HAVE_VAAPI
+static uint64_t scan_clock_ns;
+
+static uint64_t scan_clock(void)
+{
+    return scan_clock_ns;
+}
+
+/* A child that proves the header lock is free while the parent's fdinfo
+ * scan is inside a read: it opens the FIFO the scan reads (which blocks
+ * until the scan opens it), places a stream of its own (which needs the
+ * header lock), then lets the scan go on. */
+static G_GNUC_NORETURN void place_during_the_scan(const char *fifo, const char *text)
+{
+    int fd = open(fifo, O_WRONLY);
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+
+    if (fd < 0 || gpubalance_context_open(NULL, &ctx) < 0)
+        _exit(2);
+    gpubalance_stream_new(&s);
+    if (gpubalance_lease_acquire(ctx, s, &l) < 0)
+        _exit(3);
+    gpubalance_lease_release(l);
+    if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        _exit(4);
+    close(fd);
+    _exit(0);
+}
+
+/* The foreign-load scan of a VA-API node runs outside the header lock:
+ * another process places a stream while the scan is blocked reading a
+ * process's fdinfo (a FIFO here). Were the lock held, the child would
+ * wait for it and the scan for the child: the test would time out. */
+static void fdinfo_scan_runs_outside_the_header_lock(void)
+{
+    const char *dir = gpb_test_env("[general]\ndiscover=false\norder=vaapi,software\n");
+    char *proc = g_build_filename(dir, "proc", NULL);
+    char *fifo = g_build_filename(proc, "100", "fdinfo", "5", NULL);
+    char *i915 = fixture("i915.txt");
+    const char *node = "/dev/dri/renderD128";
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *l;
+    gpb_device *d;
+    pid_t child;
+    int status;
+
+    fake_process(proc, "100", "5", node, "");
+    g_assert_cmpint(g_unlink(fifo), ==, 0);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    gpb_discovery_set_roots(NULL, proc);
+    scan_clock_ns = gpb_boottime_ns();
+    gpb_set_clock(scan_clock);
+    ctx = gpb_test_open();
+    d = gpb_vaapi_device_new("vaapi:renderD128", node, "0000:00:02.0", 1u << GPUBALANCE_CODEC_H264);
+    d->budget = 16;
+    g_assert_cmpint(gpb_inventory_add(ctx->inventory, d), >=, 0);
+    g_assert_cmpint(gpb_ledger_lock(ctx->ledger), ==, 0);
+    d->ledger_index = gpb_ledger_device_index(ctx->ledger, d->ledger_key, d->backend);
+    gpb_ledger_unlock(ctx->ledger);
+    g_assert_cmpint(d->ledger_index, >=, 0);
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    l = gpb_test_acquire(ctx, s); /* a first request: no look yet */
+    g_assert_cmpstr(gpubalance_lease_device(l), ==, "vaapi:renderD128");
+    gpubalance_lease_release(l);
+    child = fork();
+    g_assert_cmpint(child, >=, 0);
+    if (child == 0)
+        place_during_the_scan(fifo, i915);
+    scan_clock_ns += 2 * GPB_FOREIGN_REFRESH_NS; /* the foreign load is due */
+    l = gpb_test_acquire(ctx, s);                /* scans, through the FIFO */
+    gpubalance_lease_release(l);
+    g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    gpb_set_clock(NULL);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    g_free(i915);
+    g_free(fifo);
+    g_free(proc);
+}
+#else
+static void fdinfo_scan_runs_outside_the_header_lock(void)
+{
+    gpb_test_skip("built without VA-API");
+}
+#endif
+
 static void software_budget_follows_the_core_count(void)
 {
     gpubalance_context *ctx;
@@ -751,6 +882,8 @@ static const gpb_test_case cases[] = {
     GPB_TEST_WITH_STUBS(discovered_gpu_budget_follows_architecture_and_engines),
     GPB_TEST_WITH_STUBS(nvml_utilisation_weighs_foreign_streams),
     GPB_TEST(fdinfo_busy_time_gives_utilisation),
+    GPB_TEST_WITH_STUBS(no_nvidia_driver_skips_the_library_search),
+    GPB_TEST(fdinfo_scan_runs_outside_the_header_lock),
 };
 
 GPB_TEST_MAIN(cases)

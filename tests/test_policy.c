@@ -533,6 +533,63 @@ static void every_candidate_failing_lists_each_attempt(void)
     gpubalance_context_close(ctx);
 }
 
+/* n sim devices d0..d(n-1), one session each, then software. */
+static char *many_sims_config(int n)
+{
+    GString *c = g_string_new("[general]\ndiscover=false\norder=nvenc,software\n[software]\nbudget=0\n");
+
+    for (int i = 0; i < n; i++)
+        g_string_append_printf(c, "[device:d%d]\nbackend=sim\nmax-sessions=1\n", i);
+    return g_string_free(c, FALSE);
+}
+
+/* 255 declared devices plus software: the 64-bit masks that once capped
+ * a host at 64 are gone. Every sim takes one stream, and a failure on a
+ * device past index 64 is remembered for that stream. */
+static void two_hundred_fifty_six_devices_each_take_a_stream(void)
+{
+    char *config = many_sims_config(GPB_MAX_DEVICES - 1);
+    GHashTable *used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    gpubalance_lease *l[GPB_MAX_DEVICES];
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+
+    gpb_test_env(config);
+    ctx = gpb_test_open();
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    for (int i = 0; i < GPB_MAX_DEVICES - 1; i++) {
+        l[i] = gpb_test_acquire(ctx, s);
+        g_assert_true(g_str_has_prefix(gpubalance_lease_device(l[i]), "sim:d"));
+        g_assert_true(g_hash_table_add(used, g_strdup(gpubalance_lease_device(l[i]))));
+    }
+    g_assert_cmpstr(gpubalance_lease_device(l[GPB_MAX_DEVICES - 2]), ==, "sim:d254");
+    l[GPB_MAX_DEVICES - 1] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[GPB_MAX_DEVICES - 1]), ==, "software");
+    /* d254 is free again once its lease is re-placed, but failed for it */
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[GPB_MAX_DEVICES - 2], GPUBALANCE_FAILURE_OTHER, "bad preset"),
+                    ==, 0);
+    g_assert_cmpstr(gpubalance_lease_device(l[GPB_MAX_DEVICES - 2]), ==, "software");
+    for (int i = 0; i < GPB_MAX_DEVICES; i++)
+        gpubalance_lease_release(l[i]);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    g_hash_table_unref(used);
+    g_free(config);
+}
+
+static void more_than_256_devices_is_a_clear_error(void)
+{
+    char *config = many_sims_config(GPB_MAX_DEVICES);
+    gpubalance_context *ctx = NULL;
+
+    gpb_test_env(config);
+    g_assert_cmpint(gpubalance_context_open(NULL, &ctx), ==, GPUBALANCE_ERR_FULL);
+    g_assert_null(ctx);
+    gpb_assert_contains(gpubalance_last_error(), "too many devices (256 at most); software left out");
+    g_free(config);
+}
+
 static void forced_device_is_used_or_named_as_missing(void)
 {
     gpubalance_context *ctx;
@@ -712,6 +769,8 @@ static const gpb_test_case cases[] = {
     GPB_TEST(balanced_keeps_unlike_devices_closest),
     GPB_TEST(small_streams_leave_capped_sessions_to_big_ones),
     GPB_TEST(measured_foreign_load_replaces_one_unit_per_session),
+    GPB_TEST(two_hundred_fifty_six_devices_each_take_a_stream),
+    GPB_TEST(more_than_256_devices_is_a_clear_error),
 };
 
 GPB_TEST_MAIN(cases)

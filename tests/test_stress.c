@@ -8,6 +8,13 @@
  * releasing its lease. If the ledger ever granted a 4th pool session at
  * the same instant, that racer would find all 3 bytes held and report it.
  *
+ * cap_holds_while_1000_leases_churn: the same race, while 1000 leases on
+ * another capped device are released and taken again without pause, and
+ * their holders are SIGKILLed and replaced (leaving stale counts behind).
+ * Placement trusts cached counts for every grant and tests locks only when
+ * a count refuses: the driver stand-in proves no grant rests on a figure
+ * that is too low.
+ *
  * sigkill_torture_leaves_no_lease: children acquire, hold and release at
  * random and are SIGKILLed at random points (inside the ledger's critical
  * section too), for hundreds of rounds. Afterwards no lease remains, the
@@ -20,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +59,11 @@ static void give_driver_session(int fd, int byte)
     g_assert_cmpint(fcntl(fd, F_OFD_SETLK, &fl), ==, 0);
 }
 
+/* Where a racer ticks once a round (cap_holds_while_1000_leases_churn's
+ * churners take one step a tick, so they churn while the racers race and
+ * never spin); -1: nowhere. */
+static int tick_fd = -1;
+
 /* Exit codes: 0 fine, 3 driver saw a 4th session, other: error. The
  * racer writes its count of sim grants to result_fd. */
 static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int result_fd)
@@ -67,9 +80,11 @@ static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int res
         gpubalance_lease *l = NULL;
         int byte = -1;
 
-        if (gpubalance_lease_acquire(ctx, s, &l) < 0)
+        if (gpubalance_lease_acquire(ctx, s, &l) < 0) {
+            fprintf(stderr, "racer %d: %s\n", (int)getpid(), gpubalance_last_error());
             _exit(4);
-        if (gpubalance_lease_backend(l) == GPUBALANCE_BACKEND_SIM) {
+        }
+        if (g_str_has_prefix(gpubalance_lease_device(l), "sim:gpu")) {
             if (!take_driver_session(driver, &byte)) {
                 fprintf(stderr, "racer %d: granted %s but the driver has %d sessions in use\n", (int)getpid(),
                         gpubalance_lease_device(l), DRIVER_SESSIONS);
@@ -84,6 +99,8 @@ static G_GNUC_NORETURN void racer(const char *driver_path, int start_fd, int res
         if (byte >= 0)
             give_driver_session(driver, byte);
         gpubalance_lease_release(l);
+        if (tick_fd >= 0 && write(tick_fd, "t", 1) != 1)
+            _exit(2);
     }
     dprintf(result_fd, "%d\n", sim_grants);
     _exit(0);
@@ -135,6 +152,188 @@ static void pool_is_never_oversubscribed(void)
     g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
     gpubalance_context_close(ctx);
     g_free(driver_path);
+}
+
+/* ---- the cap under churn ------------------------------------------------ */
+
+#define CHURNERS 4
+#define CHURN_LEASES 250 /* each: 1000 in all */
+#define CHURN_RACERS 16
+
+static int ticks[2] = {-1, -1};
+
+static const char churn_config[] = "[general]\n"
+                                   "discover=false\n"
+                                   "order=nvenc,vaapi,software\n"
+                                   "[pool:geforce]\n"
+                                   "max-sessions=3\n"
+                                   "[device:gpu0]\n"
+                                   "backend=sim\n"
+                                   "pool=geforce\n"
+                                   "[device:gpu1]\n"
+                                   "backend=sim\n"
+                                   "pool=geforce\n"
+                                   "[device:bulk]\n"
+                                   "backend=sim\n"
+                                   "imitates=vaapi\n"
+                                   "max-sessions=4096\n";
+
+/* Takes CHURN_LEASES leases on sim:bulk, says so, then (churn) at every
+ * tick releases the oldest and takes a new one, or holds them, until
+ * killed. */
+static G_GNUC_NORETURN void churner(int ready_fd, bool churn)
+{
+    gpubalance_context *ctx = gpb_test_open();
+    gpubalance_stream *s = gpb_test_stream("h264", 640, 360, 30);
+    gpubalance_lease *held[CHURN_LEASES];
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+    gpubalance_stream_set_device(s, "sim:bulk");
+    for (int i = 0; i < CHURN_LEASES; i++) {
+        if (gpubalance_lease_acquire(ctx, s, &held[i]) < 0) {
+            fprintf(stderr, "churner %d: %s\n", (int)getpid(), gpubalance_last_error());
+            if (write(ready_fd, "f", 1) != 1) /* the parent waits for a word */
+                _exit(2);
+            _exit(4);
+        }
+    }
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(2);
+    while (!churn)
+        pause();
+    for (unsigned n = 0;; n++) {
+        char tick;
+
+        if (read(ticks[0], &tick, 1) != 1)
+            pause(); /* the racers are done */
+        gpubalance_lease_release(held[n % CHURN_LEASES]);
+        if (gpubalance_lease_acquire(ctx, s, &held[n % CHURN_LEASES]) < 0) {
+            fprintf(stderr, "churner %d: %s\n", (int)getpid(), gpubalance_last_error());
+            _exit(4);
+        }
+    }
+}
+
+static pid_t spawn_churner(int ready[2], bool churn)
+{
+    pid_t pid = fork();
+    char c;
+
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        churner(ready[1], churn);
+    }
+    g_assert_cmpint(read(ready[0], &c, 1), ==, 1);
+    g_assert_cmpint(c, ==, 'r'); /* its leases are held (else it said why) */
+    return pid;
+}
+
+static void kill_churner(pid_t pid)
+{
+    int status;
+
+    g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSIGNALED(status)); /* not an early exit of its own */
+}
+
+static void cap_holds_while_1000_leases_churn(void)
+{
+    const char *dir = gpb_test_env(churn_config);
+    char *driver_path = g_build_filename(dir, "driver", NULL);
+    pid_t churners[CHURNERS], racers[CHURN_RACERS];
+    int ready[2], start[2], results[2];
+    int total_sim = 0;
+    gpubalance_context *ctx;
+
+    g_assert_true(g_file_set_contents(driver_path, "...", 3, NULL));
+    g_assert_cmpint(pipe(ready), ==, 0);
+    g_assert_cmpint(pipe(start), ==, 0);
+    g_assert_cmpint(pipe(results), ==, 0);
+    g_assert_cmpint(pipe2(ticks, O_NONBLOCK), ==, 0);    /* a racer never waits on it */
+    g_assert_cmpint(fcntl(ticks[0], F_SETFL, 0), ==, 0); /* a churner does */
+    tick_fd = ticks[1];
+    gpubalance_context_close(gpb_test_open()); /* create the ledger */
+    for (int i = 0; i < CHURNERS; i++)
+        churners[i] = spawn_churner(ready, true);
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        racers[i] = fork();
+        g_assert_cmpint(racers[i], >=, 0);
+        if (racers[i] == 0) {
+            close(start[1]);
+            racer(driver_path, start[0], results[1]);
+        }
+    }
+    close(start[0]);
+    close(results[1]);
+    for (int i = 0; i < CHURN_RACERS; i++)
+        g_assert_cmpint(write(start[1], "g", 1), ==, 1);
+    /* While they race: kill each churner with its 250 leases held, and
+     * start another in its place. */
+    for (int i = 0; i < CHURNERS; i++) {
+        kill_churner(churners[i]);
+        churners[i] = spawn_churner(ready, true);
+    }
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        int status;
+
+        g_assert_cmpint(waitpid(racers[i], &status, 0), ==, racers[i]);
+        g_assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 3)
+            g_error("the ledger granted more than 3 pool sessions at once");
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    }
+    for (int i = 0; i < CHURNERS; i++)
+        kill_churner(churners[i]);
+    for (int i = 0; i < CHURN_RACERS; i++) {
+        char *line = gpb_read_line(results[0]);
+
+        total_sim += atoi(line);
+        g_free(line);
+    }
+    printf("%d of %d grants went to the sim pool\n", total_sim, CHURN_RACERS * ROUNDS_PER_RACER);
+    g_assert_cmpint(total_sim, >, 0);
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0); /* every holder is dead */
+    gpubalance_context_close(ctx);
+    close(ready[0]);
+    close(ready[1]);
+    g_free(driver_path);
+}
+
+/* A sweep of a device with many leases reads its locks from /proc/locks
+ * (one read) rather than testing them one by one: it must keep every live
+ * lease and forget every dead one, exactly. */
+static void sweep_counts_many_leases_exactly(void)
+{
+    gpubalance_context *ctx;
+    gpubalance_stream *s = gpb_test_stream("h264", 640, 360, 30);
+    gpubalance_lease *held[100];
+    gpubalance_snapshot *snap;
+    int ready[2];
+    pid_t doomed;
+
+    gpb_test_env(churn_config);
+    ctx = gpb_test_open();
+    gpubalance_stream_set_device(s, "sim:bulk");
+    for (int i = 0; i < 100; i++)
+        held[i] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(pipe(ready), ==, 0);
+    doomed = spawn_churner(ready, false); /* 250 more, on the same device */
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 100 + CHURN_LEASES);
+    kill_churner(doomed);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpint(gpubalance_snapshot_n_leases(snap), ==, 100);
+    g_assert_cmpint(gpb_test_device(snap, "sim:bulk")->sessions, ==, 100);
+    gpubalance_snapshot_free(snap);
+    for (int i = 0; i < 100; i++)
+        gpubalance_lease_release(held[i]);
+    g_assert_cmpint(gpb_test_total_leases(ctx), ==, 0);
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+    close(ready[0]);
+    close(ready[1]);
 }
 
 /* ---- SIGKILL torture --------------------------------------------------- */
@@ -298,18 +497,21 @@ static gpointer thread_racer(gpointer data)
     gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
 
     if (g_random_boolean()) {
-        if (gpubalance_context_open(NULL, &own) < 0)
+        if (gpubalance_context_open(NULL, &own) < 0) {
+            g_printerr("thread: %s\n", gpubalance_last_error());
             g_atomic_int_inc(&race->failures);
+        }
         ctx = own;
     }
     for (int i = 0; ctx && i < THREAD_ROUNDS; i++) {
         gpubalance_lease *l = NULL;
 
         if (gpubalance_lease_acquire(ctx, s, &l) < 0) {
+            g_printerr("thread: %s\n", gpubalance_last_error());
             g_atomic_int_inc(&race->failures);
             continue;
         }
-        if (gpubalance_lease_backend(l) == GPUBALANCE_BACKEND_SIM) {
+        if (g_str_has_prefix(gpubalance_lease_device(l), "sim:gpu")) {
             gint now = g_atomic_int_add(&race->holding, 1) + 1;
             gint most;
 
@@ -353,6 +555,8 @@ static const gpb_test_case cases[] = {
     GPB_TEST(threads_share_a_context_safely),
     GPB_TEST(pool_is_never_oversubscribed),
     GPB_TEST(sigkill_torture_leaves_no_lease),
+    GPB_TEST(cap_holds_while_1000_leases_churn),
+    GPB_TEST(sweep_counts_many_leases_exactly),
 };
 
 GPB_TEST_MAIN(cases)

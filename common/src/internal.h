@@ -44,7 +44,7 @@ struct gpubalance_lease {
     bool inheritable; /* FD_CLOEXEC cleared: close it, never reuse it */
     gpubalance_lease_state state;
     int attempt;
-    uint64_t tried;    /* inventory indices already failed */
+    gpb_devset tried;  /* inventory indices already failed */
     GString *attempts; /* "id (encoder): why; ..." */
     char reason[512];
     char gst_encoder[48];

@@ -125,5 +125,9 @@ double gpb_software_default_budget(void);
 extern const gpb_probe *const gpb_probes[];
 extern const gpb_probe gpb_nvidia_probe;
 extern const gpb_probe gpb_vaapi_probe;
+/* For tests and benchmarks (VA-API builds only): a device on node_path
+ * whose foreign load comes from DRM fdinfo, made without opening the node
+ * (no VA driver needed). */
+gpb_device *gpb_vaapi_device_new(const char *id, const char *node_path, const char *pdev, unsigned codecs);
 
 #endif

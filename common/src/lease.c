@@ -19,6 +19,10 @@
  * no lease is released (foreign load and learned limits change silently). */
 #define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
 #define WAIT_RECHECK_MS 1000
+/* Lease locks a refusal may test (see choose()): up to 8, fewer on devices
+ * holding many leases, where each test walks all of their locks. */
+#define VERIFY_PER_DECISION 8
+#define VERIFY_LOCK_WALK 512
 
 static gpb_wait_hook wait_hook;
 static void *wait_hook_data;
@@ -84,60 +88,149 @@ static int limit_in_force(int configured, const gpb_learned *learned, uint64_t n
     return MIN(configured, learned_limit);
 }
 
-static bool device_is_limited(const gpubalance_context *ctx, const gpb_device *d, uint64_t now)
+/* The ledger indices of the devices whose counts refused this stream, and
+ * of every member of their pools (a pool's count is its members' sum).
+ * A device with no lease of ours counted has nothing stale to forget. */
+static void stale_suspects(gpubalance_context *ctx, const gpb_devset *full, gpb_devset *suspects)
+{
+    gpb_inventory *inv = ctx->inventory;
+    gpb_devset pools;
+
+    gpb_devset_clear(suspects);
+    gpb_devset_clear(&pools);
+    for (guint i = 0; i < inv->devices->len; i++) {
+        const gpb_device *d = inv_device(ctx, (int)i);
+
+        if (!gpb_devset_has(full, (int)i))
+            continue;
+        if (gpb_ledger_device(ctx->ledger, d->ledger_index)->sessions > 0)
+            gpb_devset_add(suspects, d->ledger_index);
+        if (d->pool >= 0)
+            gpb_devset_add(&pools, d->pool);
+    }
+    if (gpb_devset_empty(&pools))
+        return;
+    for (guint i = 0; i < inv->devices->len; i++) {
+        const gpb_device *d = inv_device(ctx, (int)i);
+
+        if (d->pool >= 0 && gpb_devset_has(&pools, d->pool) &&
+            gpb_ledger_device(ctx->ledger, d->ledger_index)->sessions > 0)
+            gpb_devset_add(suspects, d->ledger_index);
+    }
+}
+
+/* Grants trust the cached counts: first make sure no stray write has
+ * lowered one (see gpb_ledger_check_counts). */
+static void check_counts(gpubalance_context *ctx)
+{
+    gpb_devset ours;
+
+    gpb_devset_clear(&ours);
+    for (guint i = 0; i < ctx->inventory->devices->len; i++)
+        gpb_devset_add(&ours, inv_device(ctx, (int)i)->ledger_index);
+    gpb_ledger_check_counts(ctx->ledger, &ours);
+}
+
+/* Does the device's probe report foreign sessions, and could the device
+ * take this stream at all? Only those are worth a foreign-load scan. */
+static bool could_take(const gpubalance_context *ctx, const gpubalance_lease *lease, const placement_options *o,
+                       int index)
+{
+    const gpb_device *d = inv_device(ctx, index);
+    const gpubalance_stream *s = &lease->stream;
+    gpubalance_backend group = gpb_order_backend(d->backend, d->imitates);
+    bool in_order = false;
+
+    for (int g = 0; g < o->order.n; g++)
+        in_order |= o->order.backends[g] == group;
+    return in_order && (o->forced < 0 || o->forced == index) && !gpb_devset_has(&lease->tried, index) &&
+           !d->not_offered_why && d->unavailable_until_ns <= gpb_now_ns() && (d->codecs & (1u << s->codec)) &&
+           s->width <= d->max_width && s->height <= d->max_height && (s->bit_depth <= 8 || d->ten_bit);
+}
+
+static bool foreign_refresh_due(gpubalance_context *ctx, const gpb_device *d, uint64_t now)
 {
     const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
 
-    return d->max_sessions > 0 || d->budget > 0 || d->pool >= 0 || d->enforce_sessions > 0 ||
-           gpb_learned_limit(&r->learned, now) != GPB_NO_LIMIT;
+    /* Read without the lock: a hint only, claimed again under the lock. */
+    return d->probe && d->probe->driver_sessions &&
+           now - __atomic_load_n(&r->foreign_updated_ns, __ATOMIC_RELAXED) >= GPB_FOREIGN_REFRESH_NS;
 }
 
-/* Counts of devices whose limit can refuse this stream must be exact:
- * verify their leases against the locks. Other counts only break ties
- * and are refreshed by the periodic sweep. */
-static void verify_counts(gpubalance_context *ctx, const gpubalance_stream *s, uint64_t now)
+/* Our leases on the device that its driver counts (opened), and their
+ * load in cost units. */
+static int ours_opened(gpubalance_context *ctx, const gpb_device *d, double *load)
 {
-    uint64_t mask = 0;
+    int opened = 0;
 
-    if (now - gpb_ledger_last_sweep(ctx->ledger) > SWEEP_INTERVAL_NS) {
-        gpb_ledger_sweep(ctx->ledger);
-        return;
-    }
-    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
-        const gpb_device *d = inv_device(ctx, (int)i);
-
-        if ((d->codecs & (1u << s->codec)) && device_is_limited(ctx, d, now))
-            mask |= UINT64_C(1) << d->ledger_index;
-    }
-    gpb_ledger_verify(ctx->ledger, mask);
-}
-
-/* Asks the device's probe how many sessions its driver sees, at most
- * every GPB_FOREIGN_REFRESH_NS per device across all processes. */
-static void refresh_foreign(gpubalance_context *ctx, gpb_device *d, uint64_t now)
-{
-    gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
-    double utilisation, ours_load = 0;
-    int total, ours_opened = 0;
-
-    if (!d->probe || !d->probe->driver_sessions || now - r->foreign_updated_ns < GPB_FOREIGN_REFRESH_NS)
-        return;
-    total = d->probe->driver_sessions(d);
-    utilisation = d->probe->driver_utilisation ? d->probe->driver_utilisation(d) : -1;
+    *load = 0;
     for (int slot = 0; slot < GPB_SLOTS; slot++)
         if (gpb_ledger_slot_device(ctx->ledger, slot) == d->ledger_index &&
             gpb_ledger_slot(ctx->ledger, slot)->state == GPUBALANCE_LEASE_OPENED) {
-            ours_opened++;
-            ours_load += gpb_ledger_slot(ctx->ledger, slot)->cost_milli / 1000.0;
+            opened++;
+            *load += gpb_ledger_slot(ctx->ledger, slot)->cost_milli / 1000.0;
         }
-    if (total >= 0)
-        r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened);
-    /* Live utilisation weighs foreign streams by what they really cost. */
-    r->foreign_load =
-        utilisation >= 0 && d->budget > 0
-            ? gpb_foreign_load_encode(gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
-            : gpb_foreign_load_encode(-1);
-    r->foreign_updated_ns = now;
+    return opened;
+}
+
+/* Refreshes the foreign load of the devices that could take the stream,
+ * at most every GPB_FOREIGN_REFRESH_NS per device across all processes.
+ * A scan (a walk of every process's descriptors, or an NVML call) can take
+ * a long time, so it runs outside the header lock: the refresh is claimed
+ * under the lock (so no other process starts the same scan), the probes
+ * run unlocked, and their figures are stored under the lock again. A
+ * probe that has nothing to report yet (-1) gives the claim back. */
+static void refresh_foreign(gpubalance_lease *lease, const placement_options *o)
+{
+    gpubalance_context *ctx = lease->ctx;
+    guint n = ctx->inventory->devices->len;
+    int due[GPB_MAX_DEVICES];
+    uint64_t claimed_from[GPB_MAX_DEVICES];
+    int n_due = 0;
+    uint64_t now = gpb_now_ns();
+
+    for (guint i = 0; i < n && n_due == 0; i++)
+        if (foreign_refresh_due(ctx, inv_device(ctx, (int)i), now) && could_take(ctx, lease, o, (int)i))
+            n_due = 1;
+    if (n_due == 0)
+        return; /* the common case: no lock taken */
+    n_due = 0;
+    if (gpb_ledger_lock(ctx->ledger) < 0)
+        return; /* the decision that follows reports it */
+    for (guint i = 0; i < n; i++) {
+        gpb_device *d = inv_device(ctx, (int)i);
+        gpb_device_record *r;
+
+        if (!foreign_refresh_due(ctx, d, now) || !could_take(ctx, lease, o, (int)i))
+            continue;
+        r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+        claimed_from[n_due] = r->foreign_updated_ns;
+        r->foreign_updated_ns = now;
+        due[n_due++] = (int)i;
+    }
+    gpb_ledger_unlock(ctx->ledger);
+    for (int k = 0; k < n_due; k++) {
+        gpb_device *d = inv_device(ctx, due[k]);
+        int total = d->probe->driver_sessions(d);
+        double utilisation = d->probe->driver_utilisation ? d->probe->driver_utilisation(d) : -1;
+
+        if (gpb_ledger_lock(ctx->ledger) < 0)
+            return;
+        if (total >= 0) {
+            gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
+            double ours_load;
+
+            r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened(ctx, d, &ours_load));
+            /* Live utilisation weighs foreign streams by what they really cost. */
+            r->foreign_load = utilisation >= 0 && d->budget > 0
+                                  ? gpb_foreign_load_encode(
+                                        gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
+                                  : gpb_foreign_load_encode(-1);
+        } else if (gpb_ledger_device(ctx->ledger, d->ledger_index)->foreign_updated_ns == now) {
+            gpb_ledger_device(ctx->ledger, d->ledger_index)->foreign_updated_ns = claimed_from[k];
+        }
+        gpb_ledger_unlock(ctx->ledger);
+    }
 }
 
 static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *lease, uint64_t now,
@@ -150,7 +243,6 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         const gpb_device_record *r = gpb_ledger_device(ctx->ledger, d->ledger_index);
         gpb_policy_device *p = &pd[i];
 
-        refresh_foreign(ctx, d, now);
         p->id = d->id;
         p->backend = d->backend;
         p->order_backend = gpb_order_backend(d->backend, d->imitates);
@@ -167,7 +259,7 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->budget = d->budget;
         p->pool = d->pool;
         p->excluded = false;
-        if (lease->tried & (UINT64_C(1) << i)) {
+        if (gpb_devset_has(&lease->tried, (int)i)) {
             p->excluded = true;
             p->excluded_why = NULL; /* named in the attempts list */
         } else if (d->not_offered_why) {
@@ -258,7 +350,7 @@ static void fill_record(const gpubalance_stream *s, gpb_slot_record *rec)
     rec->height = (uint32_t)s->height;
     rec->fps_milli = (uint32_t)lround(s->fps * 1000);
     rec->cost_milli = (uint32_t)lround(gpubalance_stream_cost(s) * 1000);
-    rec->pid = (int32_t)getpid();
+    rec->pid = (int32_t)gpb_self_pid();
     rec->pid_namespace = gpb_pid_namespace();
     rec->since_unix_ms = gpb_unix_ms();
     g_strlcpy(rec->label, s->label, sizeof(rec->label));
@@ -288,13 +380,60 @@ static int claim(gpubalance_lease *lease, int device, const char *reason, bool f
 
 typedef enum { DECIDED, MUST_WAIT } decision;
 
-/* One decision under the ledger lock. Returns DECIDED with *status set
- * (0: the lease is claimed), or MUST_WAIT. */
-static decision decide(gpubalance_lease *lease, const placement_options *o, int *status)
+static int test_budget(gpubalance_context *ctx, const gpb_devset *suspects)
+{
+    int most = 1;
+
+    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+        int index = inv_device(ctx, (int)i)->ledger_index;
+
+        if (gpb_devset_has(suspects, index))
+            most = MAX(most, (int)gpb_ledger_device(ctx->ledger, index)->sessions);
+    }
+    return CLAMP(VERIFY_LOCK_WALK / most, 1, VERIFY_PER_DECISION);
+}
+
+/* Chooses on the cached counts. By the ledger's invariant a cached count
+ * is never below the truth, so a device they let take the stream has room
+ * for it, and no grant ever needs a lock test. Only a refusal can rest on
+ * a stale count (a holder that died without releasing): then leases of the
+ * devices that were full are tested against their locks (one short fcntl
+ * each), the dead ones forgotten, and the choice made again if any was.
+ * A decision tests at most VERIFY_PER_DECISION leases, going on where the
+ * previous one stopped, and fewer when the suspects hold many (a test
+ * walks the device's whole lock list: about VERIFY_LOCK_WALK locks walked
+ * in all), so it costs O(devices) however many leases are held; a
+ * thorough one (a waiter woken by a lease's end) tests them all.
+ * A device whose cap is that small is thus checked in full every time,
+ * and a dead holder on a larger one is found within a few refusals or by
+ * the next periodic sweep: until then only a refusal rests on it. */
+static void choose(gpubalance_lease *lease, const gpb_policy_request *req, uint64_t now, bool thorough,
+                   gpb_policy_device *pd, gpb_policy_pool *pp, gpb_policy_result *result)
 {
     gpubalance_context *ctx = lease->ctx;
-    guint n = ctx->inventory->devices->len;
-    gpb_policy_device pd[GPB_MAX_DEVICES];
+    int n = (int)ctx->inventory->devices->len;
+    gpb_devset suspects;
+
+    fill_policy_state(ctx, lease, now, pd, pp);
+    gpb_policy_choose(pd, n, pp, req, result);
+    if (gpb_devset_empty(&result->full))
+        return;
+    stale_suspects(ctx, &result->full, &suspects);
+    if (gpb_devset_empty(&suspects))
+        return;
+    if (gpb_ledger_forget_dead(ctx->ledger, &suspects, thorough ? 0 : test_budget(ctx, &suspects)) == 0)
+        return;
+    fill_policy_state(ctx, lease, now, pd, pp);
+    gpb_policy_choose(pd, n, pp, req, result);
+}
+
+/* One decision under the ledger lock. Returns DECIDED with *status set
+ * (0: the lease is claimed), or MUST_WAIT. */
+static decision decide(gpubalance_lease *lease, const placement_options *o, bool thorough, int *status)
+{
+    gpubalance_context *ctx = lease->ctx;
+    /* 256 devices: kept off the stack of the caller's thread */
+    g_autofree gpb_policy_device *pd = g_new(gpb_policy_device, ctx->inventory->devices->len);
     gpb_policy_pool pp[GPB_MAX_POOLS];
     gpb_policy_request req = {
         .codec = lease->stream.codec,
@@ -310,9 +449,11 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
     uint64_t now = gpb_now_ns();
     int software = ctx->inventory->software;
 
-    verify_counts(ctx, &lease->stream, now);
-    fill_policy_state(ctx, lease, now, pd, pp);
-    gpb_policy_choose(pd, (int)n, pp, &req, &result);
+    if (now - gpb_ledger_last_sweep(ctx->ledger) > SWEEP_INTERVAL_NS)
+        gpb_ledger_sweep(ctx->ledger); /* stale counts skew the ties */
+    else
+        check_counts(ctx);
+    choose(lease, &req, now, thorough, pd, pp, &result);
     if (result.outcome == GPB_CHOSEN) {
         char reason[512];
 
@@ -332,11 +473,12 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, int 
         *status = claim(lease, software, reason, true);
         return DECIDED;
     }
-    if (result.outcome == GPB_ALL_FULL && o->when_full == GPUBALANCE_WHEN_FULL_WAIT && !lease->tried) {
+    if (result.outcome == GPB_ALL_FULL && o->when_full == GPUBALANCE_WHEN_FULL_WAIT &&
+        gpb_devset_empty(&lease->tried)) {
         gpb_fail(GPUBALANCE_ERR_FULL, "%s", result.rejected); /* quoted if the wait times out */
         return MUST_WAIT;
     }
-    if (lease->tried)
+    if (!gpb_devset_empty(&lease->tried))
         *status = gpb_fail(GPUBALANCE_ERR_NO_CANDIDATE, "every candidate failed: %s%s%s", lease->attempts->str,
                            result.rejected[0] ? "; not tried: " : "", result.rejected);
     else if (result.outcome == GPB_ALL_FULL)
@@ -404,9 +546,10 @@ int gpb_place(gpubalance_lease *lease)
     for (;;) {
         decision d;
 
+        refresh_foreign(lease, &o);
         if ((status = gpb_ledger_lock(lease->ctx->ledger)) < 0)
             break;
-        d = decide(lease, &o, &status);
+        d = decide(lease, &o, watch != -2, &status);
         gpb_ledger_unlock(lease->ctx->ledger);
         if (d == DECIDED)
             break;
@@ -495,12 +638,7 @@ static void release_slot(gpubalance_lease *lease)
 {
     if (lease->fd < 0)
         return;
-    if (gpb_ledger_lock(lease->ctx->ledger) == 0) {
-        gpb_ledger_release(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
-        gpb_ledger_unlock(lease->ctx->ledger);
-    } else {
-        close(lease->fd); /* the lease ends with its lock; a sweep forgets the record */
-    }
+    gpb_ledger_end(lease->ctx->ledger, lease->slot, lease->fd, !lease->inheritable);
     lease->fd = -1;
     lease->slot = -1;
 }
@@ -623,8 +761,15 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
     ledger = lease->ctx->ledger;
     if ((status = gpb_ledger_lock(ledger)) < 0)
         return status;
-    gpb_ledger_verify(ledger, UINT64_C(1) << d->ledger_index);
+    check_counts(lease->ctx);
     r = gpb_ledger_device(ledger, d->ledger_index);
+    if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
+        gpb_devset only; /* about to refuse: the count may be stale */
+
+        gpb_devset_clear(&only);
+        gpb_devset_add(&only, d->ledger_index);
+        gpb_ledger_forget_dead(ledger, &only, 0);
+    }
     if (!gpb_ledger_owns(ledger, lease->slot, lease->fd)) {
         status = 0; /* a lease of a replaced ledger: no driver to imitate there */
     } else if (gpb_ledger_slot(ledger, lease->slot)->flags & GPB_SLOT_DRIVER_OPEN) {
@@ -634,7 +779,7 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
                           "%s refused a session: %u open, enforce-sessions=%d (as a driver past its cap would)", d->id,
                           r->driver_sessions, d->enforce_sessions);
     } else {
-        gpb_ledger_slot(ledger, lease->slot)->flags |= GPB_SLOT_DRIVER_OPEN;
+        __atomic_fetch_or(&gpb_ledger_slot(ledger, lease->slot)->flags, GPB_SLOT_DRIVER_OPEN, __ATOMIC_RELEASE);
         r->driver_sessions++;
     }
     gpb_ledger_unlock(ledger);
@@ -661,19 +806,23 @@ static void learn_capacity(gpubalance_lease *lease, const char *reason)
 
     if (d->pool >= 0 && !(d->backend == GPUBALANCE_BACKEND_SIM && d->enforce_sessions > 0)) {
         const gpb_pool *p = g_ptr_array_index(ctx->inventory->pools, d->pool);
-        uint64_t mask = 0;
+        gpb_devset members;
 
+        gpb_devset_clear(&members);
         for (guint i = 0; i < ctx->inventory->devices->len; i++)
             if (inv_device(ctx, (int)i)->pool == d->pool)
-                mask |= UINT64_C(1) << inv_device(ctx, (int)i)->ledger_index;
-        gpb_ledger_verify(ledger, mask);
+                gpb_devset_add(&members, inv_device(ctx, (int)i)->ledger_index);
+        gpb_ledger_verify(ledger, &members);
         others = gpb_inventory_pool_sessions(ctx->inventory, ledger, d->pool);
         learned = &gpb_ledger_pool(ledger, p->ledger_index)->learned;
         scope = p->name;
     } else {
         const gpb_device_record *r;
+        gpb_devset only;
 
-        gpb_ledger_verify(ledger, UINT64_C(1) << d->ledger_index);
+        gpb_devset_clear(&only);
+        gpb_devset_add(&only, d->ledger_index);
+        gpb_ledger_verify(ledger, &only);
         r = gpb_ledger_device(ledger, d->ledger_index);
         others = (int)(r->sessions + r->foreign_sessions);
         learned = &gpb_ledger_device(ledger, d->ledger_index)->learned;
@@ -722,7 +871,7 @@ int gpubalance_lease_report_failure(gpubalance_lease **leasep, gpubalance_failur
     g_string_append_printf(lease->attempts, "%s%s (%s): %s", lease->attempts->len ? "; " : "", d->id,
                            lease_encoder(lease), reason);
     lease->state = GPUBALANCE_LEASE_FAILED;
-    lease->tried |= UINT64_C(1) << lease->device;
+    gpb_devset_add(&lease->tried, lease->device);
     log_open_failure(lease, d, kind, reason);
     if (kind == GPUBALANCE_FAILURE_UNAVAILABLE) {
         d->unavailable_until_ns = gpb_now_ns() + (uint64_t)(lease->ctx->config->learn_expiry * 1e9);

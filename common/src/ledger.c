@@ -20,14 +20,21 @@
  *
  * Why counters at all. Counting a device's sessions by testing every slot's
  * lock costs one fcntl per lease on the host, on every acquire. The device
- * table keeps counters instead, updated under the header lock by claim and
- * release. A holder that dies without releasing leaves its counter too
- * high; nothing ever removes a count it did not add (counts change only
- * under the header lock, with the slot they describe), so a count can only
- * overstate load.
- * Placement verifies the slots of the devices whose limit matters before
- * trusting them (gpb_ledger_verify), and a full sweep rebuilds everything
- * when a process died inside the critical section.
+ * table keeps counters instead, updated under the header lock.
+ *
+ * The invariant: under the header lock, every cached count (sessions, load,
+ * driver sessions) is at least the true figure of live leases. Claim counts
+ * a lease in the same critical section that takes its lock; a release
+ * (gpb_ledger_end, without the header lock) marks the lease ended and the
+ * next locker counts it out; a holder that dies without releasing leaves
+ * its lease counted (too high, never too low); a process that dies inside
+ * the critical section leaves the "in critical section" flag, and the next
+ * locker rebuilds every count from the locks before anyone reads them. A
+ * count that can only overstate load can only cause a refusal, never a
+ * grant past a limit: so placement trusts the cached counts for every
+ * grant, and tests a device's leases against their locks only when its
+ * count would refuse the stream (gpb_ledger_forget_dead, see lease.c). A
+ * periodic sweep corrects the ties that stale counts skew.
  *
  * Known limits: local filesystems only (OFD locks over NFS are not
  * reliable); every participant needs write access to the file; a child
@@ -57,6 +64,7 @@
 #include "util.h"
 
 #define HEADER_SIZE 512u
+#define ENDED_RING 64
 #define RESET_HINT "run 'gpubalance reset' to move it aside and start a new one"
 
 /* The part of the header that never changes after creation; its CRC is
@@ -93,6 +101,13 @@ typedef struct {
     uint32_t lock_epoch; /* +1 at each header lock: waiters' measure of progress */
     uint64_t last_sweep_ns;
     int32_t lock_holder_pid; /* as the holder sees itself; for messages */
+    /* Slots ended by gpb_ledger_end() without the header lock, counted out
+     * by the next holder of the lock (see reap_ended). Written with
+     * atomics; an entry lost to a crash or an overflow leaves its lease
+     * counted until a lock test finds it gone. */
+    uint32_t ended_head;        /* entries pushed, ever */
+    uint32_t ended_tail;        /* entries reaped, ever */
+    uint32_t ended[ENDED_RING]; /* slot + 1; 0 = empty */
 } ledger_header;
 
 _Static_assert(sizeof(ledger_header) <= HEADER_SIZE, "header too large");
@@ -168,6 +183,7 @@ struct gpb_ledger {
     /* slot_fd[slot]: this process's lease descriptor in that slot, or -1. */
     int *slot_fd;
     uint8_t *locked_bits; /* scratch for verify: GPB_SLOTS bits per device */
+    int forget_cursor;    /* where gpb_ledger_forget_dead() goes on */
     int header_lock_fd;   /* the description holding the header lock (fd, or a
                            * waiting helper's), -1 when not held */
     gpb_ledger_moved_hook moved_hook;
@@ -315,6 +331,26 @@ static uint32_t lock_content_crc(const lock_file_content *c)
 {
     return (uint32_t)crc32(0L, (const Bytef *)c, offsetof(lock_file_content, crc)) ^
            (uint32_t)crc32(0L, (const Bytef *)c->id, sizeof(c->id));
+}
+
+/* Why the counts carry a CRC of their own. A decision trusts the cached
+ * counts (never below the truth) and tests no lock before a grant, so a
+ * count lowered by a stray write would let a grant past a limit. Every
+ * change of a count happens under the header lock (a release only queues
+ * its slot), so each one reseals the CRC, and a decision first recounts
+ * from the locks any device whose counts fail it (check_counts). */
+static uint32_t counts_crc(const gpb_device_record *d)
+{
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)"counts", 6);
+
+    crc = (uint32_t)crc32(crc, (const Bytef *)&d->sessions, sizeof(d->sessions));
+    crc = (uint32_t)crc32(crc, (const Bytef *)&d->load_milli, sizeof(d->load_milli));
+    return (uint32_t)crc32(crc, (const Bytef *)&d->driver_sessions, sizeof(d->driver_sessions));
+}
+
+static void seal_counts(gpb_device_record *d)
+{
+    d->counts_crc = counts_crc(d);
 }
 
 /* ---- SIGBUS ---------------------------------------------------------------
@@ -969,7 +1005,9 @@ static int header_lock_bounded(int fd, const char *path, const ledger_header *ma
                         errno_advice(errno));
     /* Most holds last microseconds: yielding to the holder a few times
      * is cheaper than a helper thread, whose wake-up would lengthen the
-     * next hold. */
+     * next hold. (Yielding longer, 2 ms, raised the throughput of 32
+     * contending processes on 2 cores but starved the holder of 64 under
+     * ThreadSanitizer past the stall limit: the waiters must sleep.) */
     for (int i = 0; i < 16; i++) {
         sched_yield();
         if (ofd_lock(fd, F_WRLCK, 0, false) == 0)
@@ -1203,6 +1241,7 @@ static void renew_for_this_boot(gpb_ledger *ledger)
 
         d->sessions = d->driver_sessions = d->foreign_sessions = 0;
         d->load_milli = 0;
+        seal_counts(d);
         d->foreign_updated_ns = 0;
         memset(&d->learned, 0, sizeof(d->learned));
         d->crc = device_crc(d);
@@ -1555,6 +1594,8 @@ static bool lock_file_in_use(gpb_ledger *ledger, int device)
 
 /* ---- the critical section --------------------------------------------- */
 
+static void reap_ended(gpb_ledger *ledger);
+
 static void repair_device(gpb_ledger *ledger, int i, const char *id, gpubalance_backend backend)
 {
     gpb_device_record *d = &ledger->devices[i];
@@ -1731,6 +1772,7 @@ int gpb_ledger_lock(gpb_ledger *ledger)
     }
     ledger->header->in_critical_section = 1;
     check_registered_records(ledger);
+    reap_ended(ledger);
     return 0;
 }
 
@@ -1923,6 +1965,28 @@ uint64_t gpb_ledger_last_sweep(const gpb_ledger *ledger)
 
 /* ---- slots ------------------------------------------------------------ */
 
+static uint32_t slot_flags(const gpb_slot_record *r)
+{
+    return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE); /* ended without the lock */
+}
+
+/* The seal a release writes: the record's own CRC (slot, device, cost)
+ * turned by a constant. One flipped byte, of the seal or of the record,
+ * cannot make it match: a lease is never ended by a stray write. */
+#define ENDED_SALT 0x454e4445u /* "ENDE" */
+
+static uint32_t ended_seal_of(const gpb_slot_record *r)
+{
+    return r->crc ^ ENDED_SALT;
+}
+
+static bool slot_ended(const gpb_ledger *ledger, int slot)
+{
+    const gpb_slot_record *r = &ledger->slots[slot];
+
+    return __atomic_load_n(&r->ended_seal, __ATOMIC_ACQUIRE) == ended_seal_of(r);
+}
+
 /* Counts a lease in its device's figures. A record whose CRC fails (its
  * cost was changed by someone else) counts at UNKNOWN_COST_MILLI. */
 static void count_in(gpb_ledger *ledger, int device, int slot)
@@ -1938,8 +2002,9 @@ static void count_in(gpb_ledger *ledger, int device, int slot)
     }
     d->sessions++;
     d->load_milli += r->cost_milli;
-    if (r->flags & GPB_SLOT_DRIVER_OPEN)
+    if (slot_flags(r) & GPB_SLOT_DRIVER_OPEN)
         d->driver_sessions++;
+    seal_counts(d);
 }
 
 static int find_and_lock_slot(gpb_ledger *ledger, int fd)
@@ -1993,8 +2058,9 @@ static void count_out(gpb_device_record *d, const gpb_slot_record *r)
 {
     d->sessions = d->sessions ? d->sessions - 1 : 0;
     d->load_milli = d->load_milli >= r->cost_milli ? d->load_milli - r->cost_milli : 0;
-    if ((r->flags & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
+    if ((slot_flags(r) & GPB_SLOT_DRIVER_OPEN) && d->driver_sessions)
         d->driver_sessions--;
+    seal_counts(d);
 }
 
 void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
@@ -2020,19 +2086,193 @@ void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable)
         close(fd);
 }
 
+/* ---- ending a lease without the header lock ----------------------------- */
+
+/* Forgets the lease in slot (counted out by the caller, or being
+ * recounted). */
+static void forget_slot(gpb_ledger *ledger, int slot, uint16_t device)
+{
+    if (!slot_ended(ledger, slot))
+        gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[device].id,
+                  ledger->slots[slot].pid);
+    memset(&ledger->slots[slot], 0, sizeof(gpb_slot_record));
+    ledger->slot_map[slot] = GPB_FREE_SLOT;
+}
+
+/* Why a release needs no header lock. Ending a lease only ever lowers the
+ * truth, and a count above the truth is allowed (see the top of this
+ * file): so the lease is marked ended and its lock dropped at once, and
+ * the next holder of the header lock counts it out (reap_ended). Half the
+ * header lock's traffic is gone, which is what keeps many processes
+ * placing streams at once from queueing on it. The process mutex is held:
+ * the spares are this process's, and another thread may be replacing the
+ * mapping (a reset). */
+void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable)
+{
+    ledger_header *h;
+    uint32_t at;
+
+    pthread_mutex_lock(&ledger->mutex);
+    if (!ledger->base || !gpb_ledger_owns(ledger, slot, fd) || mapping_lost(ledger)) {
+        close(fd); /* a lease of a ledger since replaced: it just ends */
+        pthread_mutex_unlock(&ledger->mutex);
+        return;
+    }
+    h = ledger->header;
+    ledger->slot_fd[slot] = -1;
+    /* Sealed while this process still holds the lock: after the unlock a
+     * sweep may free the slot and a claim reuse it, whose record a late
+     * seal would end. */
+    __atomic_store_n(&ledger->slots[slot].ended_seal, ended_seal_of(&ledger->slots[slot]), __ATOMIC_RELEASE);
+    /* A waiter wakes on IN_CLOSE_WRITE: while anyone waits, close. The
+     * lock goes before the slot is queued, so that whoever counts the
+     * lease out finds it gone. */
+    {
+        int device = gpb_ledger_slot_device(ledger, slot);
+
+        if (reusable && device >= 0 && __atomic_load_n(&h->waiters, __ATOMIC_ACQUIRE) == 0 &&
+            ledger->n_spare[device] < SPARE_FDS && ofd_lock(fd, F_UNLCK, slot_lock_offset(slot), false) == 0)
+            ledger->spare_fd[device][ledger->n_spare[device]++] = fd;
+        else
+            close(fd);
+    }
+    at = __atomic_fetch_add(&h->ended_head, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&h->ended[at % ENDED_RING], (uint32_t)slot + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&ledger->mutex);
+}
+
+/* Is the lease in slot still held? One lock test on its device's file. */
+static bool slot_is_held(gpb_ledger *ledger, int device, int slot)
+{
+    int fd;
+
+    if (!ledger->known_device[device] || (fd = device_lock_fd(ledger, device)) < 0)
+        return true; /* cannot tell: keep the lease rather than lose one */
+    return ofd_locked_elsewhere(fd, slot_lock_offset(slot));
+}
+
+/* Counts out the leases ended since the last holder of the lock. */
+static void reap_ended(gpb_ledger *ledger)
+{
+    ledger_header *h = ledger->header;
+    uint32_t head = __atomic_load_n(&h->ended_head, __ATOMIC_ACQUIRE);
+    uint32_t tail = h->ended_tail;
+
+    if (head == tail)
+        return;
+    if (head - tail > ENDED_RING)
+        tail = head - ENDED_RING; /* overwritten: lock tests find the rest */
+    for (; tail != head; tail++) {
+        uint32_t entry = __atomic_exchange_n(&h->ended[tail % ENDED_RING], 0, __ATOMIC_ACQ_REL);
+        int slot = (int)entry - 1;
+        int device;
+
+        if (entry == 0 || entry > GPB_SLOTS || (device = gpb_ledger_slot_device(ledger, slot)) < 0 ||
+            !slot_ended(ledger, slot))
+            continue; /* not written yet, or counted out already */
+        count_out(&ledger->devices[device], &ledger->slots[slot]);
+        forget_slot(ledger, slot, (uint16_t)device);
+    }
+    h->ended_tail = head;
+}
+
+int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests)
+{
+    int start = ledger->forget_cursor % GPB_SLOTS;
+    int tests = 0;
+    int forgotten = 0;
+    int k;
+
+    for (k = 0; k < GPB_SLOTS && (max_tests <= 0 || tests < max_tests); k++) {
+        int slot = (start + k) % GPB_SLOTS;
+        int device = gpb_ledger_slot_device(ledger, slot);
+
+        if (device < 0 || !gpb_devset_has(devices, device))
+            continue;
+        tests++;
+        if (slot_is_held(ledger, device, slot))
+            continue;
+        count_out(&ledger->devices[device], &ledger->slots[slot]);
+        forget_slot(ledger, slot, (uint16_t)device);
+        forgotten++;
+    }
+    ledger->forget_cursor = (start + k) % GPB_SLOTS;
+    return forgotten;
+}
+
 /* ---- verification ----------------------------------------------------- */
 
 /* The locks of one device, read from its lock file: a registered device's
  * kept descriptor, else the file opened for this look only (a record not
  * ours may be reclaimed and its file replaced at any time). Returns false
  * when they cannot be read. */
+/* Why /proc/locks for a device with many leases. Each F_OFD_GETLK walks
+ * the file's whole lock list, so collect_locked_slots() costs O(n^2) for n
+ * leases (2n+1 tests of n locks each: about 12 ms for 1000, under the
+ * header lock). /proc/locks lists every lock on the host once, with its
+ * file and byte range: one read, linear in the locks. Below MANY_LEASES
+ * the lock tests are cheaper. Blocked requests ("->") are no locks.
+ *
+ * It is a hint, not the truth: the kernel writes the list in pieces as it
+ * is read, so a lock taken or dropped meanwhile (by a release, which needs
+ * no header lock) can be skipped or shown after it is gone. So wherever
+ * the hint and the slot map disagree, one lock test decides: a lease is
+ * forgotten, or a lock restored, only on the kernel's direct answer. */
+#define MANY_LEASES 64
+
+static bool collect_from_proc_locks(int fd, uint8_t *bits)
+{
+    struct stat st;
+    char key[64];
+    gchar *text = NULL;
+    size_t key_len;
+
+    if (fstat(fd, &st) < 0 || !g_file_get_contents("/proc/locks", &text, NULL, NULL))
+        return false;
+    key_len = (size_t)snprintf(key, sizeof(key), " %02x:%02x:%llu ", major(st.st_dev), minor(st.st_dev),
+                               (unsigned long long)st.st_ino);
+    memset(bits, 0, GPB_SLOTS / 8);
+    for (char *line = text, *next; line && *line; line = next) {
+        char *at, *p;
+        unsigned long long from, to;
+
+        if ((next = strchr(line, '\n')))
+            *next++ = '\0';
+        if (!(at = strstr(line, key)) || strstr(line, "->") || !strstr(line, "OFDLCK"))
+            continue;
+        from = strtoull(at + key_len, &p, 10);
+        to = strncmp(p, " EOF", 4) == 0 ? GPB_SLOTS - 1 : strtoull(p, NULL, 10);
+        for (unsigned long long b = from; b <= to && b < GPB_SLOTS; b++)
+            bits[b / 8] |= (uint8_t)(1u << (b % 8));
+    }
+    g_free(text);
+    return true;
+}
+
+static bool read_locks(gpb_ledger *ledger, int device, int fd, uint8_t *bits)
+{
+    if (ledger->devices[device].sessions <= MANY_LEASES || !collect_from_proc_locks(fd, bits))
+        return collect_locked_slots(fd, bits);
+    for (int slot = 0; slot < GPB_SLOTS; slot++) {
+        bool mapped = ledger->slot_map[slot] == (uint16_t)device;
+
+        if (mapped == bit_set(bits, slot))
+            continue;
+        if (ofd_locked_elsewhere(fd, slot_lock_offset(slot)))
+            bits[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        else
+            bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+    }
+    return true;
+}
+
 static bool device_locks(gpb_ledger *ledger, int device, uint8_t *bits)
 {
     int fd;
     bool ok;
 
     if (ledger->known_device[device])
-        return (fd = device_lock_fd(ledger, device)) >= 0 && collect_locked_slots(fd, bits);
+        return (fd = device_lock_fd(ledger, device)) >= 0 && read_locks(ledger, device, fd, bits);
     fd = open_lock_file(ledger, device, NULL, 0);
     if (fd == 1) {
         memset(bits, 0, GPB_SLOTS / 8);
@@ -2040,7 +2280,7 @@ static bool device_locks(gpb_ledger *ledger, int device, uint8_t *bits)
     }
     if (fd < 0)
         return false;
-    ok = collect_locked_slots(fd, bits);
+    ok = read_locks(ledger, device, fd, bits);
     close(fd);
     return ok;
 }
@@ -2061,6 +2301,7 @@ static void restore_lease(gpb_ledger *ledger, int device, int slot)
     } else { /* the entry names another device: count it here too */
         d->sessions++;
         d->load_milli += UNKNOWN_COST_MILLI;
+        seal_counts(d);
     }
 }
 
@@ -2068,21 +2309,24 @@ static void restore_lease(gpb_ledger *ledger, int device, int slot)
  * slot-map entry without a lock is forgotten, and a lock without an entry
  * is restored. One pass over the slot map, and 2n+1 lock tests per device
  * holding n leases. */
-void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
+void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
 {
-    uint64_t todo = 0, readable = 0;
+    gpb_devset todo, readable;
 
+    gpb_devset_clear(&todo);
+    gpb_devset_clear(&readable);
     for (int i = 0; i < GPB_MAX_DEVICES; i++) {
         gpb_device_record *d = &ledger->devices[i];
 
-        if (!(mask & (UINT64_C(1) << i)) || (!d->id[0] && !ledger->known_device[i]))
+        if (!gpb_devset_has(devices, i) || (!d->id[0] && !ledger->known_device[i]))
             continue;
-        todo |= UINT64_C(1) << i;
+        gpb_devset_add(&todo, i);
         if (device_locks(ledger, i, ledger->locked_bits + (size_t)i * (GPB_SLOTS / 8)))
-            readable |= UINT64_C(1) << i;
+            gpb_devset_add(&readable, i);
         d->sessions = 0;
         d->load_milli = 0;
         d->driver_sessions = 0;
+        seal_counts(d);
     }
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
         uint16_t owner = ledger->slot_map[slot];
@@ -2094,10 +2338,10 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
             ledger->slot_map[slot] = GPB_FREE_SLOT;
             continue;
         }
-        if (!(todo & (UINT64_C(1) << owner)))
+        if (!gpb_devset_has(&todo, owner))
             continue;
         bits = ledger->locked_bits + (size_t)owner * (GPB_SLOTS / 8);
-        if ((readable & (UINT64_C(1) << owner)) && !bit_set(bits, slot)) {
+        if (gpb_devset_has(&readable, owner) && !bit_set(bits, slot)) {
             gpb_debug("slot %d on %.*s: holder pid %d is gone", slot, GPB_ID_SIZE, ledger->devices[owner].id,
                       ledger->slots[slot].pid);
             if (ledger->gone_hook)
@@ -2112,7 +2356,7 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
     for (int i = 0; i < GPB_MAX_DEVICES; i++) {
         const uint64_t *words = (const uint64_t *)(ledger->locked_bits + (size_t)i * (GPB_SLOTS / 8));
 
-        if (!(readable & (UINT64_C(1) << i)))
+        if (!gpb_devset_has(&readable, i))
             continue;
         for (int w = 0; w < GPB_SLOTS / 64; w++)
             if (words[w])
@@ -2122,9 +2366,29 @@ void gpb_ledger_verify(gpb_ledger *ledger, uint64_t mask)
     }
 }
 
+void gpb_ledger_check_counts(gpb_ledger *ledger, const gpb_devset *devices)
+{
+    gpb_devset damaged;
+
+    gpb_devset_clear(&damaged);
+    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+        gpb_device_record *d = &ledger->devices[i];
+
+        if (!gpb_devset_has(devices, i) || d->counts_crc == counts_crc(d))
+            continue;
+        if (d->sessions || d->load_milli || d->driver_sessions || d->counts_crc)
+            gpb_warning("the counts of device %.*s in ledger %s were damaged; recounted from the locks", GPB_ID_SIZE,
+                        d->id, ledger->path);
+        gpb_devset_add(&damaged, i);
+    }
+    if (!gpb_devset_empty(&damaged))
+        gpb_ledger_verify(ledger, &damaged);
+}
+
 void gpb_ledger_sweep(gpb_ledger *ledger)
 {
     ledger_header *h = ledger->header;
+    gpb_devset all;
 
     if (h->device_count > GPB_MAX_DEVICES)
         h->device_count = GPB_MAX_DEVICES;
@@ -2134,7 +2398,8 @@ void gpb_ledger_sweep(gpb_ledger *ledger)
         ledger->devices[i].id[GPB_ID_SIZE - 1] = '\0';
     for (uint32_t i = 0; i < GPB_MAX_POOLS; i++)
         ledger->pools[i].name[GPB_ID_SIZE - 1] = '\0';
-    gpb_ledger_verify(ledger, UINT64_MAX);
+    gpb_devset_fill(&all);
+    gpb_ledger_verify(ledger, &all);
     if (h->waiters && !ofd_locked_elsewhere(ledger->fd, WAITER_BYTE))
         h->waiters = 0; /* the waiters were killed while waiting */
     h->last_sweep_ns = gpb_now_ns();
@@ -2369,4 +2634,10 @@ int gpubalance_ledger_reset(bool force)
 
     gpb_clear_error();
     return gpb_ledger_reset(NULL, force, &live);
+}
+
+/* getpid(), cached per process (see cached_pid()). */
+pid_t gpb_self_pid(void)
+{
+    return cached_pid();
 }

@@ -23,13 +23,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "devset.h"
 #include "gpubalance.h"
 
 #define GPB_LEDGER_MAGIC "GPBLEDGR"
-#define GPB_LEDGER_FORMAT 2u /* 2: record CRCs, lock files carry their device id */
+#define GPB_LEDGER_FORMAT 3u /* 2: record CRCs, lock files carry their device id; 3: 256 devices */
 #define GPB_LEDGER_FILE "ledger"
-#define GPB_MAX_DEVICES 64
 #define GPB_MAX_POOLS 32
 #define GPB_SLOTS 4096
 #define GPB_ID_SIZE 64
@@ -68,6 +69,8 @@ typedef struct {
     uint32_t foreign_load; /* from live utilisation: gpb_foreign_load_encode() */
     uint32_t crc;          /* of id, backend, foreign_*, learned: see ledger.c */
     uint8_t probe_blob[GPB_PROBE_BLOB_SIZE];
+    uint32_t counts_crc; /* of sessions, load_milli, driver_sessions */
+    uint32_t reserved;
 } gpb_device_record;
 
 typedef struct {
@@ -91,8 +94,11 @@ typedef struct {
     uint64_t pid_namespace;
     int64_t since_unix_ms;
     char label[GPB_LABEL_SIZE];
-    uint32_t crc; /* of slot, device and cost_milli: what counts read */
-    uint8_t reserved[12];
+    uint32_t crc;        /* of slot, device and cost_milli: what counts read */
+    uint32_t ended_seal; /* set by a release without the header lock: crc
+                          * ^ GPB_ENDED_SALT, so no stray byte can end a
+                          * lease (see gpb_ledger_end) */
+    uint8_t reserved[8];
 } gpb_slot_record;
 
 typedef struct gpb_ledger gpb_ledger;
@@ -168,6 +174,11 @@ int gpb_ledger_claim(gpb_ledger *ledger, int device, const gpb_slot_record *reco
  * for reuse by a later claim (reusable) or closes it. */
 void gpb_ledger_release(gpb_ledger *ledger, int slot, int fd, bool reusable);
 
+/* Ends the lease in slot without the header lock (see ledger.c): marks it
+ * ended, unlocks fd for reuse (reusable) or closes it; the next holder of
+ * the header lock counts it out. */
+void gpb_ledger_end(gpb_ledger *ledger, int slot, int fd, bool reusable);
+
 /* A process about to block in when-full=wait registers (returns a handle,
  * or -1), so that releases close their descriptors and so raise the
  * IN_CLOSE_WRITE that wakes it; wait_end() unregisters. A waiter killed
@@ -179,10 +190,22 @@ gpb_slot_record *gpb_ledger_slot(gpb_ledger *ledger, int slot);
 /* The slot's device index, or -1 when the slot is free. */
 int gpb_ledger_slot_device(const gpb_ledger *ledger, int slot);
 
-/* Checks the lock of every slot of the devices in mask (bit = device
- * index) and forgets leases whose holder is gone, then recounts those
- * devices. Costs one fcntl per lease on those devices. */
-void gpb_ledger_verify(gpb_ledger *ledger, uint64_t device_mask);
+/* Checks the lock of every slot of the devices in the set (ledger
+ * indices) and forgets leases whose holder is gone, then recounts those
+ * devices from their locks. */
+void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices);
+
+/* Tests the locks of up to max_tests leases of the devices in the set (0:
+ * all of them), going on where the previous call stopped, and forgets the
+ * leases whose holder is gone, counting them out. Returns how many it
+ * forgot. Counts stay upper bounds of the truth (see ledger.c), which is
+ * all a grant needs; verify() recounts from scratch. */
+int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int max_tests);
+
+/* Recounts from the locks every device of the set whose counts fail their
+ * CRC (a stray write): a decision trusts the counts without lock tests,
+ * so it checks them first. */
+void gpb_ledger_check_counts(gpb_ledger *ledger, const gpb_devset *devices);
 
 /* verify() for every device, plus the table's own sanity. */
 void gpb_ledger_sweep(gpb_ledger *ledger);
@@ -203,5 +226,8 @@ void gpb_ledger_set_gone_hook(gpb_ledger *ledger, gpb_ledger_gone_func func, voi
  * a file of file_size bytes: 0 or a status with the message set. Exposed
  * for the fuzz harness. */
 int gpb_ledger_check_header(const void *header, size_t size, uint64_t file_size, const char *path);
+
+/* getpid(), looked up once per process (and again in a forked child). */
+pid_t gpb_self_pid(void);
 
 #endif

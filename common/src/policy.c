@@ -190,6 +190,7 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
             continue;
         }
         if ((why = full_why(d, pools, r->cost, buf, sizeof(buf)))) {
+            gpb_devset_add(&result->full, i);
             note_rejected(result, d->id, why);
             continue;
         }

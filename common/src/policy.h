@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "devset.h"
 #include "gpubalance.h"
 
 #define GPB_NO_LIMIT (-1)
@@ -66,6 +67,9 @@ typedef struct {
     int device;
     char reason[256];    /* why this device, or why none */
     char rejected[1024]; /* "id: why; id: why" for every device passed over */
+    gpb_devset full;     /* devices passed over because a count was at a
+                          * limit (sessions, pool, budget): the ones whose
+                          * counts the caller may verify and ask again */
 } gpb_policy_result;
 
 /* Chooses among devices[0..n). Utilisation after adding the stream is the

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t before_ns; /* when that look was taken */
     double utilisation; /* of the video engines between the last two looks,
                          * 0..1, -1 unknown */
+    bool asked_before;  /* a first request is answered without a look */
 } vaapi_data;
 
 static void silence(void *user_context, const char *message)
@@ -209,14 +210,26 @@ static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledg
 }
 
 /* Clients of the node whose video engine use advanced since our last
- * look (-1 at the first look: nothing to compare with yet). */
+ * look (-1 while there is nothing to compare with yet).
+ *
+ * A look walks the descriptors of every process on the host, and a first
+ * look yields no figure: so a process takes its first look only when it
+ * asks a second time. A process that places one stream and exits (`pick`,
+ * a single encode) never pays for a scan that could not inform it, and
+ * its cost does not grow with the number of processes on the host. */
 static int vaapi_driver_sessions(gpb_device *d)
 {
     vaapi_data *data = d->probe_data;
-    GArray *now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
-    uint64_t now_ns = gpb_boottime_ns();
+    GArray *now;
+    uint64_t now_ns;
     int active = -1;
 
+    if (!data->asked_before) {
+        data->asked_before = true;
+        return -1;
+    }
+    now = g_array_new(FALSE, TRUE, sizeof(gpb_drm_client));
+    now_ns = gpb_boottime_ns();
     gpb_fdinfo_scan(gpb_discovery_proc_dir(), data->node, data->pdev, now);
     data->utilisation = gpb_fdinfo_utilisation(data->before, now, now_ns - data->before_ns);
     if (data->before)
@@ -232,6 +245,21 @@ static int vaapi_driver_sessions(gpb_device *d)
 static double vaapi_driver_utilisation(gpb_device *d)
 {
     return ((vaapi_data *)d->probe_data)->utilisation;
+}
+
+gpb_device *gpb_vaapi_device_new(const char *name, const char *node_path, const char *pdev, unsigned codecs)
+{
+    gpb_device *d = gpb_device_new(name, GPUBALANCE_BACKEND_VAAPI);
+    vaapi_data *data = g_new0(vaapi_data, 1);
+
+    data->node = g_strdup(node_path);
+    data->pdev = g_strdup(pdev);
+    data->utilisation = -1;
+    d->render_node = g_strdup(node_path);
+    d->codecs = codecs;
+    d->probe = &gpb_vaapi_probe;
+    d->probe_data = data;
+    return d;
 }
 
 static void vaapi_free(void *p)

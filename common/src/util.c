@@ -225,19 +225,38 @@ const char *gpb_boot_id(void)
 /* A process cannot change its own pid namespace (unshare and setns only
  * move its future children), so one look per process suffices; a forked
  * child looks again, as it may be the first process of a new one. */
+static pid_t self_pid; /* 0: not looked up in this process; written last */
+static uint64_t self_namespace;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    __atomic_store_n(&self_pid, 0, __ATOMIC_RELEASE);
+}
+
+static void install_fork_hook(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+static pid_t look_up_self(void)
+{
+    pid_t pid;
+    struct stat st;
+
+    pthread_once(&fork_hook_once, install_fork_hook);
+    if ((pid = __atomic_load_n(&self_pid, __ATOMIC_ACQUIRE)) != 0)
+        return pid;
+    pid = getpid();
+    __atomic_store_n(&self_namespace, stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&self_pid, pid, __ATOMIC_RELEASE);
+    return pid;
+}
+
 uint64_t gpb_pid_namespace(void)
 {
-    static pid_t looked_in; /* written after inode, read before it */
-    static uint64_t inode;
-    struct stat st;
-    uint64_t found;
-
-    if (__atomic_load_n(&looked_in, __ATOMIC_ACQUIRE) == getpid())
-        return __atomic_load_n(&inode, __ATOMIC_RELAXED);
-    found = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
-    __atomic_store_n(&inode, found, __ATOMIC_RELAXED);
-    __atomic_store_n(&looked_in, getpid(), __ATOMIC_RELEASE);
-    return found;
+    look_up_self();
+    return __atomic_load_n(&self_namespace, __ATOMIC_RELAXED);
 }
 
 /* ---- names ----------------------------------------------------------- */
