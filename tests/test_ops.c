@@ -178,7 +178,8 @@ static double sample(const char *body, const char *metric, const char *match)
         found = TRUE;
     }
     if (!found)
-        g_error("no sample %s{%s} in:\n%s", metric, match ? match : "", body);
+        g_error("no sample %s{%s} in:\n%s\n(no sample %s{%s} above)", metric, match ? match : "", body, metric,
+                match ? match : "");
     g_strfreev(lines);
     return value;
 }

@@ -15,6 +15,8 @@ packages=(
     meson ninja-build pkg-config gcc clang libclang-rt-dev python3
     # building FFmpeg from Debian's source (apt-get source needs dpkg-source)
     dpkg-dev patch make xz-utils
+    # ffmpeg-patches/generate.py and its check build the series with git
+    git
     # the core
     libglib2.0-dev libjson-glib-dev zlib1g-dev
     # discovery: VA-API headers and NVIDIA's codec headers (the NVIDIA

@@ -221,14 +221,35 @@ static void on_decoded_pad(GstElement *decodebin, GstPad *pad, gpointer data)
     gst_clear_caps(&caps);
 }
 
-/* The decoder decodebin chose says what was encoded. */
+/* The video decoder decodebin chose says what was encoded (an audio
+ * decoder of the same file may be made first: GStreamer 1.26 does). */
 static void on_element_added(GstBin *bin, GstBin *sub, GstElement *element, gpointer data)
 {
     Decoded *d = data;
     GstElementFactory *factory = gst_element_get_factory(element);
 
-    if (factory && gst_element_factory_list_is_type(factory, GST_ELEMENT_FACTORY_TYPE_DECODER) && !d->decoder)
+    if (factory &&
+        gst_element_factory_list_is_type(factory,
+                                         GST_ELEMENT_FACTORY_TYPE_DECODER | GST_ELEMENT_FACTORY_TYPE_MEDIA_VIDEO) &&
+        !d->decoder)
         d->decoder = g_strdup(GST_OBJECT_NAME(factory));
+}
+
+const char *gst_test_software_av1_encoder(void)
+{
+    size_t n;
+    const gpubalance_encoder_info *e =
+        gpubalance_encoders(GPUBALANCE_FRAMEWORK_GSTREAMER, GPUBALANCE_BACKEND_SOFTWARE, GPUBALANCE_CODEC_AV1, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        GstElementFactory *f = gst_element_factory_find(e[i].name);
+
+        if (f) {
+            gst_object_unref(f);
+            return e[i].name;
+        }
+    }
+    return NULL;
 }
 
 Decoded decode_file(const char *path)

@@ -55,6 +55,10 @@ typedef struct {
 
 /* Decodes a file with decodebin; fails the test on a decoding error. */
 Decoded decode_file(const char *path);
+
+/* The software AV1 element the element builds on this host (the core's
+ * order: svtav1enc, then av1enc), or NULL when there is none. */
+const char *gst_test_software_av1_encoder(void);
 void decoded_clear(Decoded *d);
 
 /* A path for a file the test writes, in the test's own directory (removed

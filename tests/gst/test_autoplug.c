@@ -113,22 +113,26 @@ static void uritranscodebin_chooses_gpubalance(void)
 
 static void av1_encodes_end_to_end(void)
 {
-    GstElementFactory *f;
+    const char *child;
+    gchar *by_element, *by_encodebin;
 
     setup(software_only);
-    if (!(f = gst_element_factory_find("av1enc")))
-        gpb_test_skip("no software AV1 encoder (av1enc, gstreamer1.0-plugins-bad) here");
-    gst_object_unref(f);
+    if (!(child = gst_test_software_av1_encoder()))
+        gpb_test_skip("no software AV1 encoder (svtav1enc, av1enc) here");
+    by_element = g_strdup_printf("gpubalanceenc,%s", child);
+    by_encodebin = g_strdup_printf("gpubalanceav1enc,%s", child);
     encode_check("videotestsrc num-buffers=15 ! gpubalanceenc codec=av1 speed=fast ! matroskamux ! "
                  "filesink location=%s",
-                 "out.mkv", "gpubalanceenc,av1enc", "av1dec", 15);
+                 "out.mkv", by_element, "av1dec", 15);
     /* downstream caps choose AV1 without the codec property */
     encode_check("videotestsrc num-buffers=15 ! gpubalanceenc speed=fast ! video/x-av1 ! mp4mux ! "
                  "filesink location=%s",
-                 "out.mp4", "gpubalanceenc,av1enc", "av1dec", 15);
+                 "out.mp4", by_element, "av1dec", 15);
     encode_check("videotestsrc num-buffers=15 ! encodebin profile=video/x-matroska:video/x-av1 ! "
                  "filesink location=%s",
-                 "auto.mkv", "gpubalanceav1enc,av1enc", "av1dec", 15);
+                 "auto.mkv", by_encodebin, "av1dec", 15);
+    g_free(by_element);
+    g_free(by_encodebin);
 }
 
 static const gpb_test_case cases[] = {

@@ -154,6 +154,9 @@ static void mapping_rows_reach_av1enc(void)
     };
 
     setup(software_only);
+    if (g_strcmp0(gst_test_software_av1_encoder(), "av1enc") != 0)
+        gpb_test_skip("the element builds %s for AV1 here, not av1enc (svtav1enc comes first)",
+                      gst_test_software_av1_encoder() ? gst_test_software_av1_encoder() : "nothing");
     check_rows("av1enc", "av1", rows, G_N_ELEMENTS(rows));
 }
 
@@ -361,6 +364,11 @@ static void key_unit_requests_reach_every_child(void)
             continue;
         }
         gst_object_unref(f);
+        if (i == 2 && g_strcmp0(gst_test_software_av1_encoder(), "av1enc") != 0) {
+            g_printerr("the element builds %s for AV1 here, not av1enc: not compared\n",
+                       gst_test_software_av1_encoder());
+            continue;
+        }
         direct = keyframes_with_one_request(children[i].direct);
         g_assert_cmpint(keyframes_with_one_request(children[i].through), ==, direct);
         if (i < 2)
