@@ -863,16 +863,9 @@ static bool waited_too_long(lock_wait *w, uint64_t now, int32_t recorded)
     }
 }
 
-/* Takes the header lock of fd, waiting while its holder makes progress
- * (the epoch moves) for at most GPB_LOCK_MAX_MS, and at most
- * GPB_LOCK_STALL_MS without progress. A blocking F_OFD_SETLKW cannot be
- * given a timeout without a signal, which a library must not take over,
- * so a waiter sleeps on the shared epoch word with FUTEX_WAIT (a timeout,
- * and woken by the unlock that bumps it) and tries the lock again.
- * Without a mapping yet (validating a file on open), it polls the epoch
- * with pread and a short backoff instead. */
-/* The bounded wait without a helper thread: tries again with a backoff
- * from 20 us to 2 ms. */
+/* The bounded wait without a helper thread (none could be started): tries
+ * again with a backoff from 20 us to 2 ms, watching the epoch (the mapped
+ * word, or pread before there is a mapping) for progress. */
 static int header_lock_polling(int fd, const char *path, const ledger_header *mapped, lock_wait *w)
 {
     int32_t recorded = 0;
@@ -1607,6 +1600,7 @@ static void repair_device(gpb_ledger *ledger, int i, const char *id, gpubalance_
     g_strlcpy(d->id, id, sizeof(d->id));
     d->backend = (uint32_t)backend;
     d->foreign_sessions = 0;
+    d->foreign_load = gpb_foreign_load_encode(-1); /* unknown until measured again */
     d->foreign_updated_ns = 0;
     memset(&d->learned, 0, sizeof(d->learned));
     d->crc = device_crc(d);

@@ -425,8 +425,10 @@ static void rate_control(const NV_ENC_RC_PARAMS *rc, swenc_params *p)
         p->qp = rc->constQP.qpInterP ? (int)rc->constQP.qpInterP : DEFAULT_QP;
         return;
     case NV_ENC_PARAMS_RC_CBR:
+#if NVENCAPI_MAJOR_VERSION < 12 /* SDK 12 dropped the HQ modes */
     case NV_ENC_PARAMS_RC_CBR_LOWDELAY_HQ:
     case NV_ENC_PARAMS_RC_CBR_HQ:
+#endif
         p->rc = SWENC_RC_CBR;
         break;
     default:
