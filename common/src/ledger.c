@@ -61,6 +61,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "cost.h"
 #include "util.h"
 
 #define HEADER_SIZE 512u
