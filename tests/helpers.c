@@ -176,7 +176,7 @@ int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool)
 void gpb_assert_contains(const char *haystack, const char *needle)
 {
     if (!haystack || !strstr(haystack, needle))
-        g_error("expected \"%s\" in: %s", needle, haystack ? haystack : "(null)");
+        g_error("expected \"%s\" in: %s\n(expected \"%s\" above)", needle, haystack ? haystack : "(null)", needle);
 }
 
 char *gpb_read_line(int fd)

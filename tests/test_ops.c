@@ -31,7 +31,7 @@ static const char ops_config[] = "[general]\n"
                                  "backend=sim\n"
                                  "pool=geforce\n"
                                  "max-sessions=1\n"
-                                 "name=Sim \"quoted\" \\ card\n"
+                                 "name=Sim \"quoted\" \\\\ card\n" /* "\\" in a key file: one backslash */
                                  "[device:gpu1]\n"
                                  "backend=sim\n"
                                  "pool=geforce\n";

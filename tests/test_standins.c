@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ffnvcodec/nvEncodeAPI.h>
+
 #include "helpers.h"
 #include "inventory.h"
 
@@ -411,6 +413,24 @@ static void gst_env(void)
     g_free(registry);
 }
 
+/* GStreamer's nvcodec registers its encoders only where it can open a
+ * session at the plugin scan. The stand-in NVENC speaks API 11.1 (Debian
+ * 12's nv-codec-headers); GStreamer 1.26 (Debian 13) asks for 12.x and,
+ * as it would with an old driver, registers none: there these tests skip,
+ * saying so. Elsewhere a missing element is a failure. */
+static void require_nvcodec_element(const char *element, const char *inspect_output)
+{
+    if (strstr(inspect_output, element))
+        return;
+#if NVENCAPI_MAJOR_VERSION >= 12
+    gpb_test_skip("GStreamer's nvcodec registered no %s against the stand-in NVENC (API 11.1; this host's "
+                  "GStreamer asks for NVENC API %d)",
+                  element, NVENCAPI_MAJOR_VERSION);
+#else
+    g_error("GStreamer's nvcodec registered no %s against the stand-in NVENC:\n%s", element, inspect_output);
+#endif
+}
+
 static void gst_nvcodec_encodes_and_decodes(const char *element, const char *parser, const char *codec)
 {
     char *output, *location, *err = NULL, *out = NULL;
@@ -420,6 +440,14 @@ static void gst_nvcodec_encodes_and_decodes(const char *element, const char *par
     require_program("ffprobe");
     standin_env(NULL, NULL);
     gst_env();
+    {
+        const char *inspect[] = {"gst-inspect-1.0", "nvcodec", NULL};
+        char *listing = NULL;
+
+        run(inspect, &listing, NULL);
+        require_nvcodec_element(element, listing ? listing : "");
+        g_free(listing);
+    }
     output = in_test_dir("out.mp4");
     location = g_strdup_printf("location=%s", output);
     {
@@ -478,7 +506,7 @@ static void scan_gst_registry(void)
     g_setenv("GST_REGISTRY_FORK", "no", TRUE);
     g_setenv("GST_PLUGIN_PATH", g_getenv("GPB_GST_PLUGIN_DIR"), TRUE);
     g_assert_cmpint(run(argv, &out, &err), ==, 0);
-    gpb_assert_contains(out, "nvh264enc");
+    require_nvcodec_element("nvh264enc", out);
     g_free(registry);
     g_free(out);
     g_free(err);
