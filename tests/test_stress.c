@@ -552,10 +552,8 @@ static void threads_share_a_context_safely(void)
 }
 
 static const gpb_test_case cases[] = {
-    GPB_TEST(threads_share_a_context_safely),
-    GPB_TEST(pool_is_never_oversubscribed),
-    GPB_TEST(sigkill_torture_leaves_no_lease),
-    GPB_TEST(cap_holds_while_1000_leases_churn),
+    GPB_TEST(threads_share_a_context_safely),   GPB_TEST(pool_is_never_oversubscribed),
+    GPB_TEST(sigkill_torture_leaves_no_lease),  GPB_TEST(cap_holds_while_1000_leases_churn),
     GPB_TEST(sweep_counts_many_leases_exactly),
 };
 

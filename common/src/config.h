@@ -59,13 +59,13 @@ typedef struct {
     gpubalance_when_full when_full;
     double wait_timeout; /* seconds */
     bool discover;
-    double learn_expiry;    /* seconds a learned limit stays in force */
-    double software_budget; /* -1: gpb_software_default_budget() */
-    double vaapi_budget;    /* default budget of a discovered render node */
+    double learn_expiry;      /* seconds a learned limit stays in force */
+    double software_budget;   /* -1: gpb_software_default_budget() */
+    double vaapi_budget;      /* default budget of a discovered render node */
     bool vaapi_budget_set;    /* [vaapi] budget= given: it beats cost.c's table */
     unsigned software_codecs; /* 0: those the host has encoders for */
-    GPtrArray *devices; /* of gpb_device_config* */
-    GPtrArray *pools;   /* of gpb_pool_config* */
+    GPtrArray *devices;       /* of gpb_device_config* */
+    GPtrArray *pools;         /* of gpb_pool_config* */
 } gpb_config;
 
 /* Built-in defaults, used when no configuration file exists. */

@@ -222,10 +222,10 @@ static void refresh_foreign(gpubalance_lease *lease, const placement_options *o)
 
             r->foreign_sessions = (uint32_t)MAX(0, total - ours_opened(ctx, d, &ours_load));
             /* Live utilisation weighs foreign streams by what they really cost. */
-            r->foreign_load = utilisation >= 0 && d->budget > 0
-                                  ? gpb_foreign_load_encode(
-                                        gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
-                                  : gpb_foreign_load_encode(-1);
+            r->foreign_load =
+                utilisation >= 0 && d->budget > 0
+                    ? gpb_foreign_load_encode(gpb_foreign_load_from_utilisation(utilisation, d->budget, ours_load))
+                    : gpb_foreign_load_encode(-1);
         } else if (gpb_ledger_device(ctx->ledger, d->ledger_index)->foreign_updated_ns == now) {
             gpb_ledger_device(ctx->ledger, d->ledger_index)->foreign_updated_ns = claimed_from[k];
         }

@@ -31,11 +31,11 @@ typedef struct {
      * foreign session counts as cost 1.0, its size being unknown. */
     double foreign_load;
     bool foreign_load_known;
-    int session_limit; /* in force (configured or learned); GPB_NO_LIMIT */
-    double load;       /* ours, cost units */
-    double budget;     /* 0 = none */
-    int pool;          /* index into the pools array, -1 = none */
-    bool excluded;     /* tried already for this stream, or unavailable */
+    int session_limit;        /* in force (configured or learned); GPB_NO_LIMIT */
+    double load;              /* ours, cost units */
+    double budget;            /* 0 = none */
+    int pool;                 /* index into the pools array, -1 = none */
+    bool excluded;            /* tried already for this stream, or unavailable */
     const char *excluded_why; /* NULL: not worth naming (tried already) */
 } gpb_policy_device;
 
