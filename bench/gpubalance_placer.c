@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "fleet.h"
+#include "util.h"
 
 #define MAX_WORKERS 64
 
@@ -216,25 +217,6 @@ static void depart(fleet_placer *p, fleet_world *w, int i, int d)
     run_job(p->data, JOB_RELEASE, i, w);
 }
 
-static void remove_tree(const char *path)
-{
-    GDir *dir = g_dir_open(path, 0, NULL);
-    const char *name;
-
-    while (dir && (name = g_dir_read_name(dir))) {
-        char *child = g_build_filename(path, name, NULL);
-
-        if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree(child);
-        else
-            g_unlink(child);
-        g_free(child);
-    }
-    if (dir)
-        g_dir_close(dir);
-    g_rmdir(path);
-}
-
 static void state_free(void *data)
 {
     placer_state *st = data;
@@ -252,7 +234,7 @@ static void state_free(void *data)
     pthread_mutex_destroy(&st->lock);
     g_free(st->leases);
     if (st->dir)
-        remove_tree(st->dir);
+        gpb_remove_tree(st->dir);
     g_free(st->dir);
     g_free(st->config_path);
     g_free(st);

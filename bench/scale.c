@@ -82,25 +82,6 @@ static double run_median(char *const argv[])
     return median(t, RUNS_PER_ROUND);
 }
 
-static void remove_tree(const char *path)
-{
-    GDir *d = g_dir_open(path, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d))) {
-        char *child = g_build_filename(path, name, NULL);
-
-        if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree(child);
-        else
-            g_unlink(child);
-        g_free(child);
-    }
-    if (d)
-        g_dir_close(d);
-    g_rmdir(path);
-}
-
 static void write_file(const char *path, const char *text)
 {
     if (!g_file_set_contents(path, text, -1, NULL))
@@ -490,7 +471,7 @@ int main(int argc, char **argv)
         bench_devices(dir, rounds);
         g_free(ledger);
     }
-    remove_tree(dir);
+    gpb_remove_tree(dir);
     g_free(conf);
     return 0;
 }

@@ -11,26 +11,6 @@
 static char *test_dir;
 static pid_t test_owner;
 
-void gpb_remove_tree(const char *path)
-{
-    GDir *dir = g_dir_open(path, 0, NULL);
-    const char *name;
-
-    if (dir) {
-        while ((name = g_dir_read_name(dir))) {
-            char *child = g_build_filename(path, name, NULL);
-
-            if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
-                gpb_remove_tree(child);
-            else
-                g_unlink(child);
-            g_free(child);
-        }
-        g_dir_close(dir);
-    }
-    g_rmdir(path);
-}
-
 void gpb_test_cleanup(void)
 {
     /* Forked children exit through _exit or exec; only the test itself

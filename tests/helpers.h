@@ -8,6 +8,7 @@
 
 #include "gpubalance.h"
 #include "runner.h"
+#include "util.h" /* gpb_remove_tree */
 
 /* Two sim GPUs in a GeForce-like pool of 3 sessions, then software: the
  * configuration most placement tests share. */
@@ -29,9 +30,6 @@
  * config_text (NULL: no config file, GPUBALANCE_CONFIG unset). Returns
  * DIR, removed when the test process exits. */
 const char *gpb_test_env(const char *config_text);
-
-/* Removes a directory and everything below it (links are not followed). */
-void gpb_remove_tree(const char *path);
 
 /* Removes the test's directory now (also done at exit). */
 void gpb_test_cleanup(void);

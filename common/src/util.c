@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -347,4 +348,25 @@ const char *gpubalance_when_full_name(gpubalance_when_full when_full)
 const char *gpubalance_lease_state_name(gpubalance_lease_state state)
 {
     return name_of(lease_state_names, G_N_ELEMENTS(lease_state_names), (int)state);
+}
+
+/* Removes a directory tree, not following symbolic links (tests, benches). */
+void gpb_remove_tree(const char *path)
+{
+    GDir *dir = g_dir_open(path, 0, NULL);
+    const char *name;
+
+    if (dir) {
+        while ((name = g_dir_read_name(dir))) {
+            char *child = g_build_filename(path, name, NULL);
+
+            if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
+                gpb_remove_tree(child);
+            else
+                g_unlink(child);
+            g_free(child);
+        }
+        g_dir_close(dir);
+    }
+    g_rmdir(path);
 }

@@ -45,4 +45,7 @@ const char *gpb_boot_id(void);
  * lease's record for display. */
 uint64_t gpb_pid_namespace(void);
 
+/* Removes a directory tree, not following symbolic links. */
+void gpb_remove_tree(const char *path);
+
 #endif
