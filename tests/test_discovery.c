@@ -699,6 +699,10 @@ static void default_budget_tables(void)
     g_assert_cmpint(gpb_nvenc_engines_by_name("NVIDIA L4"), ==, 2);
     g_assert_cmpint(gpb_nvenc_engines_by_name(NULL), ==, 0);
     g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x56c1, 16), ==, 20); /* Flex 140 */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x56c0, 16), ==, 20); /* Flex 170 */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("xe", 0x8086, 0x56a5, 16), ==, 20);   /* Arc A380 */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x56c3, 16), ==, 16); /* past ATS-M */
+    g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x5698, 16), ==, 16); /* between ranges */
     g_assert_cmpfloat(gpb_vaapi_default_budget("i915", 0x8086, 0x4680, 16), ==, 16); /* UHD 770: default */
     g_assert_cmpfloat(gpb_vaapi_default_budget("amdgpu", 0x1002, 0x73ff, 12), ==, 12);
     /* the correction: what the driver sees beyond our own streams */

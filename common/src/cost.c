@@ -101,30 +101,40 @@ double gpb_nvenc_default_budget(int architecture, int engines, const char *name)
 }
 
 /*
- * VA-API budgets where the vendor publishes a figure, per render node, in
- * cost units:
+ * VA-API budgets per render node where the vendor gives a figure, in cost
+ * units, by PCI device id range (one render node is one GPU):
  *
- *   Intel Data Center GPU Flex 140 (8086:56c1)  20   ~20 1080p60 H.264
- *        streams per card at a balanced preset (Intel's Flex series
- *        figures, as quoted in DESIGN.md) = 40 units; the card carries two
- *        GPUs, each its own render node
+ *   Xe-HPG (DG2: Arc A-series, Data Center GPU Flex 140/170)   20
+ *     An Intel Flex 140 runs ~20 1080p60 H.264 streams at a balanced
+ *     preset (Intel's Flex series figures, as quoted in DESIGN.md) = 40
+ *     units on a card that carries two GPUs, each its own render node with
+ *     two VDBOX encode engines. Every Xe-HPG GPU has that same pair of
+ *     VDBOX engines (Intel's media-delivery Flex benchmark table: ATS-M75
+ *     "2 per SoC", ATS-M150 2; the Arc A-series list two Xe media
+ *     engines), so each gets the Flex 140 node's figure. The device ids are
+ *     those the kernel's i915 driver lists for DG2 and ATS-M.
  *
  * Everything else keeps the default of 16. An explicit [vaapi] budget=
  * applies to every node instead, and a [device:...] budget= to its node.
  */
 static const struct {
     unsigned vendor;
-    unsigned device;
+    unsigned first_device, last_device;
     double units;
 } vaapi_budgets[] = {
-    {0x8086, 0x56c1, 20},
+    {0x8086, 0x5690, 0x5697, 20}, /* DG2 mobile */
+    {0x8086, 0x56a0, 0x56a6, 20}, /* DG2 desktop: A770, A750, A580, A380, A310 */
+    {0x8086, 0x56b0, 0x56b3, 20}, /* DG2 workstation: Arc Pro A30M..A60 */
+    {0x8086, 0x56ba, 0x56bf, 20}, /* DG2 embedded */
+    {0x8086, 0x56c0, 0x56c2, 20}, /* ATS-M: Flex 170 (56c0), Flex 140 (56c1) */
 };
 
 double gpb_vaapi_default_budget(const char *driver, unsigned pci_vendor, unsigned pci_device, double fallback)
 {
     (void)driver; /* kept for generations told apart by driver alone */
     for (size_t i = 0; i < G_N_ELEMENTS(vaapi_budgets); i++)
-        if (vaapi_budgets[i].vendor == pci_vendor && vaapi_budgets[i].device == pci_device)
+        if (vaapi_budgets[i].vendor == pci_vendor && pci_device >= vaapi_budgets[i].first_device &&
+            pci_device <= vaapi_budgets[i].last_device)
             return vaapi_budgets[i].units;
     return fallback;
 }
