@@ -233,7 +233,8 @@ static void pick_json_names_device_backend_and_reason(void)
     /* gpu0 (max-sessions=1) would be full after it; gpu1 has no limit */
     g_assert_cmpstr(json_object_get_string_member(root, "device"), ==, "sim:gpu1");
     g_assert_cmpstr(json_object_get_string_member(root, "backend"), ==, "sim");
-    gpb_assert_contains(json_object_get_string_member(root, "reason"), "balanced: least loaded");
+    gpb_assert_contains(json_object_get_string_member(root, "reason"),
+                        "balanced: device with room leaving the smallest spread of utilisation");
     g_object_unref(parser);
     g_free(out);
 }

@@ -687,6 +687,7 @@ static void balanced_keeps_unlike_devices_closest(void)
         dev("small", GPUBALANCE_BACKEND_NVENC, 2, GPB_NO_LIMIT),
     };
     gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
 
     d[0].budget = 32;
     d[0].load = 16; /* 50% */
@@ -694,7 +695,12 @@ static void balanced_keeps_unlike_devices_closest(void)
     d[1].load = 6.4; /* 40% */
     r.cost = 4;
     /* big: 62.5% and 40%, spread 0.225; small: 50% and 65%, spread 0.15 */
-    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    gpb_policy_choose(d, 2, NULL, &r, &result);
+    g_assert_cmpint(result.device, ==, 1);
+    /* the reason says what was compared, not "least loaded" (it is not) */
+    g_assert_cmpstr(result.reason, ==,
+                    "balanced: device with room leaving the smallest spread of utilisation in its group "
+                    "(spread 0.15, its utilisation 0.65 after this stream)");
     /* with like devices it is the least utilised, as before */
     d[1].budget = 32;
     d[1].load = 12.8;
