@@ -68,6 +68,8 @@ static const char *discovery_env(void)
 
     g_mkdir(empty, 0700);
     gpb_discovery_set_roots(empty, NULL);
+    /* the stub tests' stand-in driver tree (tests/meson.build), else "/" */
+    gpb_discovery_set_nvidia_root(g_getenv("GPB_TEST_NVIDIA_ROOT"));
     g_free(empty);
     return dir;
 }
@@ -88,8 +90,8 @@ static void assert_note_and_no_device(gpubalance_backend backend, const char *no
     gpubalance_context_close(ctx);
 }
 
-/* GPUBALANCE_NVIDIA_ROOT: a tree with the driver's control node (the
- * fixture), or an empty one: a host without the NVIDIA driver. */
+/* The NVIDIA root: a tree with the driver's control node (the fixture),
+ * or an empty one: a host without the NVIDIA driver. */
 static void set_nvidia_root(const char *test_dir, bool with_driver)
 {
     char *root = with_driver ? g_build_filename(g_getenv("GPB_FIXTURES"), "nvidia-root", NULL)
@@ -97,7 +99,7 @@ static void set_nvidia_root(const char *test_dir, bool with_driver)
 
     if (!with_driver)
         g_mkdir_with_parents(root, 0700);
-    g_setenv("GPUBALANCE_NVIDIA_ROOT", root, TRUE);
+    gpb_discovery_set_nvidia_root(root);
     g_free(root);
 }
 
@@ -121,6 +123,20 @@ static void no_nvidia_driver_skips_the_library_search(void)
         g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
     gpubalance_snapshot_free(snap);
     gpubalance_context_close(ctx);
+}
+
+/* GPUBALANCE_NVIDIA_ROOT is a test hook: only a test build's library
+ * (-Dtest_hooks=true) reads it, and a root set by a test comes first. */
+static void nvidia_root_variable_is_read_only_by_test_builds(void)
+{
+    gpb_discovery_set_nvidia_root(NULL);
+    g_setenv("GPUBALANCE_NVIDIA_ROOT", "/from/the/environment", TRUE);
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, GPB_TEST_HOOKS_BUILT ? "/from/the/environment" : "/");
+    gpb_discovery_set_nvidia_root("/set/by/a/test");
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, "/set/by/a/test");
+    gpb_discovery_set_nvidia_root(NULL);
+    g_unsetenv("GPUBALANCE_NVIDIA_ROOT");
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, "/");
 }
 
 static void no_nvidia_libraries_is_a_note(void)
@@ -884,6 +900,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(fdinfo_busy_time_gives_utilisation),
     GPB_TEST_WITH_STUBS(no_nvidia_driver_skips_the_library_search),
     GPB_TEST(fdinfo_scan_runs_outside_the_header_lock),
+    GPB_TEST(nvidia_root_variable_is_read_only_by_test_builds),
 };
 
 GPB_TEST_MAIN(cases)
