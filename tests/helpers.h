@@ -10,12 +10,10 @@
 #include "runner.h"
 #include "util.h" /* gpb_remove_tree */
 
-/* Two sim GPUs in a GeForce-like pool of 3 sessions, then software: the
- * configuration most placement tests share. */
-#define GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3                                                                               \
-    "[general]\n"                                                                                                      \
-    "discover=false\n"                                                                                                 \
-    "order=nvenc,software\n"                                                                                           \
+/* Two sim GPUs (gpu0, gpu1) in a GeForce-like pool of 3 sessions: the
+ * devices most placement tests share, after a [general] group of their
+ * own. */
+#define GPB_TEST_SIMS_IN_A_POOL_OF_3                                                                                   \
     "[pool:geforce]\n"                                                                                                 \
     "max-sessions=3\n"                                                                                                 \
     "[device:gpu0]\n"                                                                                                  \
@@ -24,6 +22,12 @@
     "[device:gpu1]\n"                                                                                                  \
     "backend=sim\n"                                                                                                    \
     "pool=geforce\n"
+
+/* Those two, then software. */
+#define GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3                                                                               \
+    "[general]\n"                                                                                                      \
+    "discover=false\n"                                                                                                 \
+    "order=nvenc,software\n" GPB_TEST_SIMS_IN_A_POOL_OF_3
 
 /* Creates a fresh directory for this test, points GPUBALANCE_DIR at
  * DIR/ledger and GPUBALANCE_CONFIG at DIR/gpubalance.conf holding
@@ -57,6 +61,14 @@ int gpb_test_sessions(gpubalance_context *ctx, const char *device_id);
 int gpb_test_total_leases(gpubalance_context *ctx);
 int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id);
 int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool);
+
+/* The gpubalance command under test ($GPUBALANCE_BIN, set by meson). */
+const char *gpb_test_bin(void);
+
+/* Runs a program (found on PATH unless argv[0] has a slash) to completion,
+ * with its stdout and stderr in *out and *err where those are not NULL.
+ * Returns its exit status, or 128 + the signal that ended it. */
+int gpb_test_run(const char *const *argv, char **out, char **err);
 
 /* Asserts that haystack contains needle, printing both if not. */
 void gpb_assert_contains(const char *haystack, const char *needle);

@@ -27,15 +27,7 @@
 static const char pool_config[] = "[general]\n"
                                   "discover=false\n"
                                   "order=nvenc,software\n"
-                                  "when-full=fail\n"
-                                  "[pool:geforce]\n"
-                                  "max-sessions=3\n"
-                                  "[device:gpu0]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n"
-                                  "[device:gpu1]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n";
+                                  "when-full=fail\n" GPB_TEST_SIMS_IN_A_POOL_OF_3;
 
 /* ---- child processes ---------------------------------------------------- */
 
