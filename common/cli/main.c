@@ -101,10 +101,11 @@ static int usage_error(GOptionContext *octx, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* Ends the builder's top object, prints it and frees the builder. */
 static void print_json(JsonBuilder *builder, gboolean pretty)
 {
     JsonGenerator *gen = json_generator_new();
-    JsonNode *root = json_builder_get_root(builder);
+    JsonNode *root = json_builder_get_root(json_builder_end_object(builder));
     gchar *text;
 
     json_generator_set_root(gen, root);
@@ -115,6 +116,7 @@ static void print_json(JsonBuilder *builder, gboolean pretty)
     g_free(text);
     json_node_unref(root);
     g_object_unref(gen);
+    g_object_unref(builder);
 }
 
 /* Adds text as a JSON string, made valid UTF-8. */
@@ -126,35 +128,10 @@ static void add_text(JsonBuilder *b, const char *value)
     g_free(valid);
 }
 
-/* One member of an object: key and value. */
-static void member_text(JsonBuilder *b, const char *key, const char *value)
+/* Starts a member of an object: member(b, "key") then its value. */
+static JsonBuilder *member(JsonBuilder *b, const char *key)
 {
-    json_builder_set_member_name(b, key);
-    add_text(b, value);
-}
-
-static void member_string(JsonBuilder *b, const char *key, const char *value)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_string_value(b, value);
-}
-
-static void member_int(JsonBuilder *b, const char *key, gint64 value)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_int_value(b, value);
-}
-
-static void member_double(JsonBuilder *b, const char *key, double value)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_double_value(b, value);
-}
-
-static void member_bool(JsonBuilder *b, const char *key, gboolean value)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_boolean_value(b, value);
+    return json_builder_set_member_name(b, key);
 }
 
 /* A limit: null where there is none (negative). */
@@ -178,8 +155,7 @@ static void add_string_or_null(JsonBuilder *b, const char *key, const char *valu
 
 static void add_codecs(JsonBuilder *b, unsigned codecs)
 {
-    json_builder_set_member_name(b, "codecs");
-    json_builder_begin_array(b);
+    json_builder_begin_array(member(b, "codecs"));
     for (int c = 0; c < GPUBALANCE_N_CODECS; c++)
         if (codecs & (1u << c))
             json_builder_add_string_value(b, gpubalance_codec_name((gpubalance_codec)c));
@@ -252,29 +228,29 @@ int cli_end(cli_command *cmd, int rc)
 static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
 {
     json_builder_begin_object(b);
-    member_text(b, "id", d->id);
-    member_string(b, "backend", gpubalance_backend_name(d->backend));
+    add_text(member(b, "id"), d->id);
+    json_builder_add_string_value(member(b, "backend"), gpubalance_backend_name(d->backend));
     add_string_or_null(b, "name", d->name);
     add_codecs(b, d->codecs);
-    member_int(b, "sessions", d->sessions);
-    member_int(b, "max_sessions", d->max_sessions);
-    member_int(b, "foreign_sessions", d->foreign_sessions);
-    member_double(b, "load", d->load);
-    member_double(b, "budget", d->budget);
+    json_builder_add_int_value(member(b, "sessions"), d->sessions);
+    json_builder_add_int_value(member(b, "max_sessions"), d->max_sessions);
+    json_builder_add_int_value(member(b, "foreign_sessions"), d->foreign_sessions);
+    json_builder_add_double_value(member(b, "load"), d->load);
+    json_builder_add_double_value(member(b, "budget"), d->budget);
     add_string_or_null(b, "pool", d->pool);
     member_limit(b, "learned_limit", d->learned_limit);
     if (d->backend == GPUBALANCE_BACKEND_SIM) {
-        member_string(b, "imitates", gpubalance_backend_name(d->order_backend));
-        member_int(b, "enforce_sessions", d->enforce_sessions);
+        json_builder_add_string_value(member(b, "imitates"), gpubalance_backend_name(d->order_backend));
+        json_builder_add_int_value(member(b, "enforce_sessions"), d->enforce_sessions);
     }
     if (d->backend == GPUBALANCE_BACKEND_NVENC) {
-        member_int(b, "cuda_ordinal", d->cuda_ordinal);
+        json_builder_add_int_value(member(b, "cuda_ordinal"), d->cuda_ordinal);
         add_string_or_null(b, "gpu_uuid", d->gpu_uuid);
     }
     if (d->backend == GPUBALANCE_BACKEND_VAAPI)
         add_string_or_null(b, "render_node", d->render_node);
-    member_bool(b, "declared", d->declared);
-    member_bool(b, "offered", d->not_offered_why == NULL);
+    json_builder_add_boolean_value(member(b, "declared"), d->declared);
+    json_builder_add_boolean_value(member(b, "offered"), d->not_offered_why == NULL);
     if (d->not_offered_why)
         add_string_or_null(b, "not_offered_why", d->not_offered_why);
     if (d->pci_bus_id)
@@ -289,19 +265,28 @@ static void lease_json(JsonBuilder *b, const gpubalance_lease_info *l)
     gchar *since = iso_time(l->since_unix_ms);
 
     json_builder_begin_object(b);
-    member_text(b, "device", l->device);
-    member_int(b, "pid", l->pid);
-    member_string(b, "codec", gpubalance_codec_name(l->codec));
-    member_int(b, "width", l->width);
-    member_int(b, "height", l->height);
-    member_double(b, "fps", l->fps);
-    member_double(b, "cost", l->cost);
-    member_string(b, "state", gpubalance_lease_state_name(l->state));
-    member_text(b, "label", l->label);
-    member_string(b, "since", since);
-    member_int(b, "pid_namespace", (gint64)l->pid_namespace);
+    add_text(member(b, "device"), l->device);
+    json_builder_add_int_value(member(b, "pid"), l->pid);
+    json_builder_add_string_value(member(b, "codec"), gpubalance_codec_name(l->codec));
+    json_builder_add_int_value(member(b, "width"), l->width);
+    json_builder_add_int_value(member(b, "height"), l->height);
+    json_builder_add_double_value(member(b, "fps"), l->fps);
+    json_builder_add_double_value(member(b, "cost"), l->cost);
+    json_builder_add_string_value(member(b, "state"), gpubalance_lease_state_name(l->state));
+    add_text(member(b, "label"), l->label);
+    json_builder_add_string_value(member(b, "since"), since);
+    json_builder_add_int_value(member(b, "pid_namespace"), (gint64)l->pid_namespace);
     json_builder_end_object(b);
     g_free(since);
+}
+
+/* "devices": [...], as status and probe print them */
+static void devices_json(JsonBuilder *b, const gpubalance_snapshot *snap)
+{
+    json_builder_begin_array(member(b, "devices"));
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        device_json(b, gpubalance_snapshot_device(snap, i));
+    json_builder_end_array(b);
 }
 
 static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
@@ -309,32 +294,24 @@ static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
     JsonBuilder *b = json_builder_new();
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "devices");
-    json_builder_begin_array(b);
-    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-        device_json(b, gpubalance_snapshot_device(snap, i));
-    json_builder_end_array(b);
-    json_builder_set_member_name(b, "pools");
-    json_builder_begin_array(b);
+    devices_json(b, snap);
+    json_builder_begin_array(member(b, "pools"));
     for (size_t i = 0; i < gpubalance_snapshot_n_pools(snap); i++) {
         const gpubalance_pool_info *p = gpubalance_snapshot_pool(snap, i);
 
         json_builder_begin_object(b);
-        member_text(b, "name", p->name);
-        member_int(b, "sessions", p->sessions);
-        member_int(b, "max_sessions", p->max_sessions);
+        add_text(member(b, "name"), p->name);
+        json_builder_add_int_value(member(b, "sessions"), p->sessions);
+        json_builder_add_int_value(member(b, "max_sessions"), p->max_sessions);
         member_limit(b, "learned_limit", p->learned_limit);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "leases");
-    json_builder_begin_array(b);
+    json_builder_begin_array(member(b, "leases"));
     for (size_t i = 0; i < gpubalance_snapshot_n_leases(snap); i++)
         lease_json(b, gpubalance_snapshot_lease(snap, i));
     json_builder_end_array(b);
-    json_builder_end_object(b);
     print_json(b, pretty);
-    g_object_unref(b);
 }
 
 static gchar *limit_text(int max_sessions, int learned)
@@ -447,19 +424,12 @@ static int cmd_probe(int argc, char **argv)
         json_builder_begin_object(b);
         add_string_or_null(b, "config", gpubalance_context_config_path(ctx));
         add_string_or_null(b, "ledger", gpubalance_context_ledger_path(ctx));
-        json_builder_set_member_name(b, "devices");
-        json_builder_begin_array(b);
-        for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-            device_json(b, gpubalance_snapshot_device(snap, i));
-        json_builder_end_array(b);
-        json_builder_set_member_name(b, "notes");
-        json_builder_begin_array(b);
+        devices_json(b, snap);
+        json_builder_begin_array(member(b, "notes"));
         for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
             add_text(b, gpubalance_context_note(ctx, i));
         json_builder_end_array(b);
-        json_builder_end_object(b);
         print_json(b, TRUE);
-        g_object_unref(b);
     } else {
         GPtrArray *text = g_ptr_array_new_with_free_func(g_free);
 
@@ -570,19 +540,17 @@ static void print_pick(const gpubalance_lease *lease, gboolean json)
         JsonBuilder *b = json_builder_new();
 
         json_builder_begin_object(b);
-        member_text(b, "device", gpubalance_lease_device(lease));
-        member_string(b, "backend", gpubalance_backend_name(gpubalance_lease_backend(lease)));
-        member_text(b, "reason", gpubalance_lease_reason(lease));
-        member_string(b, "ffmpeg_encoder", gpubalance_lease_ffmpeg_encoder(lease));
-        member_string(b, "gst_encoder", gpubalance_lease_gst_encoder(lease));
+        add_text(member(b, "device"), gpubalance_lease_device(lease));
+        json_builder_add_string_value(member(b, "backend"), gpubalance_backend_name(gpubalance_lease_backend(lease)));
+        add_text(member(b, "reason"), gpubalance_lease_reason(lease));
+        json_builder_add_string_value(member(b, "ffmpeg_encoder"), gpubalance_lease_ffmpeg_encoder(lease));
+        json_builder_add_string_value(member(b, "gst_encoder"), gpubalance_lease_gst_encoder(lease));
         if (gpubalance_lease_cuda_ordinal(lease) >= 0) {
-            member_int(b, "cuda_ordinal", gpubalance_lease_cuda_ordinal(lease));
+            json_builder_add_int_value(member(b, "cuda_ordinal"), gpubalance_lease_cuda_ordinal(lease));
         }
         if (gpubalance_lease_render_node(lease))
             add_string_or_null(b, "render_node", gpubalance_lease_render_node(lease));
-        json_builder_end_object(b);
         print_json(b, FALSE);
-        g_object_unref(b);
         return;
     }
     {
