@@ -10,18 +10,14 @@
 #include "runner.h"
 #include "util.h" /* gpb_remove_tree */
 
-/* Two sim GPUs (gpu0, gpu1) in a GeForce-like pool of 3 sessions: the
- * devices most placement tests share, after a [general] group of their
- * own. */
-#define GPB_TEST_SIMS_IN_A_POOL_OF_3                                                                                   \
-    "[pool:geforce]\n"                                                                                                 \
-    "max-sessions=3\n"                                                                                                 \
-    "[device:gpu0]\n"                                                                                                  \
-    "backend=sim\n"                                                                                                    \
-    "pool=geforce\n"                                                                                                   \
-    "[device:gpu1]\n"                                                                                                  \
-    "backend=sim\n"                                                                                                    \
-    "pool=geforce\n"
+/* A GeForce-like pool of 3 sessions, and a sim GPU in it (its group open
+ * for more keys): the pieces most placement tests' configs are made of. */
+#define GPB_TEST_POOL_OF_3 "[pool:geforce]\nmax-sessions=3\n"
+#define GPB_TEST_POOLED_SIM(name) "[device:" name "]\nbackend=sim\npool=geforce\n"
+
+/* Two sim GPUs (gpu0, gpu1) in that pool, after a [general] group of the
+ * test's own. */
+#define GPB_TEST_SIMS_IN_A_POOL_OF_3 GPB_TEST_POOL_OF_3 GPB_TEST_POOLED_SIM("gpu0") GPB_TEST_POOLED_SIM("gpu1")
 
 /* Those two, then software. */
 #define GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3                                                                               \

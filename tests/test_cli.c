@@ -13,18 +13,15 @@
 
 #include "helpers.h"
 
+/* Two sims in a pool, gpu0 with room for one session; software last. */
+/* clang-format off */
 static const char sim_config[] = "[general]\n"
                                  "discover=false\n"
                                  "order=nvenc,software\n"
-                                 "[pool:geforce]\n"
-                                 "max-sessions=3\n"
-                                 "[device:gpu0]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n"
-                                 "max-sessions=1\n"
-                                 "[device:gpu1]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n";
+                                 GPB_TEST_POOL_OF_3
+                                 GPB_TEST_POOLED_SIM("gpu0") "max-sessions=1\n"
+                                 GPB_TEST_POOLED_SIM("gpu1");
+/* clang-format on */
 
 static JsonObject *parse_object(JsonParser *parser, const char *text)
 {

@@ -22,19 +22,15 @@
 #include "internal.h"
 
 /* Two sims in a pool, gpu0 with room for one session; software last. */
+/* clang-format off */
 static const char ops_config[] = "[general]\n"
                                  "discover=false\n"
                                  "order=nvenc,software\n"
-                                 "[pool:geforce]\n"
-                                 "max-sessions=3\n"
-                                 "[device:gpu0]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n"
-                                 "max-sessions=1\n"
+                                 GPB_TEST_POOL_OF_3
+                                 GPB_TEST_POOLED_SIM("gpu0") "max-sessions=1\n"
                                  "name=Sim \"quoted\" \\\\ card\n" /* "\\" in a key file: one backslash */
-                                 "[device:gpu1]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n";
+                                 GPB_TEST_POOLED_SIM("gpu1");
+/* clang-format on */
 
 static gpubalance_lease *acquire_on(gpubalance_context *ctx, const char *device, const char *label, int fps)
 {
