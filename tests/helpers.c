@@ -108,11 +108,16 @@ gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_str
     return lease;
 }
 
-gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+void gpb_test_setup(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
 {
     gpb_test_env(config_text);
     *ctx = gpb_test_open();
     *stream = gpb_test_stream("h264", 1920, 1080, 30);
+}
+
+gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+{
+    gpb_test_setup(config_text, ctx, stream);
     return gpb_test_acquire(*ctx, *stream);
 }
 

@@ -45,8 +45,11 @@ gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, dou
 /* Acquires and asserts success. */
 gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream);
 
-/* The start of many tests: gpb_test_env(config_text), a context, an
- * H.264 1080p30 stream and a lease for it (asserted). */
+/* The start of many tests: gpb_test_env(config_text), a context and an
+ * H.264 1080p30 stream. */
+void gpb_test_setup(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream);
+
+/* gpb_test_setup() and a lease for the stream (asserted). */
 gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream);
 
 /* The device of that id in the snapshot; fails the test if there is none. */

@@ -377,9 +377,7 @@ static void refusal_falls_back_and_is_learned_by_the_next_process(void)
     pid_t child;
     int wstatus;
 
-    gpb_test_env(enforcing_sim);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(enforcing_sim, &ctx, &s);
     l[0] = open_like_a_front_end(ctx, s);
     l[1] = open_like_a_front_end(ctx, s);
     l[2] = gpb_test_acquire(ctx, s);
@@ -423,9 +421,7 @@ static void learned_limit_expires(void)
 
     fake_now = gpb_boottime_ns();
     gpb_set_clock(fake_clock);
-    gpb_test_env(enforcing_sim);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(enforcing_sim, &ctx, &s);
     l[0] = open_like_a_front_end(ctx, s);
     l[1] = open_like_a_front_end(ctx, s);
     l[2] = open_like_a_front_end(ctx, s); /* refused once, learned, software */
@@ -495,10 +491,9 @@ static void pooled_sim_refusal_teaches_the_pool(void)
     gpubalance_stream *s;
     gpubalance_lease *l[4];
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
-                 "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
+                   "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n",
+                   &ctx, &s);
     for (int i = 0; i < 2; i++)
         l[i] = gpb_test_acquire(ctx, s);
     third_session_refused_teaches_the_pool(ctx, s, l, "out of memory (10)");
@@ -557,9 +552,7 @@ static void two_hundred_fifty_six_devices_each_take_a_stream(void)
     gpubalance_context *ctx;
     gpubalance_stream *s;
 
-    gpb_test_env(config);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(config, &ctx, &s);
     for (int i = 0; i < GPB_MAX_DEVICES - 1; i++) {
         l[i] = gpb_test_acquire(ctx, s);
         g_assert_true(g_str_has_prefix(gpubalance_lease_device(l[i]), "sim:d"));
@@ -599,9 +592,7 @@ static void forced_device_is_used_or_named_as_missing(void)
     gpubalance_stream *s;
     gpubalance_lease *l = NULL;
 
-    gpb_test_env(two_sims_in_a_pool);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(two_sims_in_a_pool, &ctx, &s);
     gpubalance_stream_set_device(s, "sim:gpu1");
     l = gpb_test_acquire(ctx, s);
     g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:gpu1");
