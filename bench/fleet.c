@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fleet.h"
+#include "util.h" /* gpb_remove_tree */
 
 #define OPTIMUM_MAX_NODES 20000000L
 
@@ -390,20 +391,8 @@ static bool plot(const run *r, const char *file, char **error)
     } else if (!ok) {
         *error = g_strdup("cannot write the plot's data files");
     }
-    if (dir && !g_getenv("FLEET_KEEP_PLOT_DATA")) {
-        GDir *d = g_dir_open(dir, 0, NULL);
-        const char *name;
-
-        while (d && (name = g_dir_read_name(d))) {
-            char *path = g_build_filename(dir, name, NULL);
-
-            g_unlink(path);
-            g_free(path);
-        }
-        if (d)
-            g_dir_close(d);
-        g_rmdir(dir);
-    }
+    if (dir && !g_getenv("FLEET_KEEP_PLOT_DATA"))
+        gpb_remove_tree(dir);
     g_free(out);
     g_free(err);
     g_free(script);

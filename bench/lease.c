@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "gpubalance.h"
+#include "timing.h"
 
 #define HELD 1000
 #define MAX_PROCS 32
@@ -48,31 +49,10 @@ static const char config[] = "[general]\n"
 
 static const char *const capped[] = {"sim:sessions", "sim:budget", "sim:pooled"};
 
-static double now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double percentile(double *samples, size_t n, double p)
-{
-    qsort(samples, n, sizeof(double), compare_doubles);
-    return samples[(size_t)(p * (double)(n - 1))];
-}
-
-static double median(double *values, size_t n)
-{
-    return percentile(values, n, 0.5);
-}
+/* timing.c, shared by the benchmarks (short names kept for the calls here) */
+#define now_us bench_now_us
+#define percentile bench_percentile
+#define median bench_median
 
 static void bare_lock_pair(const char *path, double *samples, size_t n)
 {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *test_dir;
@@ -58,6 +59,24 @@ char *gpb_test_ledger_path(void)
     return g_build_filename(g_getenv("GPUBALANCE_DIR"), "ledger", NULL);
 }
 
+const char *gpb_test_bin(void)
+{
+    const char *path = g_getenv("GPUBALANCE_BIN");
+
+    g_assert_nonnull(path);
+    return path;
+}
+
+int gpb_test_run(const char *const *argv, char **out, char **err)
+{
+    GError *error = NULL;
+    int status;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, out, err, &status, &error))
+        g_error("spawn %s: %s", argv[0], error->message);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 gpubalance_context *gpb_test_open(void)
 {
     gpubalance_context *ctx = NULL;
@@ -89,11 +108,16 @@ gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_str
     return lease;
 }
 
-gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+void gpb_test_setup(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
 {
     gpb_test_env(config_text);
     *ctx = gpb_test_open();
     *stream = gpb_test_stream("h264", 1920, 1080, 30);
+}
+
+gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream)
+{
+    gpb_test_setup(config_text, ctx, stream);
     return gpb_test_acquire(*ctx, *stream);
 }
 

@@ -10,20 +10,20 @@
 #include "runner.h"
 #include "util.h" /* gpb_remove_tree */
 
-/* Two sim GPUs in a GeForce-like pool of 3 sessions, then software: the
- * configuration most placement tests share. */
+/* A GeForce-like pool of 3 sessions, and a sim GPU in it (its group open
+ * for more keys): the pieces most placement tests' configs are made of. */
+#define GPB_TEST_POOL_OF_3 "[pool:geforce]\nmax-sessions=3\n"
+#define GPB_TEST_POOLED_SIM(name) "[device:" name "]\nbackend=sim\npool=geforce\n"
+
+/* Two sim GPUs (gpu0, gpu1) in that pool, after a [general] group of the
+ * test's own. */
+#define GPB_TEST_SIMS_IN_A_POOL_OF_3 GPB_TEST_POOL_OF_3 GPB_TEST_POOLED_SIM("gpu0") GPB_TEST_POOLED_SIM("gpu1")
+
+/* Those two, then software. */
 #define GPB_TEST_TWO_SIMS_IN_A_POOL_OF_3                                                                               \
     "[general]\n"                                                                                                      \
     "discover=false\n"                                                                                                 \
-    "order=nvenc,software\n"                                                                                           \
-    "[pool:geforce]\n"                                                                                                 \
-    "max-sessions=3\n"                                                                                                 \
-    "[device:gpu0]\n"                                                                                                  \
-    "backend=sim\n"                                                                                                    \
-    "pool=geforce\n"                                                                                                   \
-    "[device:gpu1]\n"                                                                                                  \
-    "backend=sim\n"                                                                                                    \
-    "pool=geforce\n"
+    "order=nvenc,software\n" GPB_TEST_SIMS_IN_A_POOL_OF_3
 
 /* Creates a fresh directory for this test, points GPUBALANCE_DIR at
  * DIR/ledger and GPUBALANCE_CONFIG at DIR/gpubalance.conf holding
@@ -45,8 +45,11 @@ gpubalance_stream *gpb_test_stream(const char *codec, int width, int height, dou
 /* Acquires and asserts success. */
 gpubalance_lease *gpb_test_acquire(gpubalance_context *ctx, const gpubalance_stream *stream);
 
-/* The start of many tests: gpb_test_env(config_text), a context, an
- * H.264 1080p30 stream and a lease for it (asserted). */
+/* The start of many tests: gpb_test_env(config_text), a context and an
+ * H.264 1080p30 stream. */
+void gpb_test_setup(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream);
+
+/* gpb_test_setup() and a lease for the stream (asserted). */
 gpubalance_lease *gpb_test_start(const char *config_text, gpubalance_context **ctx, gpubalance_stream **stream);
 
 /* The device of that id in the snapshot; fails the test if there is none. */
@@ -57,6 +60,14 @@ int gpb_test_sessions(gpubalance_context *ctx, const char *device_id);
 int gpb_test_total_leases(gpubalance_context *ctx);
 int gpb_test_learned_limit(gpubalance_context *ctx, const char *device_id);
 int gpb_test_pool_learned_limit(gpubalance_context *ctx, const char *pool);
+
+/* The gpubalance command under test ($GPUBALANCE_BIN, set by meson). */
+const char *gpb_test_bin(void);
+
+/* Runs a program (found on PATH unless argv[0] has a slash) to completion,
+ * with its stdout and stderr in *out and *err where those are not NULL.
+ * Returns its exit status, or 128 + the signal that ended it. */
+int gpb_test_run(const char *const *argv, char **out, char **err);
 
 /* Asserts that haystack contains needle, printing both if not. */
 void gpb_assert_contains(const char *haystack, const char *needle);

@@ -13,37 +13,15 @@
 
 #include "helpers.h"
 
+/* Two sims in a pool, gpu0 with room for one session; software last. */
+/* clang-format off */
 static const char sim_config[] = "[general]\n"
                                  "discover=false\n"
                                  "order=nvenc,software\n"
-                                 "[pool:geforce]\n"
-                                 "max-sessions=3\n"
-                                 "[device:gpu0]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n"
-                                 "max-sessions=1\n"
-                                 "[device:gpu1]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n";
-
-static const char *bin(void)
-{
-    const char *path = g_getenv("GPUBALANCE_BIN");
-
-    g_assert_nonnull(path);
-    return path;
-}
-
-/* Runs the command to completion; returns its exit status. */
-static int run(const char *const *argv, char **out, char **err)
-{
-    GError *error = NULL;
-    int status;
-
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err, &status, &error))
-        g_error("spawn %s: %s", argv[0], error->message);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+                                 GPB_TEST_POOL_OF_3
+                                 GPB_TEST_POOLED_SIM("gpu0") "max-sessions=1\n"
+                                 GPB_TEST_POOLED_SIM("gpu1");
+/* clang-format on */
 
 static JsonObject *parse_object(JsonParser *parser, const char *text)
 {
@@ -59,9 +37,9 @@ static JsonObject *parse_object(JsonParser *parser, const char *text)
  * and stdout. */
 static GPid spawn_exec(const char *device, const char *script, int *in, int *out)
 {
-    const char *argv[] = {bin(), "exec",  "--codec", "h264",     "--width", "1280",    "--height",
-                          "720", "--fps", "50",      "--device", device,    "--label", "camera-7",
-                          "--",  "sh",    "-c",      script,     NULL};
+    const char *argv[] = {gpb_test_bin(), "exec",  "--codec", "h264",     "--width", "1280",    "--height",
+                          "720",          "--fps", "50",      "--device", device,    "--label", "camera-7",
+                          "--",           "sh",    "-c",      script,     NULL};
     GError *error = NULL;
     GPid pid;
 
@@ -140,31 +118,39 @@ static void exec_lease_ends_when_cmd_is_killed(void)
 
 static void exec_passes_the_exit_status_through(void)
 {
-    const char *argv[] = {bin(), "exec", "-c", "h264", "-w",     "640", "--height",
-                          "360", "--",   "sh", "-c",   "exit 7", NULL};
-    const char *missing[] = {bin(), "exec", "-c", "h264", "-w", "640", "--height", "360", "--", "/nonexistent/cmd",
-                             NULL};
+    const char *argv[] = {gpb_test_bin(), "exec", "-c", "h264", "-w",     "640", "--height",
+                          "360",          "--",   "sh", "-c",   "exit 7", NULL};
+    const char *missing[] = {gpb_test_bin(),     "exec", "-c", "h264", "-w", "640", "--height", "360", "--",
+                             "/nonexistent/cmd", NULL};
     char *err = NULL;
 
     gpb_test_env(sim_config);
-    g_assert_cmpint(run(argv, NULL, NULL), ==, 7);
-    g_assert_cmpint(run(missing, NULL, &err), ==, 127);
+    g_assert_cmpint(gpb_test_run(argv, NULL, NULL), ==, 7);
+    g_assert_cmpint(gpb_test_run(missing, NULL, &err), ==, 127);
     gpb_assert_contains(err, "cannot run /nonexistent/cmd");
     g_free(err);
 }
 
 static void exec_narrows_cuda_visible_devices(void)
 {
-    const char *argv[] = {
-        bin(), "exec", "-c",       "hevc",
-        "-w",  "3840", "--height", "2160",
-        "--",  "sh",   "-c",       "echo $GPUBALANCE_DEVICE $CUDA_VISIBLE_DEVICES $GPUBALANCE_FFMPEG_ENCODER",
-        NULL};
+    const char *argv[] = {gpb_test_bin(),
+                          "exec",
+                          "-c",
+                          "hevc",
+                          "-w",
+                          "3840",
+                          "--height",
+                          "2160",
+                          "--",
+                          "sh",
+                          "-c",
+                          "echo $GPUBALANCE_DEVICE $CUDA_VISIBLE_DEVICES $GPUBALANCE_FFMPEG_ENCODER",
+                          NULL};
     char *out = NULL;
 
     gpb_test_env("[general]\ndiscover=false\n[device:g]\nbackend=nvenc\ncuda-device=1\n");
     g_setenv("CUDA_VISIBLE_DEVICES", "4,5", TRUE);
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     g_assert_cmpstr(out, ==, "nvenc:1 5 hevc_nvenc\n");
     g_unsetenv("CUDA_VISIBLE_DEVICES");
     g_free(out);
@@ -172,7 +158,7 @@ static void exec_narrows_cuda_visible_devices(void)
 
 static void status_json_has_the_documented_fields(void)
 {
-    const char *argv[] = {bin(), "status", "--json", NULL};
+    const char *argv[] = {gpb_test_bin(), "status", "--json", NULL};
     static const char *const device_fields[] = {
         "id",   "backend", "name", "codecs",        "sessions", "max_sessions", "foreign_sessions",
         "load", "budget",  "pool", "learned_limit", NULL};
@@ -191,7 +177,7 @@ static void status_json_has_the_documented_fields(void)
     gpubalance_stream_set_device(s, "sim:gpu0");
     l = gpb_test_acquire(ctx, s);
     gpubalance_stream_free(s);
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     root = parse_object(parser, out);
     g_assert_cmpuint(json_array_get_length(json_object_get_array_member(root, "devices")), ==, 3);
     dev = json_array_get_object_element(json_object_get_array_member(root, "devices"), 0);
@@ -222,18 +208,20 @@ static void status_json_has_the_documented_fields(void)
 
 static void pick_json_names_device_backend_and_reason(void)
 {
-    const char *argv[] = {bin(), "pick", "--codec", "h264", "--width", "1920", "--height", "1080", "--json", NULL};
+    const char *argv[] = {gpb_test_bin(), "pick",     "--codec", "h264",   "--width",
+                          "1920",         "--height", "1080",    "--json", NULL};
     JsonParser *parser = json_parser_new();
     JsonObject *root;
     char *out = NULL;
 
     gpb_test_env(sim_config);
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     root = parse_object(parser, out);
     /* gpu0 (max-sessions=1) would be full after it; gpu1 has no limit */
     g_assert_cmpstr(json_object_get_string_member(root, "device"), ==, "sim:gpu1");
     g_assert_cmpstr(json_object_get_string_member(root, "backend"), ==, "sim");
-    gpb_assert_contains(json_object_get_string_member(root, "reason"), "balanced: least loaded");
+    gpb_assert_contains(json_object_get_string_member(root, "reason"),
+                        "balanced: device with room leaving the smallest spread of utilisation");
     g_object_unref(parser);
     g_free(out);
 }
@@ -256,12 +244,12 @@ static void bad_usage_is_a_clear_error(void)
 
     gpb_test_env(sim_config);
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-        const char *argv[G_N_ELEMENTS(cases[i].args) + 2] = {bin()};
+        const char *argv[G_N_ELEMENTS(cases[i].args) + 2] = {gpb_test_bin()};
         char *err = NULL;
 
         for (size_t j = 0; cases[i].args[j]; j++)
             argv[j + 1] = cases[i].args[j];
-        g_assert_cmpint(run(argv, NULL, &err), ==, 2);
+        g_assert_cmpint(gpb_test_run(argv, NULL, &err), ==, 2);
         gpb_assert_contains(err, cases[i].message);
         g_free(err);
     }
@@ -269,19 +257,19 @@ static void bad_usage_is_a_clear_error(void)
 
 static void damaged_ledger_message_reaches_the_user(void)
 {
-    const char *status[] = {bin(), "status", NULL};
-    const char *reset[] = {bin(), "reset", NULL};
+    const char *status[] = {gpb_test_bin(), "status", NULL};
+    const char *reset[] = {gpb_test_bin(), "reset", NULL};
     char *path, *err = NULL;
 
     gpb_test_env(sim_config);
     gpubalance_context_close(gpb_test_open());
     path = gpb_test_ledger_path();
     g_assert_true(g_file_set_contents(path, "not a ledger at all", -1, NULL));
-    g_assert_cmpint(run(status, NULL, &err), ==, 1);
+    g_assert_cmpint(gpb_test_run(status, NULL, &err), ==, 1);
     gpb_assert_contains(err, path);
     gpb_assert_contains(err, "run 'gpubalance reset'");
-    g_assert_cmpint(run(reset, NULL, NULL), ==, 0);
-    g_assert_cmpint(run(status, NULL, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(reset, NULL, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(status, NULL, NULL), ==, 0);
     g_free(path);
     g_free(err);
 }
@@ -334,8 +322,8 @@ static void leases_exclude_each_other_across_pid_namespaces(void)
     argv = g_ptr_array_new();
     for (int j = 0; prefix[j]; j++)
         g_ptr_array_add(argv, (char *)prefix[j]);
-    const char *rest[] = {
-        bin(), "exec", "-c", "h264", "-w", "1920", "--height", "1080", "--", "sh", "-c", "echo $$; read x", NULL};
+    const char *rest[] = {gpb_test_bin(),    "exec", "-c", "h264", "-w", "1920", "--height", "1080", "--", "sh", "-c",
+                          "echo $$; read x", NULL};
     for (int j = 0; rest[j]; j++)
         g_ptr_array_add(argv, (char *)rest[j]);
     g_ptr_array_add(argv, NULL);
@@ -371,8 +359,8 @@ static void leases_exclude_each_other_across_pid_namespaces(void)
 static void status_escapes_what_others_wrote(void)
 {
     static const char evil[] = "\x1b[2J\x1b[31mEVIL\nsim:gpu0 pid 1 forged\xff\xfe\xc2\x9b\xe2\x80\xae";
-    const char *text_argv[] = {bin(), "status", NULL};
-    const char *json_argv[] = {bin(), "status", "--json", NULL};
+    const char *text_argv[] = {gpb_test_bin(), "status", NULL};
+    const char *json_argv[] = {gpb_test_bin(), "status", "--json", NULL};
     JsonParser *parser = json_parser_new();
     JsonObject *root, *lease;
     gpubalance_context *ctx;
@@ -385,13 +373,13 @@ static void status_escapes_what_others_wrote(void)
     s = gpb_test_stream("h264", 1280, 720, 30);
     gpubalance_stream_set_label(s, evil);
     l = gpb_test_acquire(ctx, s);
-    g_assert_cmpint(run(text_argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(text_argv, &out, NULL), ==, 0);
     g_assert_null(strchr(out, '\x1b'));
     g_assert_null(strstr(out, "\nsim:gpu0 pid 1 forged"));
     gpb_assert_contains(out, "\\x1b[2J\\x1b[31mEVIL\\x0asim:gpu0 pid 1 forged\\xff\\xfe\\u{009b}\\u{202e}");
     g_assert_true(g_utf8_validate(out, -1, NULL));
     g_free(out);
-    g_assert_cmpint(run(json_argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(json_argv, &out, NULL), ==, 0);
     g_assert_true(g_utf8_validate(out, -1, NULL));
     root = parse_object(parser, out);
     lease = json_array_get_object_element(json_object_get_array_member(root, "leases"), 0);
@@ -441,9 +429,9 @@ static void a_utf8_label_is_accepted(void)
     const char *locales[] = {"C.UTF-8", "C"};
 
     for (size_t i = 0; i < G_N_ELEMENTS(locales); i++) {
-        const char *argv[] = {bin(), "exec",    "--codec",     "h264", "--width", "640", "--height",
-                              "480", "--label", "caf\xc3\xa9", "--",   "sh",      "-c",  "echo held; read x",
-                              NULL};
+        const char *argv[] = {
+            gpb_test_bin(), "exec", "--codec", "h264", "--width",           "640", "--height", "480", "--label",
+            "caf\xc3\xa9",  "--",   "sh",      "-c",   "echo held; read x", NULL};
         gchar **env;
         gpubalance_context *ctx;
         gpubalance_snapshot *snap;

@@ -68,6 +68,8 @@ static const char *discovery_env(void)
 
     g_mkdir(empty, 0700);
     gpb_discovery_set_roots(empty, NULL);
+    /* the stub tests' stand-in driver tree (tests/meson.build), else "/" */
+    gpb_discovery_set_nvidia_root(g_getenv("GPB_TEST_NVIDIA_ROOT"));
     g_free(empty);
     return dir;
 }
@@ -88,8 +90,8 @@ static void assert_note_and_no_device(gpubalance_backend backend, const char *no
     gpubalance_context_close(ctx);
 }
 
-/* GPUBALANCE_NVIDIA_ROOT: a tree with the driver's control node (the
- * fixture), or an empty one: a host without the NVIDIA driver. */
+/* The NVIDIA root: a tree with the driver's control node (the fixture),
+ * or an empty one: a host without the NVIDIA driver. */
 static void set_nvidia_root(const char *test_dir, bool with_driver)
 {
     char *root = with_driver ? g_build_filename(g_getenv("GPB_FIXTURES"), "nvidia-root", NULL)
@@ -97,7 +99,7 @@ static void set_nvidia_root(const char *test_dir, bool with_driver)
 
     if (!with_driver)
         g_mkdir_with_parents(root, 0700);
-    g_setenv("GPUBALANCE_NVIDIA_ROOT", root, TRUE);
+    gpb_discovery_set_nvidia_root(root);
     g_free(root);
 }
 
@@ -121,6 +123,20 @@ static void no_nvidia_driver_skips_the_library_search(void)
         g_assert_cmpint(gpubalance_snapshot_device(snap, i)->backend, !=, GPUBALANCE_BACKEND_NVENC);
     gpubalance_snapshot_free(snap);
     gpubalance_context_close(ctx);
+}
+
+/* GPUBALANCE_NVIDIA_ROOT is a test hook: only a test build's library
+ * (-Dtest_hooks=true) reads it, and a root set by a test comes first. */
+static void nvidia_root_variable_is_read_only_by_test_builds(void)
+{
+    gpb_discovery_set_nvidia_root(NULL);
+    g_setenv("GPUBALANCE_NVIDIA_ROOT", "/from/the/environment", TRUE);
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, GPB_TEST_HOOKS_BUILT ? "/from/the/environment" : "/");
+    gpb_discovery_set_nvidia_root("/set/by/a/test");
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, "/set/by/a/test");
+    gpb_discovery_set_nvidia_root(NULL);
+    g_unsetenv("GPUBALANCE_NVIDIA_ROOT");
+    g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, "/");
 }
 
 static void no_nvidia_libraries_is_a_note(void)
@@ -752,26 +768,30 @@ static void discovered_gpu_budget_follows_architecture_and_engines(void)
     gpubalance_context_close(ctx);
 }
 
-/* Places count 1080p30 streams and returns their devices, comma-joined. */
-static char *place_streams(gpubalance_context *ctx, int count, gpubalance_lease **leases)
+/* In a fresh context, count 1080p30 streams go to the devices expected
+ * (comma-joined), all held at once; then they are released. */
+static void assert_streams_go_to(int count, const char *expected)
 {
+    gpubalance_context *ctx = gpb_test_open();
     gpubalance_stream *s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpubalance_lease *leases[8];
     GString *devices = g_string_new(NULL);
 
+    g_assert_cmpint(count, <=, (int)G_N_ELEMENTS(leases));
     for (int i = 0; i < count; i++) {
         leases[i] = gpb_test_acquire(ctx, s);
         g_string_append_printf(devices, "%s%s", i ? "," : "", gpubalance_lease_device(leases[i]));
     }
+    g_assert_cmpstr(devices->str, ==, expected);
+    for (int i = 0; i < count; i++)
+        gpubalance_lease_release(leases[i]);
+    g_string_free(devices, TRUE);
     gpubalance_stream_free(s);
-    return g_string_free(devices, FALSE);
+    gpubalance_context_close(ctx);
 }
 
 static void nvml_utilisation_weighs_foreign_streams(void)
 {
-    gpubalance_context *ctx;
-    gpubalance_lease *l[3];
-    char *devices;
-
     g_assert_true(stubs_loaded());
     discovery_env();
     /* Two Ada datacenter GPUs (no session cap), budget 32 each. CUDA
@@ -785,37 +805,19 @@ static void nvml_utilisation_weighs_foreign_streams(void)
      * as one unit would send the third to nvenc:1). */
     g_setenv("FAKE_NVML_SESSIONS", "1,0", TRUE);
     g_setenv("FAKE_NVML_ENC_UTIL", "90,0", TRUE);
-    ctx = gpb_test_open();
-    devices = place_streams(ctx, 3, l);
-    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:0,nvenc:0");
-    for (int i = 0; i < 3; i++)
-        gpubalance_lease_release(l[i]);
-    g_free(devices);
-    gpubalance_context_close(ctx);
+    assert_streams_go_to(3, "nvenc:0,nvenc:0,nvenc:0");
 
     /* Six small foreign sessions at 3%: 0.96 units, not 6, so the second
      * stream goes to nvenc:1 (as six units it would stay on nvenc:0). */
     discovery_env();
     g_setenv("FAKE_NVML_SESSIONS", "6,0", TRUE);
     g_setenv("FAKE_NVML_ENC_UTIL", "3,0", TRUE);
-    ctx = gpb_test_open();
-    devices = place_streams(ctx, 2, l);
-    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:1");
-    for (int i = 0; i < 2; i++)
-        gpubalance_lease_release(l[i]);
-    g_free(devices);
-    gpubalance_context_close(ctx);
+    assert_streams_go_to(2, "nvenc:0,nvenc:1");
 
     /* Without a utilisation reading each foreign session is one unit. */
     g_unsetenv("FAKE_NVML_ENC_UTIL");
     discovery_env();
-    ctx = gpb_test_open();
-    devices = place_streams(ctx, 2, l);
-    g_assert_cmpstr(devices, ==, "nvenc:0,nvenc:0");
-    for (int i = 0; i < 2; i++)
-        gpubalance_lease_release(l[i]);
-    g_free(devices);
-    gpubalance_context_close(ctx);
+    assert_streams_go_to(2, "nvenc:0,nvenc:0");
 }
 
 static void fdinfo_busy_time_gives_utilisation(void)
@@ -888,6 +890,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(fdinfo_busy_time_gives_utilisation),
     GPB_TEST_WITH_STUBS(no_nvidia_driver_skips_the_library_search),
     GPB_TEST(fdinfo_scan_runs_outside_the_header_lock),
+    GPB_TEST(nvidia_root_variable_is_read_only_by_test_builds),
 };
 
 GPB_TEST_MAIN(cases)

@@ -27,15 +27,7 @@
 static const char pool_config[] = "[general]\n"
                                   "discover=false\n"
                                   "order=nvenc,software\n"
-                                  "when-full=fail\n"
-                                  "[pool:geforce]\n"
-                                  "max-sessions=3\n"
-                                  "[device:gpu0]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n"
-                                  "[device:gpu1]\n"
-                                  "backend=sim\n"
-                                  "pool=geforce\n";
+                                  "when-full=fail\n" GPB_TEST_SIMS_IN_A_POOL_OF_3;
 
 /* ---- child processes ---------------------------------------------------- */
 
@@ -181,9 +173,7 @@ static void a_stopped_lock_holder_freezes_no_one(void)
     gpubalance_snapshot *snap = NULL;
     child holder;
 
-    gpb_test_env(pool_config);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(pool_config, &ctx, &s);
     lease = gpb_test_acquire(ctx, s);
     holder = start_child(hold_header_lock, NULL);
     g_assert_true(child_ready(&holder));
@@ -239,9 +229,7 @@ static void a_killed_lock_holder_is_replaced_at_once(void)
     gpubalance_stream *s;
     child holder;
 
-    gpb_test_env(pool_config);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(pool_config, &ctx, &s);
     holder = start_child(hold_header_lock, NULL);
     g_assert_true(child_ready(&holder));
     kill_child(&holder);
@@ -841,9 +829,7 @@ static void an_open_context_moves_to_a_reset_ledger(void)
     gpubalance_lease *lease;
     child resetter;
 
-    gpb_test_env(pool_config);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(pool_config, &ctx, &s);
     resetter = start_child(reset_in_a_child, NULL);
     g_assert_true(child_ready(&resetter));
     g_assert_cmpint(finish_child(&resetter), ==, 0);

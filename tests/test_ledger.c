@@ -376,20 +376,24 @@ static uint64_t frozen_clock(void)
     return 1000ull * 1000 * 1000 * 1000;
 }
 
-/* Dies inside the ledger's critical section, after writing half of a
- * mutation: gpu0's count says 5 sessions that hold no lock. */
+/* Dies inside the ledger's critical section, halfway through a grant: a
+ * slot of gpu0 is claimed and counted (its counts sealed, as every count
+ * change is), but the process dies before it unlocks, and its lease lock
+ * goes with it. gpu0's count says one session that holds no lock, and the
+ * counts pass their CRC (a stray write would not): only the flag tells
+ * the next process to recount. */
 static G_GNUC_NORETURN void die_inside_the_critical_section(void)
 {
+    gpb_slot_record record = {.state = GPUBALANCE_LEASE_GRANTED, .cost_milli = 1000, .pid = (int32_t)getpid()};
     gpb_ledger *ledger;
-    gpb_device_record *r;
+    int fd;
 
     if (gpb_ledger_open(NULL, &ledger) < 0 || gpb_ledger_lock(ledger) < 0)
         _exit(2);
     gpb_ledger_sweep(ledger); /* the last sweep is "now" */
-    r = gpb_ledger_device(ledger, gpb_ledger_device_index(ledger, "sim:gpu0", GPUBALANCE_BACKEND_SIM));
-    r->sessions = 5;
-    r->load_milli = 5000;
-    _exit(0); /* without unlocking: the kernel drops the lock, the flag stays */
+    if (gpb_ledger_claim(ledger, gpb_ledger_device_index(ledger, "sim:gpu0", GPUBALANCE_BACKEND_SIM), &record, &fd) < 0)
+        _exit(3);
+    _exit(0); /* without unlocking: the kernel drops the locks, the flag stays */
 }
 
 /* The next process to take the lock finds the critical-section flag set

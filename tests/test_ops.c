@@ -22,37 +22,15 @@
 #include "internal.h"
 
 /* Two sims in a pool, gpu0 with room for one session; software last. */
+/* clang-format off */
 static const char ops_config[] = "[general]\n"
                                  "discover=false\n"
                                  "order=nvenc,software\n"
-                                 "[pool:geforce]\n"
-                                 "max-sessions=3\n"
-                                 "[device:gpu0]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n"
-                                 "max-sessions=1\n"
+                                 GPB_TEST_POOL_OF_3
+                                 GPB_TEST_POOLED_SIM("gpu0") "max-sessions=1\n"
                                  "name=Sim \"quoted\" \\\\ card\n" /* "\\" in a key file: one backslash */
-                                 "[device:gpu1]\n"
-                                 "backend=sim\n"
-                                 "pool=geforce\n";
-
-static const char *bin(void)
-{
-    const char *path = g_getenv("GPUBALANCE_BIN");
-
-    g_assert_nonnull(path);
-    return path;
-}
-
-static int run(const char *const *argv, char **out, char **err)
-{
-    GError *error = NULL;
-    int status;
-
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, out, err, &status, &error))
-        g_error("spawn %s: %s", argv[0], error->message);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+                                 GPB_TEST_POOLED_SIM("gpu1");
+/* clang-format on */
 
 static gpubalance_lease *acquire_on(gpubalance_context *ctx, const char *device, const char *label, int fps)
 {
@@ -204,11 +182,11 @@ static gboolean has_sample(const char *body, const char *metric, const char *mat
 
 static JsonObject *status_json(JsonParser *parser)
 {
-    const char *argv[] = {bin(), "status", "--json", NULL};
+    const char *argv[] = {gpb_test_bin(), "status", "--json", NULL};
     char *out = NULL;
     GError *error = NULL;
 
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     if (!json_parser_load_from_data(parser, out, -1, &error))
         g_error("status --json: %s: %s", error->message, out);
     g_free(out);
@@ -220,7 +198,7 @@ static void node_exporter_serves_the_textfile_matching_status(void)
     gchar *exporter = g_find_program_in_path("prometheus-node-exporter");
     const char *dir;
     gchar *textfile_dir, *id_match, *body;
-    const char *metrics[] = {bin(), "metrics", "--textfile", NULL, NULL};
+    const char *metrics[] = {gpb_test_bin(), "metrics", "--textfile", NULL, NULL};
     gpubalance_context *ctx;
     gpubalance_lease *l[3];
     JsonParser *parser = json_parser_new();
@@ -239,7 +217,7 @@ static void node_exporter_serves_the_textfile_matching_status(void)
     l[0] = acquire_on(ctx, "sim:gpu0", "cam-a", 60); /* cost 2 */
     l[1] = acquire_on(ctx, "sim:gpu1", "cam-b", 30);
     l[2] = acquire_on(ctx, "sim:gpu1", "cam-c", 30);
-    g_assert_cmpint(run(metrics, NULL, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(metrics, NULL, NULL), ==, 0);
 
     port = free_port();
     pid = start_node_exporter(exporter, textfile_dir, port);
@@ -293,14 +271,14 @@ static void node_exporter_serves_the_textfile_matching_status(void)
  * and the file is replaced whole (no temporary left beside it). */
 static void metrics_text_follows_the_exposition_format(void)
 {
-    const char *argv[] = {bin(), "metrics", NULL};
+    const char *argv[] = {gpb_test_bin(), "metrics", NULL};
     char *out = NULL;
     gchar **lines;
     GHashTable *types = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     int samples = 0;
 
     gpb_test_env(ops_config);
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     lines = g_strsplit(out, "\n", -1);
     for (int i = 0; lines[i] && *lines[i]; i++) {
         gchar **words = g_strsplit(lines[i], " ", 4);
@@ -354,7 +332,7 @@ static const char *event_line(GPtrArray *lines, const char *kind)
 static void every_decision_is_one_structured_line(void)
 {
     GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
-    const char *log_argv[] = {bin(), "log", NULL};
+    const char *log_argv[] = {gpb_test_bin(), "log", NULL};
     gpubalance_context *ctx;
     gpubalance_stream *s;
     gpubalance_lease *a, *b, *c = NULL;
@@ -401,8 +379,20 @@ static void every_decision_is_one_structured_line(void)
     /* expiry: another process's lease ends with a SIGKILL */
     gpubalance_lease_release(a);
     {
-        const char *argv[] = {bin(), "exec",    "-c",     "h264", "-w", "640", "--height",
-                              "360", "--label", "doomed", "--",   "sh", "-c",  "echo ready; read x",
+        const char *argv[] = {gpb_test_bin(),
+                              "exec",
+                              "-c",
+                              "h264",
+                              "-w",
+                              "640",
+                              "--height",
+                              "360",
+                              "--label",
+                              "doomed",
+                              "--",
+                              "sh",
+                              "-c",
+                              "echo ready; read x",
                               NULL};
         GError *error = NULL;
 
@@ -434,7 +424,7 @@ static void every_decision_is_one_structured_line(void)
     g_assert_cmpuint(gpubalance_snapshot_counter(snap, GPUBALANCE_HOST, GPUBALANCE_COUNTER_WAITS), ==, 1);
     gpubalance_snapshot_free(snap);
     /* and `gpubalance log`, another process, shows the host's events in order */
-    g_assert_cmpint(run(log_argv, &log_out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(log_argv, &log_out, NULL), ==, 0);
     {
         static const char *const order[] = {"event=placed label=cam-a",   "event=placed label=cam-b",
                                             "event=refused label=cam-b",  "event=learned label=cam-b",
@@ -516,7 +506,7 @@ static void garbage_in_the_event_ring_is_read_safely(void)
  * second event or end the value early. */
 static void hostile_label_stays_one_quoted_value(void)
 {
-    const char *log_argv[] = {bin(), "log", NULL};
+    const char *log_argv[] = {gpb_test_bin(), "log", NULL};
     gpubalance_context *ctx;
     gpubalance_lease *lease;
     char *out = NULL;
@@ -525,7 +515,7 @@ static void hostile_label_stays_one_quoted_value(void)
     gpb_test_env(ops_config);
     ctx = gpb_test_open();
     lease = acquire_on(ctx, "sim:gpu1", "cam\nevent=expired \"x\"=y", 30);
-    g_assert_cmpint(run(log_argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(log_argv, &out, NULL), ==, 0);
     lines = g_strsplit(out, "\n", -1);
     g_assert_cmpuint(g_strv_length(lines), ==, 2); /* one line, then "" after its newline */
     gpb_assert_contains(lines[0], "event=placed label=\"cam\\nevent=expired \\\"x\\\"=y\" pid=");
@@ -539,8 +529,9 @@ static void hostile_label_stays_one_quoted_value(void)
  * new one started; placement never depends on it. */
 static void damaged_event_log_is_replaced_not_trusted(void)
 {
-    const char *log_argv[] = {bin(), "log", NULL};
-    const char *pick[] = {bin(), "pick", "-c", "h264", "-w", "640", "--height", "360", "--label", "after", NULL};
+    const char *log_argv[] = {gpb_test_bin(), "log", NULL};
+    const char *pick[] = {gpb_test_bin(), "pick", "-c",      "h264",  "-w", "640",
+                          "--height",     "360",  "--label", "after", NULL};
     gchar *ledger, *dir, *events_path = NULL, *out = NULL, *err = NULL;
     GDir *d;
     const char *name;
@@ -558,9 +549,9 @@ static void damaged_event_log_is_replaced_not_trusted(void)
     g_dir_close(d);
     g_assert_nonnull(events_path);
     g_assert_true(g_file_set_contents(events_path, "GPBEVNTS but not really", -1, NULL));
-    g_assert_cmpint(run(pick, NULL, &err), ==, 0);
+    g_assert_cmpint(gpb_test_run(pick, NULL, &err), ==, 0);
     gpb_assert_contains(err, "is damaged or not ours; moved aside");
-    g_assert_cmpint(run(log_argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(log_argv, &out, NULL), ==, 0);
     gpb_assert_contains(out, "event=placed label=after");
     d = g_dir_open(dir, 0, NULL);
     while ((name = g_dir_read_name(d)))
@@ -578,7 +569,7 @@ static void damaged_event_log_is_replaced_not_trusted(void)
  * SIGINT. */
 static void log_follow_prints_new_events_until_interrupted(void)
 {
-    const char *argv[] = {bin(), "log", "--follow", NULL};
+    const char *argv[] = {gpb_test_bin(), "log", "--follow", NULL};
     gpubalance_context *ctx;
     gpubalance_lease *lease;
     GError *error = NULL;
@@ -624,7 +615,7 @@ static char *tmux(const terminal *t, const char *const *args)
     for (int i = 0; args[i]; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    g_assert_cmpint(run(argv, &out, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
     return out;
 }
 
@@ -724,7 +715,7 @@ static void status_watch_redraws_in_a_terminal(void)
     start_server(&t, new_session);
     send_keys(&t, "echo shell-ready", TRUE);
     wait_for_pane(&t, ready, NULL);
-    command = g_strdup_printf("%s status --watch; echo watch-exit=$?", bin());
+    command = g_strdup_printf("%s status --watch; echo watch-exit=$?", gpb_test_bin());
     send_keys(&t, command, TRUE);
     wait_for_pane(&t, empty, NULL);
 
@@ -805,17 +796,17 @@ static gboolean contains(GPtrArray *list, const char *item)
 
 static void man_page_documents_every_option_of_every_command(void)
 {
-    const char *usage_argv[] = {bin(), "--help", NULL};
+    const char *usage_argv[] = {gpb_test_bin(), "--help", NULL};
     gchar *page_path = g_build_filename(g_getenv("GPB_MAN_DIR"), "gpubalance.1", NULL);
     gchar *page = NULL, *usage = NULL;
     gchar **lines;
     int commands = 0;
 
     g_assert_true(g_file_get_contents(page_path, &page, NULL, NULL));
-    g_assert_cmpint(run(usage_argv, &usage, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(usage_argv, &usage, NULL), ==, 0);
     lines = g_strsplit(usage, "\n", -1);
     for (int i = 0; lines[i]; i++) {
-        const char *help_argv[] = {bin(), NULL, "--help", NULL};
+        const char *help_argv[] = {gpb_test_bin(), NULL, "--help", NULL};
         gchar *command, *help = NULL;
         GPtrArray *from_help, *from_man;
 
@@ -823,7 +814,7 @@ static void man_page_documents_every_option_of_every_command(void)
             continue;
         command = g_strndup(lines[i] + 13, strcspn(lines[i] + 13, " "));
         help_argv[1] = command;
-        g_assert_cmpint(run(help_argv, &help, NULL), ==, 0);
+        g_assert_cmpint(gpb_test_run(help_argv, &help, NULL), ==, 0);
         from_help = help_options(help);
         from_man = man_options(page, command);
         for (guint j = 0; j < from_help->len; j++)
@@ -861,7 +852,7 @@ static void man_pages_render_cleanly(void)
         const char *argv[] = {man, "--warnings=all", "-l", path, NULL};
         char *out = NULL, *err = NULL;
 
-        g_assert_cmpint(run(argv, &out, &err), ==, 0);
+        g_assert_cmpint(gpb_test_run(argv, &out, &err), ==, 0);
         if (*err)
             g_error("%s: %s", pages[i], err);
         g_assert_cmpuint(strlen(out), >, 500);
@@ -881,7 +872,7 @@ static void tmpfiles_snippet_makes_a_directory_two_users_share(void)
 {
     gchar *tmpfiles = g_find_program_in_path("systemd-tmpfiles");
     gchar *sysusers = g_find_program_in_path("systemd-sysusers");
-    const char *pick[] = {bin(), "pick", "-c", "h264", "-w", "640", "--height", "360", NULL};
+    const char *pick[] = {gpb_test_bin(), "pick", "-c", "h264", "-w", "640", "--height", "360", NULL};
     gchar *root, *run_dir, *ledger, *group_file, *root_arg, *command;
     gchar *group_text = NULL;
     struct stat dir_st, ledger_st;
@@ -908,7 +899,7 @@ static void tmpfiles_snippet_makes_a_directory_two_users_share(void)
     {
         const char *argv[] = {"sh", "-c", command, NULL};
 
-        g_assert_cmpint(run(argv, NULL, NULL), ==, 0);
+        g_assert_cmpint(gpb_test_run(argv, NULL, NULL), ==, 0);
     }
     g_assert_true(g_file_get_contents(group_file, &group_text, NULL, NULL));
     gpb_assert_contains(group_text, "gpubalance:x:");
@@ -919,7 +910,7 @@ static void tmpfiles_snippet_makes_a_directory_two_users_share(void)
     g_assert_cmpint(dir_st.st_gid, ==, atoi(strchr(strchr(group_text, ':') + 1, ':') + 1));
 
     g_setenv("GPUBALANCE_DIR", run_dir, TRUE);
-    g_assert_cmpint(run(pick, NULL, NULL), ==, 0);
+    g_assert_cmpint(gpb_test_run(pick, NULL, NULL), ==, 0);
     ledger = g_build_filename(run_dir, "ledger", NULL);
     g_assert_cmpint(stat(ledger, &ledger_st), ==, 0);
     g_assert_cmpint(ledger_st.st_gid, ==, dir_st.st_gid);
@@ -929,18 +920,18 @@ static void tmpfiles_snippet_makes_a_directory_two_users_share(void)
      * same ledger, counters and event log */
     {
         gchar *groups = g_strdup_printf("%u", (unsigned)dir_st.st_gid);
-        const char *as_nobody[] = {"setpriv",  "--reuid", "65534",   "--regid", "65534", "--groups", groups,
-                                   "--",       bin(),     "pick",    "-c",      "h264",  "-w",       "640",
-                                   "--height", "360",     "--label", "nobody",  NULL};
-        const char *log_argv[] = {"setpriv", "--reuid", "65534", "--regid", "65534", "--groups",
-                                  groups,    "--",      bin(),   "log",     NULL};
+        const char *as_nobody[] = {"setpriv",  "--reuid",      "65534",   "--regid", "65534", "--groups", groups,
+                                   "--",       gpb_test_bin(), "pick",    "-c",      "h264",  "-w",       "640",
+                                   "--height", "360",          "--label", "nobody",  NULL};
+        const char *log_argv[] = {"setpriv", "--reuid", "65534",        "--regid", "65534", "--groups",
+                                  groups,    "--",      gpb_test_bin(), "log",     NULL};
         char *err = NULL, *out = NULL;
 
         g_assert_cmpint(chmod(test_dir, 0755), ==, 0); /* the scratch root must be reachable */
         g_assert_cmpint(chmod(root, 0755), ==, 0);
-        if (run(as_nobody, NULL, &err) != 0)
+        if (gpb_test_run(as_nobody, NULL, &err) != 0)
             g_error("pick as uid 65534 in group %s: %s", groups, err);
-        g_assert_cmpint(run(log_argv, &out, NULL), ==, 0);
+        g_assert_cmpint(gpb_test_run(log_argv, &out, NULL), ==, 0);
         gpb_assert_contains(out, "event=placed label=nobody");
         gpb_assert_contains(out, "event=placed label=\"\" pid="); /* root's pick */
         g_free(groups);

@@ -377,9 +377,7 @@ static void refusal_falls_back_and_is_learned_by_the_next_process(void)
     pid_t child;
     int wstatus;
 
-    gpb_test_env(enforcing_sim);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(enforcing_sim, &ctx, &s);
     l[0] = open_like_a_front_end(ctx, s);
     l[1] = open_like_a_front_end(ctx, s);
     l[2] = gpb_test_acquire(ctx, s);
@@ -423,9 +421,7 @@ static void learned_limit_expires(void)
 
     fake_now = gpb_boottime_ns();
     gpb_set_clock(fake_clock);
-    gpb_test_env(enforcing_sim);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(enforcing_sim, &ctx, &s);
     l[0] = open_like_a_front_end(ctx, s);
     l[1] = open_like_a_front_end(ctx, s);
     l[2] = open_like_a_front_end(ctx, s); /* refused once, learned, software */
@@ -446,6 +442,24 @@ static void learned_limit_expires(void)
     gpb_set_clock(NULL);
 }
 
+/* Two cards of a pool hold leases l[0] and l[1]; a third lease is refused
+ * by the driver for capacity (message): it falls back to software, not to
+ * the pool's other card, the pool learns a limit of 2, and a fourth stream
+ * goes straight to software. Releases the four leases. */
+static void third_session_refused_teaches_the_pool(gpubalance_context *ctx, const gpubalance_stream *s,
+                                                   gpubalance_lease *l[4], const char *message)
+{
+    l[2] = gpb_test_acquire(ctx, s);
+    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, message), ==, 0);
+    /* the other card is not tried: the pool, not the card, is at its cap */
+    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    l[3] = gpb_test_acquire(ctx, s);
+    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
+    for (int i = 0; i < 4; i++)
+        gpubalance_lease_release(l[i]);
+}
+
 static void pooled_refusal_teaches_the_pool(void)
 {
     gpubalance_context *ctx;
@@ -460,20 +474,10 @@ static void pooled_refusal_teaches_the_pool(void)
                           "[device:g1]\nbackend=nvenc\ncuda-device=1\npool=geforce\n",
                           &ctx, &s);
     l[1] = gpb_test_acquire(ctx, s);
-    l[2] = gpb_test_acquire(ctx, s);
     g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[0]), ==, 0);
     g_assert_cmpint(gpubalance_lease_cuda_ordinal(l[1]), ==, 1);
     g_assert_cmpstr(gpubalance_lease_gst_encoder(l[0]), ==, "nvcudah264enc");
-    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY,
-                                                    "OpenEncodeSessionEx failed: out of memory (10)"),
-                    ==, 0);
-    /* g1 is not tried: the pool, not the card, is at its cap */
-    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
-    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
-    l[3] = gpb_test_acquire(ctx, s);
-    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
-    for (int i = 0; i < 4; i++)
-        gpubalance_lease_release(l[i]);
+    third_session_refused_teaches_the_pool(ctx, s, l, "OpenEncodeSessionEx failed: out of memory (10)");
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
@@ -487,21 +491,15 @@ static void pooled_sim_refusal_teaches_the_pool(void)
     gpubalance_stream *s;
     gpubalance_lease *l[4];
 
-    gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
-                 "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n");
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    for (int i = 0; i < 3; i++)
+    gpb_test_setup("[general]\ndiscover=false\norder=nvenc,software\n[pool:geforce]\n"
+                   "[device:g0]\nbackend=sim\npool=geforce\n[device:g1]\nbackend=sim\npool=geforce\n",
+                   &ctx, &s);
+    for (int i = 0; i < 2; i++)
         l[i] = gpb_test_acquire(ctx, s);
-    g_assert_cmpint(gpubalance_lease_report_failure(&l[2], GPUBALANCE_FAILURE_CAPACITY, "out of memory (10)"), ==, 0);
-    g_assert_cmpstr(gpubalance_lease_device(l[2]), ==, "software");
-    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 2);
+    third_session_refused_teaches_the_pool(ctx, s, l, "out of memory (10)");
+    /* the pool learned, not the card */
     g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g0"), ==, -1);
     g_assert_cmpint(gpb_test_learned_limit(ctx, "sim:g1"), ==, -1);
-    l[3] = gpb_test_acquire(ctx, s);
-    g_assert_cmpstr(gpubalance_lease_device(l[3]), ==, "software");
-    for (int i = 0; i < 4; i++)
-        gpubalance_lease_release(l[i]);
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
@@ -554,9 +552,7 @@ static void two_hundred_fifty_six_devices_each_take_a_stream(void)
     gpubalance_context *ctx;
     gpubalance_stream *s;
 
-    gpb_test_env(config);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(config, &ctx, &s);
     for (int i = 0; i < GPB_MAX_DEVICES - 1; i++) {
         l[i] = gpb_test_acquire(ctx, s);
         g_assert_true(g_str_has_prefix(gpubalance_lease_device(l[i]), "sim:d"));
@@ -596,9 +592,7 @@ static void forced_device_is_used_or_named_as_missing(void)
     gpubalance_stream *s;
     gpubalance_lease *l = NULL;
 
-    gpb_test_env(two_sims_in_a_pool);
-    ctx = gpb_test_open();
-    s = gpb_test_stream("h264", 1920, 1080, 30);
+    gpb_test_setup(two_sims_in_a_pool, &ctx, &s);
     gpubalance_stream_set_device(s, "sim:gpu1");
     l = gpb_test_acquire(ctx, s);
     g_assert_cmpstr(gpubalance_lease_device(l), ==, "sim:gpu1");
@@ -687,6 +681,7 @@ static void balanced_keeps_unlike_devices_closest(void)
         dev("small", GPUBALANCE_BACKEND_NVENC, 2, GPB_NO_LIMIT),
     };
     gpb_policy_request r = request(GPUBALANCE_POLICY_BALANCED);
+    gpb_policy_result result;
 
     d[0].budget = 32;
     d[0].load = 16; /* 50% */
@@ -694,7 +689,12 @@ static void balanced_keeps_unlike_devices_closest(void)
     d[1].load = 6.4; /* 40% */
     r.cost = 4;
     /* big: 62.5% and 40%, spread 0.225; small: 50% and 65%, spread 0.15 */
-    g_assert_cmpint(choose(d, 2, NULL, &r), ==, 1);
+    gpb_policy_choose(d, 2, NULL, &r, &result);
+    g_assert_cmpint(result.device, ==, 1);
+    /* the reason says what was compared, not "least loaded" (it is not) */
+    g_assert_cmpstr(result.reason, ==,
+                    "balanced: device with room leaving the smallest spread of utilisation in its group "
+                    "(spread 0.15, its utilisation 0.65 after this stream)");
     /* with like devices it is the least utilised, as before */
     d[1].budget = 32;
     d[1].load = 12.8;

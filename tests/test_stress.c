@@ -164,16 +164,7 @@ static int ticks[2] = {-1, -1};
 
 static const char churn_config[] = "[general]\n"
                                    "discover=false\n"
-                                   "order=nvenc,vaapi,software\n"
-                                   "[pool:geforce]\n"
-                                   "max-sessions=3\n"
-                                   "[device:gpu0]\n"
-                                   "backend=sim\n"
-                                   "pool=geforce\n"
-                                   "[device:gpu1]\n"
-                                   "backend=sim\n"
-                                   "pool=geforce\n"
-                                   "[device:bulk]\n"
+                                   "order=nvenc,vaapi,software\n" GPB_TEST_SIMS_IN_A_POOL_OF_3 "[device:bulk]\n"
                                    "backend=sim\n"
                                    "imitates=vaapi\n"
                                    "max-sessions=4096\n";

@@ -19,10 +19,12 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build-test}
 shift || true
 
+# -Dtest_hooks=true: the stand-in suite's programs find the stand-in NVIDIA
+# driver tree through GPUBALANCE_NVIDIA_ROOT, which only test builds read.
 if [ -d "$build_dir" ]; then
-    meson setup --reconfigure "$build_dir" "$@" -Dffmpeg= >/dev/null
+    meson setup --reconfigure "$build_dir" -Dtest_hooks=true "$@" -Dffmpeg= >/dev/null
 else
-    meson setup "$build_dir" "$@"
+    meson setup "$build_dir" -Dtest_hooks=true "$@"
 fi
 meson compile -C "$build_dir"
 

@@ -2,10 +2,7 @@
  * placements, fallbacks, refusals, learned limits, waits, rejections and
  * expiries, from the bounded ring kept beside the ledger. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -41,34 +38,16 @@ static void keep_event(const gpubalance_event *event, void *user_data)
 /* Prints what is logged from now on, until SIGINT or SIGTERM. */
 static int follow(gpubalance_context *ctx, uint64_t seen)
 {
-    gpubalance_watch *watch = NULL;
-    int signals = cli_signal_fd();
-    int status;
+    cli_watcher w;
+    int rc;
 
-    if (signals < 0) {
-        fprintf(stderr, "gpubalance log: cannot catch signals: %s\n", g_strerror(errno));
-        return EXIT_FAILURE;
-    }
-    if ((status = gpubalance_watch_new(ctx, &watch)) < 0) {
-        close(signals);
-        return cli_fail("log", status);
-    }
-    for (;;) {
-        struct pollfd fds[2] = {
-            {.fd = gpubalance_watch_fd(watch), .events = POLLIN},
-            {.fd = signals, .events = POLLIN},
-        };
-
-        gpubalance_watch_drain(watch);
+    if ((rc = cli_watcher_open(&w, ctx, "log")) != 0)
+        return rc;
+    do {
         seen = gpubalance_events_read(ctx, seen, print_event, NULL);
         fflush(stdout);
-        while (poll(fds, 2, -1) < 0 && errno == EINTR)
-            ;
-        if (fds[1].revents)
-            break;
-    }
-    gpubalance_watch_free(watch);
-    close(signals);
+    } while (cli_watcher_wait(&w));
+    cli_watcher_close(&w);
     return EXIT_SUCCESS;
 }
 
@@ -82,34 +61,29 @@ int cmd_log(int argc, char **argv)
          NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *octx = g_option_context_new("- the host's placements, refusals and expiries");
-    gpubalance_context *ctx = NULL;
+    cli_command cmd = {.name = "log",
+                       .parameter = "- the host's placements, refusals and expiries",
+                       .entries = entries,
+                       .open = CLI_OPEN_LATER};
     GPtrArray *kept;
     uint64_t seen;
-    int status, rc;
+    int rc;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if ((rc = cli_parse_options(octx, "log", &argc, &argv)) != 0)
-        goto out;
+    if ((rc = cli_start(&cmd, &argc, &argv)) != 0)
+        return cli_end(&cmd, rc);
     if (lines < 0) {
-        rc = EXIT_USAGE;
         fprintf(stderr, "gpubalance: log: --lines %d: not a count of lines\n", lines);
-        goto out;
+        return cli_end(&cmd, EXIT_USAGE);
     }
-    if ((status = gpubalance_context_open(NULL, &ctx)) < 0) {
-        rc = cli_fail("log", status);
-        goto out;
-    }
+    if ((rc = cli_open(&cmd, 0)) != 0)
+        return cli_end(&cmd, rc);
     kept = g_ptr_array_new_with_free_func(g_free);
-    seen = gpubalance_events_read(ctx, 0, keep_event, kept);
+    seen = gpubalance_events_read(cmd.ctx, 0, keep_event, kept);
     for (guint i = lines > 0 && kept->len > (guint)lines ? kept->len - (guint)lines : 0; i < kept->len; i++)
         printf("%s\n", (const char *)g_ptr_array_index(kept, i));
     g_ptr_array_unref(kept);
     fflush(stdout);
     if (follow_on)
-        rc = follow(ctx, seen);
-out:
-    gpubalance_context_close(ctx);
-    g_option_context_free(octx);
-    return rc;
+        rc = follow(cmd.ctx, seen);
+    return cli_end(&cmd, rc);
 }

@@ -19,7 +19,6 @@
 
 /* shared with the other files of the command (cli.h) */
 #define fail cli_fail
-#define parse_options cli_parse_options
 
 /* ---- text from elsewhere ------------------------------------------------
  *
@@ -102,10 +101,11 @@ static int usage_error(GOptionContext *octx, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* Ends the builder's top object, prints it and frees the builder. */
 static void print_json(JsonBuilder *builder, gboolean pretty)
 {
     JsonGenerator *gen = json_generator_new();
-    JsonNode *root = json_builder_get_root(builder);
+    JsonNode *root = json_builder_get_root(json_builder_end_object(builder));
     gchar *text;
 
     json_generator_set_root(gen, root);
@@ -116,6 +116,7 @@ static void print_json(JsonBuilder *builder, gboolean pretty)
     g_free(text);
     json_node_unref(root);
     g_object_unref(gen);
+    g_object_unref(builder);
 }
 
 /* Adds text as a JSON string, made valid UTF-8. */
@@ -125,6 +126,22 @@ static void add_text(JsonBuilder *b, const char *value)
 
     json_builder_add_string_value(b, valid);
     g_free(valid);
+}
+
+/* Starts a member of an object: member(b, "key") then its value. */
+static JsonBuilder *member(JsonBuilder *b, const char *key)
+{
+    return json_builder_set_member_name(b, key);
+}
+
+/* A limit: null where there is none (negative). */
+static void member_limit(JsonBuilder *b, const char *key, int value)
+{
+    json_builder_set_member_name(b, key);
+    if (value >= 0)
+        json_builder_add_int_value(b, value);
+    else
+        json_builder_add_null_value(b);
 }
 
 static void add_string_or_null(JsonBuilder *b, const char *key, const char *value)
@@ -138,8 +155,7 @@ static void add_string_or_null(JsonBuilder *b, const char *key, const char *valu
 
 static void add_codecs(JsonBuilder *b, unsigned codecs)
 {
-    json_builder_set_member_name(b, "codecs");
-    json_builder_begin_array(b);
+    json_builder_begin_array(member(b, "codecs"));
     for (int c = 0; c < GPUBALANCE_N_CODECS; c++)
         if (codecs & (1u << c))
             json_builder_add_string_value(b, gpubalance_codec_name((gpubalance_codec)c));
@@ -166,21 +182,45 @@ static gchar *iso_time(int64_t unix_ms)
     return text;
 }
 
-/* Parses a command's options; a bad option or a stray argument prints
- * the problem and the command's help. Returns 0 or EXIT_USAGE. */
-int cli_parse_options(GOptionContext *octx, const char *command, int *argc, char ***argv)
+/* ---- a subcommand's start and end (cli.h) ------------------------------ */
+
+int cli_start(cli_command *cmd, int *argc, char ***argv)
 {
     GError *error = NULL;
 
-    if (!g_option_context_parse(octx, argc, argv, &error)) {
-        int rc = usage_error(octx, "%s: %s", command, error->message);
+    cmd->octx = g_option_context_new(cmd->parameter);
+    g_option_context_add_main_entries(cmd->octx, cmd->entries, NULL);
+    if (!g_option_context_parse(cmd->octx, argc, argv, &error)) {
+        int rc = usage_error(cmd->octx, "%s: %s", cmd->name, error->message);
 
         g_error_free(error);
         return rc;
     }
     if (*argc > 1)
-        return usage_error(octx, "%s: unexpected argument '%s'", command, (*argv)[1]);
-    return 0;
+        return usage_error(cmd->octx, "%s: unexpected argument '%s'", cmd->name, (*argv)[1]);
+    return cmd->open == CLI_OPEN_CONTEXT ? cli_open(cmd, 0) : 0;
+}
+
+int cli_open(cli_command *cmd, unsigned flags)
+{
+    int status = gpubalance_context_open_with_flags(NULL, flags, &cmd->ctx);
+
+    return status < 0 ? fail(cmd->name, status) : 0;
+}
+
+int cli_snapshot(const cli_command *cmd, gpubalance_snapshot **snap)
+{
+    int status = gpubalance_snapshot_take(cmd->ctx, snap);
+
+    return status < 0 ? fail(cmd->name, status) : 0;
+}
+
+int cli_end(cli_command *cmd, int rc)
+{
+    gpubalance_context_close(cmd->ctx);
+    if (cmd->octx)
+        g_option_context_free(cmd->octx);
+    return rc;
 }
 
 /* ---- status ----------------------------------------------------------- */
@@ -188,45 +228,29 @@ int cli_parse_options(GOptionContext *octx, const char *command, int *argc, char
 static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
 {
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "id");
-    add_text(b, d->id);
-    json_builder_set_member_name(b, "backend");
-    json_builder_add_string_value(b, gpubalance_backend_name(d->backend));
+    add_text(member(b, "id"), d->id);
+    json_builder_add_string_value(member(b, "backend"), gpubalance_backend_name(d->backend));
     add_string_or_null(b, "name", d->name);
     add_codecs(b, d->codecs);
-    json_builder_set_member_name(b, "sessions");
-    json_builder_add_int_value(b, d->sessions);
-    json_builder_set_member_name(b, "max_sessions");
-    json_builder_add_int_value(b, d->max_sessions);
-    json_builder_set_member_name(b, "foreign_sessions");
-    json_builder_add_int_value(b, d->foreign_sessions);
-    json_builder_set_member_name(b, "load");
-    json_builder_add_double_value(b, d->load);
-    json_builder_set_member_name(b, "budget");
-    json_builder_add_double_value(b, d->budget);
+    json_builder_add_int_value(member(b, "sessions"), d->sessions);
+    json_builder_add_int_value(member(b, "max_sessions"), d->max_sessions);
+    json_builder_add_int_value(member(b, "foreign_sessions"), d->foreign_sessions);
+    json_builder_add_double_value(member(b, "load"), d->load);
+    json_builder_add_double_value(member(b, "budget"), d->budget);
     add_string_or_null(b, "pool", d->pool);
-    json_builder_set_member_name(b, "learned_limit");
-    if (d->learned_limit >= 0)
-        json_builder_add_int_value(b, d->learned_limit);
-    else
-        json_builder_add_null_value(b);
+    member_limit(b, "learned_limit", d->learned_limit);
     if (d->backend == GPUBALANCE_BACKEND_SIM) {
-        json_builder_set_member_name(b, "imitates");
-        json_builder_add_string_value(b, gpubalance_backend_name(d->order_backend));
-        json_builder_set_member_name(b, "enforce_sessions");
-        json_builder_add_int_value(b, d->enforce_sessions);
+        json_builder_add_string_value(member(b, "imitates"), gpubalance_backend_name(d->order_backend));
+        json_builder_add_int_value(member(b, "enforce_sessions"), d->enforce_sessions);
     }
     if (d->backend == GPUBALANCE_BACKEND_NVENC) {
-        json_builder_set_member_name(b, "cuda_ordinal");
-        json_builder_add_int_value(b, d->cuda_ordinal);
+        json_builder_add_int_value(member(b, "cuda_ordinal"), d->cuda_ordinal);
         add_string_or_null(b, "gpu_uuid", d->gpu_uuid);
     }
     if (d->backend == GPUBALANCE_BACKEND_VAAPI)
         add_string_or_null(b, "render_node", d->render_node);
-    json_builder_set_member_name(b, "declared");
-    json_builder_add_boolean_value(b, d->declared);
-    json_builder_set_member_name(b, "offered");
-    json_builder_add_boolean_value(b, d->not_offered_why == NULL);
+    json_builder_add_boolean_value(member(b, "declared"), d->declared);
+    json_builder_add_boolean_value(member(b, "offered"), d->not_offered_why == NULL);
     if (d->not_offered_why)
         add_string_or_null(b, "not_offered_why", d->not_offered_why);
     if (d->pci_bus_id)
@@ -241,30 +265,28 @@ static void lease_json(JsonBuilder *b, const gpubalance_lease_info *l)
     gchar *since = iso_time(l->since_unix_ms);
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "device");
-    add_text(b, l->device);
-    json_builder_set_member_name(b, "pid");
-    json_builder_add_int_value(b, l->pid);
-    json_builder_set_member_name(b, "codec");
-    json_builder_add_string_value(b, gpubalance_codec_name(l->codec));
-    json_builder_set_member_name(b, "width");
-    json_builder_add_int_value(b, l->width);
-    json_builder_set_member_name(b, "height");
-    json_builder_add_int_value(b, l->height);
-    json_builder_set_member_name(b, "fps");
-    json_builder_add_double_value(b, l->fps);
-    json_builder_set_member_name(b, "cost");
-    json_builder_add_double_value(b, l->cost);
-    json_builder_set_member_name(b, "state");
-    json_builder_add_string_value(b, gpubalance_lease_state_name(l->state));
-    json_builder_set_member_name(b, "label");
-    add_text(b, l->label);
-    json_builder_set_member_name(b, "since");
-    json_builder_add_string_value(b, since);
-    json_builder_set_member_name(b, "pid_namespace");
-    json_builder_add_int_value(b, (gint64)l->pid_namespace);
+    add_text(member(b, "device"), l->device);
+    json_builder_add_int_value(member(b, "pid"), l->pid);
+    json_builder_add_string_value(member(b, "codec"), gpubalance_codec_name(l->codec));
+    json_builder_add_int_value(member(b, "width"), l->width);
+    json_builder_add_int_value(member(b, "height"), l->height);
+    json_builder_add_double_value(member(b, "fps"), l->fps);
+    json_builder_add_double_value(member(b, "cost"), l->cost);
+    json_builder_add_string_value(member(b, "state"), gpubalance_lease_state_name(l->state));
+    add_text(member(b, "label"), l->label);
+    json_builder_add_string_value(member(b, "since"), since);
+    json_builder_add_int_value(member(b, "pid_namespace"), (gint64)l->pid_namespace);
     json_builder_end_object(b);
     g_free(since);
+}
+
+/* "devices": [...], as status and probe print them */
+static void devices_json(JsonBuilder *b, const gpubalance_snapshot *snap)
+{
+    json_builder_begin_array(member(b, "devices"));
+    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
+        device_json(b, gpubalance_snapshot_device(snap, i));
+    json_builder_end_array(b);
 }
 
 static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
@@ -272,39 +294,24 @@ static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
     JsonBuilder *b = json_builder_new();
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "devices");
-    json_builder_begin_array(b);
-    for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-        device_json(b, gpubalance_snapshot_device(snap, i));
-    json_builder_end_array(b);
-    json_builder_set_member_name(b, "pools");
-    json_builder_begin_array(b);
+    devices_json(b, snap);
+    json_builder_begin_array(member(b, "pools"));
     for (size_t i = 0; i < gpubalance_snapshot_n_pools(snap); i++) {
         const gpubalance_pool_info *p = gpubalance_snapshot_pool(snap, i);
 
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        add_text(b, p->name);
-        json_builder_set_member_name(b, "sessions");
-        json_builder_add_int_value(b, p->sessions);
-        json_builder_set_member_name(b, "max_sessions");
-        json_builder_add_int_value(b, p->max_sessions);
-        json_builder_set_member_name(b, "learned_limit");
-        if (p->learned_limit >= 0)
-            json_builder_add_int_value(b, p->learned_limit);
-        else
-            json_builder_add_null_value(b);
+        add_text(member(b, "name"), p->name);
+        json_builder_add_int_value(member(b, "sessions"), p->sessions);
+        json_builder_add_int_value(member(b, "max_sessions"), p->max_sessions);
+        member_limit(b, "learned_limit", p->learned_limit);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "leases");
-    json_builder_begin_array(b);
+    json_builder_begin_array(member(b, "leases"));
     for (size_t i = 0; i < gpubalance_snapshot_n_leases(snap); i++)
         lease_json(b, gpubalance_snapshot_lease(snap, i));
     json_builder_end_array(b);
-    json_builder_end_object(b);
     print_json(b, pretty);
-    g_object_unref(b);
 }
 
 static gchar *limit_text(int max_sessions, int learned)
@@ -370,36 +377,22 @@ static int cmd_status(int argc, char **argv)
         {"watch", 0, 0, G_OPTION_ARG_NONE, &watch, "Redraw whenever a lease is taken or ends, until interrupted", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *octx = g_option_context_new("- devices, pools, leases and foreign load");
-    gpubalance_context *ctx = NULL;
-    int status, rc = EXIT_SUCCESS;
+    cli_command cmd = {.name = "status", .parameter = "- devices, pools, leases and foreign load", .entries = entries};
+    gpubalance_snapshot *snap;
+    int rc;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if ((rc = parse_options(octx, "status", &argc, &argv)) != 0)
-        goto out;
-    if ((status = gpubalance_context_open(NULL, &ctx)) < 0) {
-        rc = fail("status", status);
-        goto out;
-    }
-    if (watch) {
-        rc = cli_watch_status(ctx, json, print_status);
-    } else {
-        gpubalance_snapshot *snap;
-
-        if ((status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
-            rc = fail("status", status);
-            goto out;
-        }
-        if (json)
-            status_json(snap, TRUE);
-        else
-            status_text(snap);
-        gpubalance_snapshot_free(snap);
-    }
-out:
-    gpubalance_context_close(ctx);
-    g_option_context_free(octx);
-    return rc;
+    if ((rc = cli_start(&cmd, &argc, &argv)) != 0)
+        return cli_end(&cmd, rc);
+    if (watch)
+        return cli_end(&cmd, cli_watch_status(cmd.ctx, json, print_status));
+    if ((rc = cli_snapshot(&cmd, &snap)) != 0)
+        return cli_end(&cmd, rc);
+    if (json)
+        status_json(snap, TRUE);
+    else
+        status_text(snap);
+    gpubalance_snapshot_free(snap);
+    return cli_end(&cmd, EXIT_SUCCESS);
 }
 
 /* ---- probe ------------------------------------------------------------ */
@@ -412,38 +405,31 @@ static int cmd_probe(int argc, char **argv)
         {"refresh", 0, 0, G_OPTION_ARG_NONE, &refresh, "Probe the hardware again, ignoring the cache", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *octx = g_option_context_new("- what discovery found, and why not");
-    gpubalance_context *ctx = NULL;
-    gpubalance_snapshot *snap = NULL;
-    int status, rc = EXIT_SUCCESS;
+    cli_command cmd = {.name = "probe",
+                       .parameter = "- what discovery found, and why not",
+                       .entries = entries,
+                       .open = CLI_OPEN_LATER};
+    gpubalance_snapshot *snap;
+    gpubalance_context *ctx;
+    int rc;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if ((rc = parse_options(octx, "probe", &argc, &argv)) != 0)
-        goto out;
-    if ((status = gpubalance_context_open_with_flags(NULL, refresh ? GPUBALANCE_OPEN_REFRESH_PROBES : 0, &ctx)) < 0 ||
-        (status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
-        rc = fail("probe", status);
-        goto out;
-    }
+    if ((rc = cli_start(&cmd, &argc, &argv)) != 0 ||
+        (rc = cli_open(&cmd, refresh ? GPUBALANCE_OPEN_REFRESH_PROBES : 0)) != 0 ||
+        (rc = cli_snapshot(&cmd, &snap)) != 0)
+        return cli_end(&cmd, rc);
+    ctx = cmd.ctx;
     if (json) {
         JsonBuilder *b = json_builder_new();
 
         json_builder_begin_object(b);
         add_string_or_null(b, "config", gpubalance_context_config_path(ctx));
         add_string_or_null(b, "ledger", gpubalance_context_ledger_path(ctx));
-        json_builder_set_member_name(b, "devices");
-        json_builder_begin_array(b);
-        for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
-            device_json(b, gpubalance_snapshot_device(snap, i));
-        json_builder_end_array(b);
-        json_builder_set_member_name(b, "notes");
-        json_builder_begin_array(b);
+        devices_json(b, snap);
+        json_builder_begin_array(member(b, "notes"));
         for (size_t i = 0; i < gpubalance_context_n_notes(ctx); i++)
             add_text(b, gpubalance_context_note(ctx, i));
         json_builder_end_array(b);
-        json_builder_end_object(b);
         print_json(b, TRUE);
-        g_object_unref(b);
     } else {
         GPtrArray *text = g_ptr_array_new_with_free_func(g_free);
 
@@ -465,11 +451,8 @@ static int cmd_probe(int argc, char **argv)
             printf("note: %s\n", shown(text, gpubalance_context_note(ctx, i)));
         g_ptr_array_unref(text);
     }
-out:
     gpubalance_snapshot_free(snap);
-    gpubalance_context_close(ctx);
-    g_option_context_free(octx);
-    return rc;
+    return cli_end(&cmd, EXIT_SUCCESS);
 }
 
 /* ---- pick and exec ---------------------------------------------------- */
@@ -489,9 +472,12 @@ typedef struct {
     gboolean json;
 } pick_options;
 
-static void add_pick_entries(GOptionContext *octx, pick_options *o, gboolean with_json)
+#define N_PICK_ENTRIES 13 /* the terminator included */
+
+/* pick's options into entries (exec's: the same without --json). */
+static void pick_entries(pick_options *o, gboolean with_json, GOptionEntry entries[N_PICK_ENTRIES])
 {
-    GOptionEntry entries[] = {
+    const GOptionEntry all[N_PICK_ENTRIES] = {
         {"codec", 'c', 0, G_OPTION_ARG_STRING, &o->codec, "Codec: h264, hevc, av1 (required)", "C"},
         {"width", 'w', 0, G_OPTION_ARG_INT, &o->width, "Width in pixels (required)", "W"},
         {"height", 0, 0, G_OPTION_ARG_INT, &o->height, "Height in pixels (required)", "H"},
@@ -508,9 +494,9 @@ static void add_pick_entries(GOptionContext *octx, pick_options *o, gboolean wit
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
 
+    memcpy(entries, all, sizeof(all));
     if (!with_json)
-        entries[G_N_ELEMENTS(entries) - 2] = entries[G_N_ELEMENTS(entries) - 1];
-    g_option_context_add_main_entries(octx, entries, NULL);
+        entries[N_PICK_ENTRIES - 2] = entries[N_PICK_ENTRIES - 1];
 }
 
 static void pick_options_clear(pick_options *o)
@@ -554,25 +540,17 @@ static void print_pick(const gpubalance_lease *lease, gboolean json)
         JsonBuilder *b = json_builder_new();
 
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "device");
-        add_text(b, gpubalance_lease_device(lease));
-        json_builder_set_member_name(b, "backend");
-        json_builder_add_string_value(b, gpubalance_backend_name(gpubalance_lease_backend(lease)));
-        json_builder_set_member_name(b, "reason");
-        add_text(b, gpubalance_lease_reason(lease));
-        json_builder_set_member_name(b, "ffmpeg_encoder");
-        json_builder_add_string_value(b, gpubalance_lease_ffmpeg_encoder(lease));
-        json_builder_set_member_name(b, "gst_encoder");
-        json_builder_add_string_value(b, gpubalance_lease_gst_encoder(lease));
+        add_text(member(b, "device"), gpubalance_lease_device(lease));
+        json_builder_add_string_value(member(b, "backend"), gpubalance_backend_name(gpubalance_lease_backend(lease)));
+        add_text(member(b, "reason"), gpubalance_lease_reason(lease));
+        json_builder_add_string_value(member(b, "ffmpeg_encoder"), gpubalance_lease_ffmpeg_encoder(lease));
+        json_builder_add_string_value(member(b, "gst_encoder"), gpubalance_lease_gst_encoder(lease));
         if (gpubalance_lease_cuda_ordinal(lease) >= 0) {
-            json_builder_set_member_name(b, "cuda_ordinal");
-            json_builder_add_int_value(b, gpubalance_lease_cuda_ordinal(lease));
+            json_builder_add_int_value(member(b, "cuda_ordinal"), gpubalance_lease_cuda_ordinal(lease));
         }
         if (gpubalance_lease_render_node(lease))
             add_string_or_null(b, "render_node", gpubalance_lease_render_node(lease));
-        json_builder_end_object(b);
         print_json(b, FALSE);
-        g_object_unref(b);
         return;
     }
     {
@@ -587,34 +565,59 @@ static void print_pick(const gpubalance_lease *lease, gboolean json)
     }
 }
 
+/* pick and exec: the stream from the options, placed. */
+typedef struct {
+    pick_options o;
+    GOptionEntry entries[N_PICK_ENTRIES];
+    cli_command cmd;
+    gpubalance_stream *stream;
+    gpubalance_lease *lease;
+} placement;
+
+static int placement_start(placement *p, const char *name, const char *parameter, gboolean with_json, int *argc,
+                           char ***argv)
+{
+    p->o.wait_timeout = -1;
+    pick_entries(&p->o, with_json, p->entries);
+    p->cmd = (cli_command){.name = name, .parameter = parameter, .entries = p->entries, .open = CLI_OPEN_LATER};
+    return cli_start(&p->cmd, argc, argv);
+}
+
+/* Builds the stream (labelled default_label unless --label says), then
+ * opens the context and takes the lease: a bad stream is a usage error
+ * whatever the ledger's state. */
+static int placement_acquire(placement *p, const char *default_label)
+{
+    int rc, status;
+
+    if ((rc = stream_from_options(p->cmd.octx, &p->o, &p->stream)) != 0)
+        return rc;
+    if (!p->o.label && default_label)
+        gpubalance_stream_set_label(p->stream, default_label);
+    if ((rc = cli_open(&p->cmd, 0)) != 0)
+        return rc;
+    if ((status = gpubalance_lease_acquire(p->cmd.ctx, p->stream, &p->lease)) < 0)
+        return fail(p->cmd.name, status);
+    return 0;
+}
+
+static int placement_end(placement *p, int rc)
+{
+    gpubalance_lease_release(p->lease);
+    gpubalance_stream_free(p->stream);
+    pick_options_clear(&p->o);
+    return cli_end(&p->cmd, rc);
+}
+
 static int cmd_pick(int argc, char **argv)
 {
-    pick_options o = {.wait_timeout = -1};
-    GOptionContext *octx = g_option_context_new("- what would be chosen for this stream now");
-    gpubalance_context *ctx = NULL;
-    gpubalance_stream *stream = NULL;
-    gpubalance_lease *lease = NULL;
-    int status, rc;
+    placement p = {0};
+    int rc;
 
-    add_pick_entries(octx, &o, TRUE);
-    if ((rc = parse_options(octx, "pick", &argc, &argv)) != 0)
-        goto out;
-    if ((rc = stream_from_options(octx, &o, &stream)) != 0)
-        goto out;
-    if ((status = gpubalance_context_open(NULL, &ctx)) < 0 ||
-        (status = gpubalance_lease_acquire(ctx, stream, &lease)) < 0) {
-        rc = fail("pick", status);
-        goto out;
-    }
-    print_pick(lease, o.json);
-    rc = EXIT_SUCCESS;
-out:
-    gpubalance_lease_release(lease);
-    gpubalance_stream_free(stream);
-    gpubalance_context_close(ctx);
-    pick_options_clear(&o);
-    g_option_context_free(octx);
-    return rc;
+    if ((rc = placement_start(&p, "pick", "- what would be chosen for this stream now", TRUE, &argc, &argv)) == 0 &&
+        (rc = placement_acquire(&p, NULL)) == 0)
+        print_pick(p.lease, p.o.json);
+    return placement_end(&p, rc);
 }
 
 /* CUDA_VISIBLE_DEVICES narrowed to the leased GPU: its UUID where known
@@ -660,51 +663,33 @@ static void export_lease(const gpubalance_lease *lease, int fd)
 
 static int cmd_exec(int argc, char **argv)
 {
-    pick_options o = {.wait_timeout = -1};
-    GOptionContext *octx = g_option_context_new("[OPTIONS] -- CMD [ARGS...] - hold a lease for CMD's lifetime");
-    gpubalance_context *ctx = NULL;
-    gpubalance_stream *stream = NULL;
-    gpubalance_lease *lease = NULL;
-    char **cmd = NULL;
-    int status, rc, fd;
+    placement p = {0};
+    char **child = NULL;
+    int rc, fd, exec_errno;
 
     /* Everything after "--" is the command, untouched by option parsing. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
-            cmd = &argv[i + 1];
+            child = &argv[i + 1];
             argc = i;
             break;
         }
     }
-    add_pick_entries(octx, &o, FALSE);
-    if ((rc = parse_options(octx, "exec", &argc, &argv)) != 0)
-        goto out;
-    if (!cmd || !cmd[0]) {
-        rc = usage_error(octx, "exec: no command; write it after --, as in: gpubalance exec --codec h264 "
-                               "--width 1920 --height 1080 -- ffmpeg ...");
-        goto out;
-    }
-    if ((rc = stream_from_options(octx, &o, &stream)) != 0)
-        goto out;
-    if (!o.label)
-        gpubalance_stream_set_label(stream, cmd[0]);
-    if ((status = gpubalance_context_open(NULL, &ctx)) < 0 ||
-        (status = gpubalance_lease_acquire(ctx, stream, &lease)) < 0 ||
-        (status = fd = gpubalance_lease_keep_across_exec(lease)) < 0) {
-        rc = fail("exec", status);
-        goto out;
-    }
-    export_lease(lease, fd);
-    execvp(cmd[0], cmd);
-    fprintf(stderr, "gpubalance exec: cannot run %s: %s\n", cmd[0], g_strerror(errno));
-    rc = errno == ENOENT ? 127 : 126;
-out:
-    gpubalance_lease_release(lease);
-    gpubalance_stream_free(stream);
-    gpubalance_context_close(ctx);
-    pick_options_clear(&o);
-    g_option_context_free(octx);
-    return rc;
+    if ((rc = placement_start(&p, "exec", "[OPTIONS] -- CMD [ARGS...] - hold a lease for CMD's lifetime", FALSE, &argc,
+                              &argv)) != 0)
+        return placement_end(&p, rc);
+    if (!child || !child[0])
+        return placement_end(&p, usage_error(p.cmd.octx, "exec: no command; write it after --, as in: gpubalance "
+                                                         "exec --codec h264 --width 1920 --height 1080 -- ffmpeg ..."));
+    if ((rc = placement_acquire(&p, child[0])) != 0)
+        return placement_end(&p, rc);
+    if ((fd = gpubalance_lease_keep_across_exec(p.lease)) < 0)
+        return placement_end(&p, fail("exec", fd));
+    export_lease(p.lease, fd);
+    execvp(child[0], child);
+    exec_errno = errno;
+    fprintf(stderr, "gpubalance exec: cannot run %s: %s\n", child[0], g_strerror(exec_errno));
+    return placement_end(&p, exec_errno == ENOENT ? 127 : 126);
 }
 
 /* ---- reset ------------------------------------------------------------ */
@@ -716,19 +701,19 @@ static int cmd_reset(int argc, char **argv)
         {"force", 0, 0, G_OPTION_ARG_NONE, &force, "Start a new ledger even while leases are live", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *octx = g_option_context_new("- rebuild a damaged or stale ledger");
-    int status, rc = EXIT_SUCCESS;
+    /* no context: a damaged ledger may not open */
+    cli_command cmd = {.name = "reset",
+                       .parameter = "- rebuild a damaged or stale ledger",
+                       .entries = entries,
+                       .open = CLI_OPEN_LATER};
+    int status, rc;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if ((rc = parse_options(octx, "reset", &argc, &argv)) != 0) {
-        /* printed */
-    } else if ((status = gpubalance_ledger_reset(force)) < 0) {
-        rc = fail("reset", status);
-    } else {
-        printf("ledger reset\n");
-    }
-    g_option_context_free(octx);
-    return rc;
+    if ((rc = cli_start(&cmd, &argc, &argv)) != 0)
+        return cli_end(&cmd, rc);
+    if ((status = gpubalance_ledger_reset(force)) < 0)
+        return cli_end(&cmd, fail("reset", status));
+    printf("ledger reset\n");
+    return cli_end(&cmd, EXIT_SUCCESS);
 }
 
 /* ---- main ------------------------------------------------------------- */

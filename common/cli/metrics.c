@@ -238,31 +238,23 @@ int cmd_metrics(int argc, char **argv)
          "Write DIR/" TEXTFILE_NAME " atomically (for node_exporter's textfile collector) instead of printing", "DIR"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *octx = g_option_context_new("- the host's state and counters for Prometheus");
-    gpubalance_context *ctx = NULL;
-    gpubalance_snapshot *snap = NULL;
-    gchar *text = NULL;
-    int status, rc;
+    cli_command cmd = {
+        .name = "metrics", .parameter = "- the host's state and counters for Prometheus", .entries = entries};
+    gpubalance_snapshot *snap;
+    gchar *text;
+    int rc;
 
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if ((rc = cli_parse_options(octx, "metrics", &argc, &argv)) != 0)
-        goto out;
-    if ((status = gpubalance_context_open(NULL, &ctx)) < 0 || (status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
-        rc = cli_fail("metrics", status);
-        goto out;
+    if ((rc = cli_start(&cmd, &argc, &argv)) == 0 && (rc = cli_snapshot(&cmd, &snap)) == 0) {
+        text = metrics_text(snap);
+        if (textfile) {
+            rc = write_textfile(textfile, text);
+        } else {
+            fputs(text, stdout);
+            rc = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        }
+        g_free(text);
+        gpubalance_snapshot_free(snap);
     }
-    text = metrics_text(snap);
-    if (textfile) {
-        rc = write_textfile(textfile, text);
-    } else {
-        fputs(text, stdout);
-        rc = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-    }
-out:
-    g_free(text);
     g_free(textfile);
-    gpubalance_snapshot_free(snap);
-    gpubalance_context_close(ctx);
-    g_option_context_free(octx);
-    return rc;
+    return cli_end(&cmd, rc);
 }

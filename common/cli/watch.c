@@ -22,7 +22,9 @@
 #define SCREEN_LEAVE "\033[?25h\033[?1049l"
 #define SCREEN_CLEAR "\033[H\033[2J"
 
-int cli_signal_fd(void)
+/* SIGINT and SIGTERM blocked, readable from the returned signalfd (-1 on
+ * failure), so that the loop polls for them with the ledger watch. */
+static int signal_fd(void)
 {
     sigset_t set;
 
@@ -32,6 +34,43 @@ int cli_signal_fd(void)
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return -1;
     return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int cli_watcher_open(cli_watcher *w, gpubalance_context *ctx, const char *command)
+{
+    int status;
+
+    w->watch = NULL;
+    if ((w->signals = signal_fd()) < 0) {
+        fprintf(stderr, "gpubalance %s: cannot catch signals: %s\n", command, g_strerror(errno));
+        return EXIT_FAILURE;
+    }
+    if ((status = gpubalance_watch_new(ctx, &w->watch)) < 0) {
+        close(w->signals);
+        return cli_fail(command, status);
+    }
+    return 0;
+}
+
+gboolean cli_watcher_wait(cli_watcher *w)
+{
+    struct pollfd fds[2] = {
+        {.fd = gpubalance_watch_fd(w->watch), .events = POLLIN},
+        {.fd = w->signals, .events = POLLIN},
+    };
+
+    while (poll(fds, 2, -1) < 0 && errno == EINTR)
+        ;
+    if (fds[1].revents)
+        return FALSE;                 /* Ctrl-C or SIGTERM: a normal end */
+    gpubalance_watch_drain(w->watch); /* before the caller looks: no change falls between */
+    return TRUE;
+}
+
+void cli_watcher_close(cli_watcher *w)
+{
+    gpubalance_watch_free(w->watch);
+    close(w->signals);
 }
 
 /* The device's utilisation as placement sees it: the larger of sessions
@@ -103,44 +142,27 @@ static void draw(const gpubalance_snapshot *snap, gboolean json, gboolean screen
 int cli_watch_status(gpubalance_context *ctx, gboolean json, cli_print_status print)
 {
     gboolean screen = !json && isatty(STDOUT_FILENO);
-    gpubalance_watch *watch = NULL;
-    int signals = cli_signal_fd();
-    int status, rc = EXIT_SUCCESS;
+    cli_watcher w;
+    int status, rc;
 
-    if (signals < 0) {
-        fprintf(stderr, "gpubalance status: cannot catch signals: %s\n", g_strerror(errno));
-        return EXIT_FAILURE;
-    }
-    if ((status = gpubalance_watch_new(ctx, &watch)) < 0) {
-        close(signals);
-        return cli_fail("status", status);
-    }
+    if ((rc = cli_watcher_open(&w, ctx, "status")) != 0)
+        return rc;
     if (screen)
         printf(SCREEN_ENTER);
-    for (;;) {
-        struct pollfd fds[2] = {
-            {.fd = gpubalance_watch_fd(watch), .events = POLLIN},
-            {.fd = signals, .events = POLLIN},
-        };
+    do {
         gpubalance_snapshot *snap;
 
-        gpubalance_watch_drain(watch); /* before the snapshot: no change falls between */
         if ((status = gpubalance_snapshot_take(ctx, &snap)) < 0) {
             rc = cli_fail("status", status);
             break;
         }
         draw(snap, json, screen, print);
         gpubalance_snapshot_free(snap);
-        while (poll(fds, 2, -1) < 0 && errno == EINTR)
-            ;
-        if (fds[1].revents)
-            break; /* Ctrl-C or SIGTERM: a normal end */
-    }
+    } while (cli_watcher_wait(&w));
     if (screen) {
         printf(SCREEN_LEAVE);
         fflush(stdout);
     }
-    gpubalance_watch_free(watch);
-    close(signals);
+    cli_watcher_close(&w);
     return rc;
 }

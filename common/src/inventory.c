@@ -130,6 +130,7 @@ int gpb_inventory_pool_sessions(const gpb_inventory *inv, gpb_ledger *ledger, in
 
 static char *dri_root;
 static char *proc_root;
+static char *nvidia_root;
 
 void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir)
 {
@@ -147,6 +148,23 @@ const char *gpb_discovery_dri_dir(void)
 const char *gpb_discovery_proc_dir(void)
 {
     return proc_root ? proc_root : "/proc";
+}
+
+void gpb_discovery_set_nvidia_root(const char *root)
+{
+    g_free(nvidia_root);
+    nvidia_root = g_strdup(root);
+}
+
+const char *gpb_discovery_nvidia_root(void)
+{
+#ifdef GPB_TEST_HOOKS
+    const char *from_env = g_getenv("GPUBALANCE_NVIDIA_ROOT");
+
+    if (!nvidia_root && from_env && *from_env)
+        return from_env;
+#endif
+    return nvidia_root ? nvidia_root : "/";
 }
 
 double gpb_software_default_budget(void)

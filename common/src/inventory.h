@@ -115,6 +115,13 @@ int gpb_inventory_pool_sessions(const gpb_inventory *inventory, gpb_ledger *ledg
 void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir);
 const char *gpb_discovery_dri_dir(void);
 const char *gpb_discovery_proc_dir(void);
+/* The tree where the NVIDIA driver's /dev/nvidiactl and /proc/driver/nvidia
+ * are looked for: "/" unless a test set one (NULL: back to "/"). Test
+ * builds (-Dtest_hooks=true) also take GPUBALANCE_NVIDIA_ROOT from the
+ * environment, for the programs the stand-in suite runs (the command,
+ * FFmpeg, gst-launch), which cannot call this. */
+void gpb_discovery_set_nvidia_root(const char *root);
+const char *gpb_discovery_nvidia_root(void);
 
 /* The software device's default budget: one cost unit (a 1080p30 x264
  * "veryfast" encode keeps about two cores busy) per two online CPUs, at

@@ -209,10 +209,15 @@ static int choose_in_group(const gpb_policy_device *devices, int n, const gpb_po
             }
         }
     }
-    if (best >= 0)
-        snprintf(result->reason, sizeof(result->reason), "%s: %s device with room (utilisation %.2f after this stream)",
-                 gpubalance_policy_name(r->policy), r->policy == GPUBALANCE_POLICY_FILL ? "first" : "least loaded",
-                 best_c.util);
+    if (best >= 0 && r->policy == GPUBALANCE_POLICY_FILL)
+        snprintf(result->reason, sizeof(result->reason),
+                 "fill: first device with room (utilisation %.2f after this stream)", best_c.util);
+    else if (best >= 0)
+        /* what balanced_better() compared first: the spread, then the utilisation */
+        snprintf(result->reason, sizeof(result->reason),
+                 "balanced: device with room leaving the smallest spread of utilisation in its group (spread %.2f, "
+                 "its utilisation %.2f after this stream)",
+                 best_c.spread, best_c.util);
     return best;
 }
 

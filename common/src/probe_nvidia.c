@@ -132,23 +132,14 @@ static bool nvml_symbol(const char *name, void **slot)
     return *slot != NULL;
 }
 
-/* Where the driver's device node and /proc entry are looked for: "/"
- * outside tests, which point GPUBALANCE_NVIDIA_ROOT at a stand-in tree. */
-static const char *nvidia_root(void)
-{
-    const char *root = g_getenv("GPUBALANCE_NVIDIA_ROOT");
-
-    return root && *root ? root : "/";
-}
-
 /* Is an NVIDIA kernel driver loaded? Its control node and /proc entry
  * exist as soon as the module is: checking costs two stat calls, while a
  * failing search for libnvidia-ml walks every library directory (half of
  * a cold context open on a host without NVIDIA). If not, says why. */
 static bool nvidia_driver_present(char *why, size_t size)
 {
-    gchar *ctl = g_build_filename(nvidia_root(), "dev", "nvidiactl", NULL);
-    gchar *proc = g_build_filename(nvidia_root(), "proc", "driver", "nvidia", NULL);
+    gchar *ctl = g_build_filename(gpb_discovery_nvidia_root(), "dev", "nvidiactl", NULL);
+    gchar *proc = g_build_filename(gpb_discovery_nvidia_root(), "proc", "driver", "nvidia", NULL);
     bool present = access(ctl, F_OK) == 0 || access(proc, F_OK) == 0;
 
     if (!present)

@@ -546,35 +546,38 @@ struct CUevent_st {
     int unused;
 };
 
-CUresult cuStreamCreate(CUstream *stream, unsigned int flags)
-{
-    (void)flags;
-    *stream = calloc(1, sizeof(**stream));
-    return CUDA_SUCCESS;
-}
+/* Streams and events carry nothing (a distinct allocation each), and
+ * every operation on them has already happened: one definition of the
+ * create / destroy / synchronize / query entry points serves both. */
+#define STANDIN_HANDLE(type, create, destroy, synchronize, query)                                                      \
+    CUresult create(type *handle, unsigned int flags)                                                                  \
+    {                                                                                                                  \
+        (void)flags;                                                                                                   \
+        *handle = calloc(1, sizeof(**handle));                                                                         \
+        return CUDA_SUCCESS;                                                                                           \
+    }                                                                                                                  \
+    CUresult destroy##_v2(type handle)                                                                                 \
+    {                                                                                                                  \
+        free(handle);                                                                                                  \
+        return CUDA_SUCCESS;                                                                                           \
+    }                                                                                                                  \
+    CUresult destroy(type handle)                                                                                      \
+    {                                                                                                                  \
+        return destroy##_v2(handle);                                                                                   \
+    }                                                                                                                  \
+    CUresult synchronize(type handle)                                                                                  \
+    {                                                                                                                  \
+        (void)handle;                                                                                                  \
+        return CUDA_SUCCESS;                                                                                           \
+    }                                                                                                                  \
+    CUresult query(type handle)                                                                                        \
+    {                                                                                                                  \
+        (void)handle;                                                                                                  \
+        return CUDA_SUCCESS;                                                                                           \
+    }
 
-CUresult cuStreamDestroy_v2(CUstream stream)
-{
-    free(stream);
-    return CUDA_SUCCESS;
-}
-
-CUresult cuStreamDestroy(CUstream stream)
-{
-    return cuStreamDestroy_v2(stream);
-}
-
-CUresult cuStreamQuery(CUstream stream)
-{
-    (void)stream;
-    return CUDA_SUCCESS;
-}
-
-CUresult cuStreamSynchronize(CUstream stream)
-{
-    (void)stream;
-    return CUDA_SUCCESS;
-}
+STANDIN_HANDLE(CUstream, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize, cuStreamQuery)
+STANDIN_HANDLE(CUevent, cuEventCreate, cuEventDestroy, cuEventSynchronize, cuEventQuery)
 
 CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned int flags)
 {
@@ -588,36 +591,6 @@ CUresult cuStreamAddCallback(CUstream stream, CUstreamCallback *callback, void *
 {
     (void)flags;
     callback(stream, CUDA_SUCCESS, userdata);
-    return CUDA_SUCCESS;
-}
-
-CUresult cuEventCreate(CUevent *event, unsigned int flags)
-{
-    (void)flags;
-    *event = calloc(1, sizeof(**event));
-    return CUDA_SUCCESS;
-}
-
-CUresult cuEventDestroy_v2(CUevent event)
-{
-    free(event);
-    return CUDA_SUCCESS;
-}
-
-CUresult cuEventDestroy(CUevent event)
-{
-    return cuEventDestroy_v2(event);
-}
-
-CUresult cuEventSynchronize(CUevent event)
-{
-    (void)event;
-    return CUDA_SUCCESS;
-}
-
-CUresult cuEventQuery(CUevent event)
-{
-    (void)event;
     return CUDA_SUCCESS;
 }
 

@@ -1,0 +1,32 @@
+/* timing.c - see timing.h. */
+#define _GNU_SOURCE
+#include "timing.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+double bench_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+double bench_percentile(double *samples, size_t n, double p)
+{
+    qsort(samples, n, sizeof(double), compare_doubles);
+    return samples[(size_t)(p * (double)(n - 1))];
+}
+
+double bench_median(double *values, size_t n)
+{
+    return bench_percentile(values, n, 0.5);
+}
