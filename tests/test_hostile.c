@@ -16,7 +16,10 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,6 +169,7 @@ static void assert_names_stopped_holder(const char *message, pid_t holder)
     gpb_assert_contains(message, ledger);
     gpb_assert_contains(message, pid_text);
     gpb_assert_contains(message, "made no progress");
+    gpb_assert_contains(message, "is stopped (SIGSTOP"); /* seen stopped: not a wait run to its longest */
     g_free(pid_text);
     g_free(ledger);
 }
@@ -246,6 +250,157 @@ static void a_killed_lock_holder_is_replaced_at_once(void)
     g_assert_true(child_ready(&holder));
     kill_child(&holder);
     gpubalance_lease_release(gpb_test_acquire(ctx, s));
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+/* Runs `gpubalance ARGS...` to its end; returns the wait status, and its
+ * standard error in *err. */
+static int run_command(const char *const *args, char **err)
+{
+    const char *argv[12] = {g_getenv("GPUBALANCE_BIN")};
+    int n = 1, status;
+
+    for (; args[n - 1] && n < (int)G_N_ELEMENTS(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, err, &status,
+                               NULL));
+    return status;
+}
+
+/* Is this system-call stop the successful return of an F_OFD_SETLK(W)
+ * write lock on byte 0 of the ledger file, the header lock? entry is the
+ * matching entry stop's information. */
+static bool takes_header_lock(pid_t pid, const struct __ptrace_syscall_info *entry)
+{
+    struct flock fl;
+    struct iovec local = {&fl, sizeof(fl)}, remote = {(void *)(uintptr_t)entry->entry.args[2], sizeof(fl)};
+    char link[64], target[4096];
+    ssize_t n;
+
+    if (entry->entry.nr != SYS_fcntl || (entry->entry.args[1] != F_OFD_SETLK && entry->entry.args[1] != F_OFD_SETLKW))
+        return false;
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(fl) || fl.l_type != F_WRLCK ||
+        fl.l_start != 0)
+        return false;
+    snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, (int)entry->entry.args[0]);
+    if ((n = readlink(link, target, sizeof(target) - 1)) < 0)
+        return false;
+    target[n] = '\0';
+    return g_str_has_suffix(target, "/ledger");
+}
+
+/* Starts `gpubalance ARGS...` traced, lets it run system call by system
+ * call until it has taken the ledger's header lock, and leaves it stopped
+ * there by SIGSTOP (state T, no longer traced): a process stopped while
+ * holding the lock, at a point chosen by the kernel's answer, not by
+ * time. Skips where ptrace is not allowed. */
+static pid_t start_stopped_in_header_lock(const char *const *args)
+{
+    const char *argv[12] = {g_getenv("GPUBALANCE_BIN")};
+    struct __ptrace_syscall_info entry = {0}, info;
+    pid_t parent = getpid(), pid;
+    int n = 1, status;
+
+    for (; args[n - 1] && n < (int)G_N_ELEMENTS(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent || ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
+            _exit(6);
+        raise(SIGSTOP);
+        execv(argv[0], (char **)argv);
+        _exit(7);
+    }
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 6)
+        gpb_test_skip("ptrace is not allowed here; a holder stopped at its lock cannot be made");
+    g_assert_true(WIFSTOPPED(status));
+    g_assert_cmpint(ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)),
+                    ==, 0);
+    for (int signal_to_pass = 0;;) {
+        g_assert_cmpint(ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)signal_to_pass), ==, 0);
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        if (!WIFSTOPPED(status))
+            g_error("gpubalance %s ended (status %#x) without taking the header lock", args[0], status);
+        signal_to_pass = 0;
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+            if (WSTOPSIG(status) != SIGTRAP)
+                signal_to_pass = WSTOPSIG(status);
+            continue;
+        }
+        g_assert_cmpint(ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(info), &info), >, 0);
+        if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+            entry = info;
+        } else if (info.op == PTRACE_SYSCALL_INFO_EXIT && info.exit.rval == 0 && takes_header_lock(pid, &entry)) {
+            break;
+        }
+    }
+    /* The lock is held. SIGSTOP is delivered as it returns to user space
+     * (a signal-delivery stop, seen by the tracer) and, passed on at the
+     * detach, stops it for real. */
+    g_assert_cmpint(kill(pid, SIGSTOP), ==, 0);
+    g_assert_cmpint(ptrace(PTRACE_CONT, pid, NULL, NULL), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP);
+    g_assert_cmpint(ptrace(PTRACE_DETACH, pid, NULL, (void *)(long)SIGSTOP), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, WUNTRACED), ==, pid);
+    g_assert_true(WIFSTOPPED(status));
+    return pid;
+}
+
+/* A command refused by the stopped reset: it ended, said so naming the
+ * ledger and the reset, and changed nothing. */
+static void assert_command_refused(const char *const *args, pid_t holder)
+{
+    char *err = NULL;
+    int status = run_command(args, &err);
+
+    if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+        g_error("gpubalance %s did not fail (status %#x): %s", args[0], status, err);
+    assert_names_stopped_holder(err, holder);
+    g_free(err);
+}
+
+/* `gpubalance reset --force` stopped while it holds the header lock (the
+ * validation lock of its open, before it records its pid there): every
+ * other user (pick, status, another reset, a lease asked of an open
+ * context) fails within the bounded wait with an error naming the ledger
+ * and the stopped reset, found by who holds the lock rather than by the
+ * stale pid in the header (this test's own). Resumed, the reset completes
+ * and everyone proceeds. */
+static void a_stopped_reset_freezes_no_one(void)
+{
+    static const char *const reset[] = {"reset", "--force", NULL};
+    static const char *const pick[] = {"pick", "--codec", "h264", "--width", "640", "--height", "480", NULL};
+    static const char *const status_args[] = {"status", NULL};
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *refused = NULL;
+    pid_t resetter;
+    int status;
+
+    gpb_test_env(pool_config);
+    ctx = gpb_test_open(); /* the header now names this process as its last holder */
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    resetter = start_stopped_in_header_lock(reset);
+
+    assert_command_refused(pick, resetter);
+    assert_command_refused(status_args, resetter);
+    assert_command_refused(reset, resetter);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &refused), ==, GPUBALANCE_ERR_LEDGER_IO);
+    g_assert_null(refused);
+    assert_names_stopped_holder(gpubalance_last_error(), resetter);
+
+    g_assert_cmpint(kill(resetter, SIGCONT), ==, 0);
+    g_assert_cmpint(waitpid(resetter, &status, 0), ==, resetter);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    gpubalance_lease_release(gpb_test_acquire(ctx, s)); /* in the new ledger */
+    g_assert_cmpint(run_command(pick, NULL), ==, 0);
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
@@ -981,6 +1136,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(a_stopped_lock_holder_freezes_no_one),
     GPB_TEST(a_stopped_lock_holder_fails_the_command_clearly),
     GPB_TEST(a_killed_lock_holder_is_replaced_at_once),
+    GPB_TEST(a_stopped_reset_freezes_no_one),
     GPB_TEST(a_tiny_file_system_is_a_clear_error),
     GPB_TEST(a_full_file_system_is_a_clear_error),
     GPB_TEST(a_ledger_truncated_under_a_live_process_is_detected),
