@@ -264,8 +264,8 @@ static int run_command(const char *const *args, char **err)
     for (; args[n - 1] && n < (int)G_N_ELEMENTS(argv) - 1; n++)
         argv[n] = args[n - 1];
     argv[n] = NULL;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, err, &status,
-                               NULL));
+    g_assert_true(
+        g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, err, &status, NULL));
     return status;
 }
 
@@ -319,8 +319,8 @@ static pid_t start_stopped_in_header_lock(const char *const *args)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 6)
         gpb_test_skip("ptrace is not allowed here; a holder stopped at its lock cannot be made");
     g_assert_true(WIFSTOPPED(status));
-    g_assert_cmpint(ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)),
-                    ==, 0);
+    g_assert_cmpint(ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)), ==,
+                    0);
     for (int signal_to_pass = 0;;) {
         g_assert_cmpint(ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)signal_to_pass), ==, 0);
         g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
@@ -784,6 +784,150 @@ static void a_foreign_private_file_is_refused(void)
     g_free(lock);
 }
 
+/* The events file (counters and event log) of the current ledger. */
+static char *events_file_path(void)
+{
+    char *dir = g_strdup(g_getenv("GPUBALANCE_DIR"));
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    char *found = NULL;
+
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_suffix(name, ".events"))
+            found = g_build_filename(dir, name, NULL);
+    g_dir_close(d);
+    g_free(dir);
+    g_assert_nonnull(found);
+    return found;
+}
+
+/* The file moved aside as damaged-PID of the events file at path. */
+static char *events_file_aside(const char *path)
+{
+    char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path), *prefix;
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    char *found = NULL;
+
+    prefix = g_strconcat(base, ".damaged-", NULL);
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_prefix(name, prefix))
+            found = g_build_filename(dir, name, NULL);
+    g_dir_close(d);
+    g_free(prefix);
+    g_free(base);
+    g_free(dir);
+    return found;
+}
+
+static void assert_same_file_state(const struct stat *before, const char *path, const char *content)
+{
+    struct stat after;
+    char *text = NULL;
+
+    g_assert_cmpint(lstat(path, &after), ==, 0);
+    g_assert_cmpint(after.st_ino, ==, before->st_ino);
+    g_assert_cmpint(after.st_mode, ==, before->st_mode);
+    g_assert_cmpint(after.st_uid, ==, before->st_uid);
+    g_assert_cmpint(after.st_gid, ==, before->st_gid);
+    g_assert_cmpint(after.st_size, ==, before->st_size);
+    g_assert_cmpint(after.st_mtim.tv_sec, ==, before->st_mtim.tv_sec);
+    g_assert_cmpint(after.st_mtim.tv_nsec, ==, before->st_mtim.tv_nsec);
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, content);
+    g_free(text);
+}
+
+/* `gpubalance pick` with what the test put in place of the events file:
+ * the pick is placed all the same, its warning names the events file and
+ * why it was refused, the name is moved aside and a new, sound events file
+ * made in its place. */
+static void assert_events_file_refused(const char *events, const char *why)
+{
+    static const char *const pick[] = {"pick", "--codec", "h264", "--width", "640", "--height", "480", NULL};
+    char *err = NULL;
+    struct stat st;
+
+    g_assert_cmpint(run_command(pick, &err), ==, 0);
+    gpb_assert_contains(err, "event log ");
+    gpb_assert_contains(err, events);
+    gpb_assert_contains(err, why);
+    gpb_assert_contains(err, "refusing it; ");
+    gpb_assert_contains(err, "moved aside to");
+    g_assert_cmpint(lstat(events, &st), ==, 0);
+    g_assert_true(S_ISREG(st.st_mode));
+    g_assert_cmpint(st.st_nlink, ==, 1);
+    g_free(err);
+}
+
+/* The events file replaced by a hard link to another file: refused like a
+ * ledger or lock file so linked, and the other file is left as it was
+ * (content, mode, times). */
+static void a_hard_linked_events_file_is_refused_untouched(void)
+{
+    const char *dir = gpb_test_env(pool_config);
+    char *victim = g_build_filename(dir, "victim", NULL), *events;
+    struct stat before;
+
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_true(g_file_set_contents(victim, "private", -1, NULL));
+    g_assert_cmpint(chmod(victim, 0600), ==, 0);
+    g_assert_cmpint(stat(victim, &before), ==, 0);
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_cmpint(link(victim, events), ==, 0);
+    assert_events_file_refused(events, "has 2 hard links");
+    before.st_nlink = 2; /* the name moved aside is still a link to it */
+    assert_same_file_state(&before, victim, "private");
+    g_free(events);
+    g_free(victim);
+}
+
+/* A symbolic link in place of the events file: never followed. */
+static void a_symlinked_events_file_is_refused_untouched(void)
+{
+    const char *dir = gpb_test_env(pool_config);
+    char *victim = g_build_filename(dir, "victim", NULL), *events;
+    struct stat before;
+
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_true(g_file_set_contents(victim, "private", -1, NULL));
+    g_assert_cmpint(chmod(victim, 0600), ==, 0);
+    g_assert_cmpint(stat(victim, &before), ==, 0);
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_cmpint(symlink(victim, events), ==, 0);
+    assert_events_file_refused(events, "is a symbolic link");
+    assert_same_file_state(&before, victim, "private");
+    g_free(events);
+    g_free(victim);
+}
+
+/* An events file of another user, not shared with a group: refused, and
+ * moved aside as it was (owner, mode, content). */
+static void a_foreign_events_file_is_refused_untouched(void)
+{
+    char *events, *aside;
+    struct stat before;
+
+    if (geteuid() != 0)
+        gpb_test_skip("needs root to give a file to another user");
+    gpb_test_env(pool_config);
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_true(g_file_set_contents(events, "private", -1, NULL));
+    g_assert_cmpint(chown(events, 60001, 60001), ==, 0);
+    g_assert_cmpint(chmod(events, 0600), ==, 0);
+    g_assert_cmpint(stat(events, &before), ==, 0);
+    assert_events_file_refused(events, "belongs to uid 60001 and is not shared with a group");
+    aside = events_file_aside(events);
+    g_assert_nonnull(aside);
+    assert_same_file_state(&before, aside, "private");
+    g_free(aside);
+    g_free(events);
+}
+
 /* ---- 7. several users in one group directory ------------------------------ */
 
 #define SHARED_GID 60000
@@ -1147,6 +1291,9 @@ static const gpb_test_case cases[] = {
     GPB_TEST(a_hard_linked_ledger_is_refused),
     GPB_TEST(a_lock_file_that_is_no_file_is_refused),
     GPB_TEST(a_foreign_private_file_is_refused),
+    GPB_TEST(a_hard_linked_events_file_is_refused_untouched),
+    GPB_TEST(a_symlinked_events_file_is_refused_untouched),
+    GPB_TEST(a_foreign_events_file_is_refused_untouched),
     GPB_TEST(members_and_root_share_a_group_directory_in_any_order),
     GPB_TEST(an_open_context_moves_to_a_reset_ledger),
     GPB_TEST(a_forced_reset_keeps_the_cap),

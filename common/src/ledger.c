@@ -68,7 +68,7 @@
 
 #define HEADER_SIZE 512u
 #define ENDED_RING 64
-#define RESET_HINT "run 'gpubalance reset' to move it aside and start a new one"
+#define RESET_HINT GPB_RESET_HINT
 
 /* The part of the header that never changes after creation; its CRC is
  * the last field. */
@@ -598,6 +598,72 @@ static int publish(int dir_fd, const char *tmp, const char *name, bool replace)
     return -errno;
 }
 
+/* Makes file name in dir_fd whole before anyone can open it: created
+ * under a temporary name (O_EXCL | O_NOFOLLOW: never an existing file or
+ * a link), its mode set with fchmod (the umask must not make a shared
+ * file private; only ever on a file this process just created), reserve
+ * bytes allocated (no sparse file: a full file system is an error here,
+ * never a SIGBUS at a later store through a mapping), filled, and moved
+ * into place with RENAME_NOREPLACE (or replacing, for a reset). Returns 0,
+ * 1 when another creator won, or -errno. */
+int gpb_ledger_file_create(int dir_fd, const char *name, mode_t mode, off_t reserve, gpb_ledger_file_fill fill,
+                           const void *data, bool replace)
+{
+    char *tmp = temp_name(name);
+    int fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int err = 0;
+
+    if (fd < 0) {
+        err = -errno;
+        g_free(tmp);
+        return err;
+    }
+    if (fchmod(fd, mode) < 0)
+        err = -errno;
+    else if (reserve > 0 && (err = posix_fallocate(fd, 0, reserve)) != 0)
+        err = -err;
+    else if (fill && (err = fill(fd, data)) != 0)
+        err = -err;
+    else
+        err = publish(dir_fd, tmp, name, replace);
+    close(fd);
+    if (err != 0)
+        unlinkat(dir_fd, tmp, 0); /* gone already unless another won or it failed */
+    g_free(tmp);
+    return err;
+}
+
+/* Opens file name of the ledger directory (dir_fd, named dir in messages)
+ * by the rules of check_file(), without following a link, into *fd_out.
+ * Returns 0, 1 when it does not exist, or a negative status naming it
+ * (GPUBALANCE_ERR_LEDGER_UNSAFE for a file refused). */
+int gpb_ledger_file_open(int dir_fd, const char *dir, const char *name, const char *what, int *fd_out)
+{
+    char *path = g_build_filename(dir, name, NULL);
+    struct stat st;
+    int fd = openat(dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int status;
+
+    if (fd < 0 && errno == ENOENT) {
+        status = 1;
+    } else if (fd < 0 && errno == ELOOP) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "%s %s is a symbolic link (%s); refusing it; %s", what, path,
+                          g_strerror(ELOOP), RESET_HINT);
+    } else if (fd < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open %s %s: %s; %s", what, path, g_strerror(errno),
+                          errno_advice(errno));
+    } else if (fstat(fd, &st) < 0) {
+        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect %s %s: %s", what, path, g_strerror(errno));
+    } else {
+        status = check_file(what, path, &st);
+    }
+    g_free(path);
+    if (status != 0 && fd >= 0)
+        close(fd);
+    *fd_out = status == 0 ? fd : -1;
+    return status;
+}
+
 /* ---- locks ------------------------------------------------------------ */
 
 static int ofd_lock(int fd, short type, off_t offset, bool wait)
@@ -1094,80 +1160,62 @@ static void placeholder_slot(gpb_slot_record *r, int slot, int device)
     r->crc = slot_crc(slot, device, r->cost_milli);
 }
 
-/* Writes a complete ledger under a temporary name, its space reserved
- * (so the mapping can never fault for want of a page), and moves it into
- * place, so that no process ever sees a half-written file. Losing the
- * race to another creator is success. With replace, an existing ledger is
- * replaced atomically (reset). */
-static int create_file(int dir_fd, const char *path, uint64_t generation, const ledger_seed *seed, bool replace)
-{
-    ledger_header header;
-    mode_t mode = file_mode_for(dir_fd);
-    char *tmp = temp_name(GPB_LEDGER_FILE);
-    uint16_t *map = g_malloc(sizeof(uint16_t) * GPB_SLOTS);
-    int fd, err, status = 0;
+/* What a new ledger file is filled with (gpb_ledger_file_create). */
+typedef struct {
+    uint64_t generation;
+    const ledger_seed *seed;
+} ledger_content;
 
-    fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) {
-        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s; %s", path, g_strerror(errno),
-                          errno_advice(errno));
-        goto out;
-    }
+static int fill_ledger(int fd, const void *data)
+{
+    const ledger_content *content = data;
+    const ledger_seed *seed = content->seed;
+    ledger_header header;
+    uint16_t *map = g_malloc(sizeof(uint16_t) * GPB_SLOTS);
+    int err = 0;
+
     memset(&header, 0, sizeof(header));
-    fill_layout(&header.layout, generation);
-    if (fchmod(fd, mode) < 0) { /* just created by us: the umask must not decide */
-        err = errno;
-        goto io_error;
-    }
-    if ((err = posix_fallocate(fd, 0, (off_t)expected_file_size())) != 0)
-        goto io_error;
+    fill_layout(&header.layout, content->generation);
     if (seed) {
         header.device_count = (uint32_t)seed->n_devices;
         memcpy(map, seed->slot_map, sizeof(uint16_t) * GPB_SLOTS);
-        if (write_all(fd, seed->devices, sizeof(seed->devices), (off_t)device_table_offset) < 0) {
+        if (write_all(fd, seed->devices, sizeof(seed->devices), (off_t)device_table_offset) < 0)
             err = errno;
-            goto io_error;
-        }
-        for (int slot = 0; slot < GPB_SLOTS; slot++) {
+        for (int slot = 0; slot < GPB_SLOTS && !err; slot++) {
             gpb_slot_record r;
 
             if (map[slot] == GPB_FREE_SLOT)
                 continue;
             placeholder_slot(&r, slot, map[slot]);
-            if (write_all(fd, &r, sizeof(r), (off_t)(slot_table_offset() + sizeof(r) * (size_t)slot)) < 0) {
+            if (write_all(fd, &r, sizeof(r), (off_t)(slot_table_offset() + sizeof(r) * (size_t)slot)) < 0)
                 err = errno;
-                goto io_error;
-            }
         }
     } else {
         memset(map, 0xff, sizeof(uint16_t) * GPB_SLOTS); /* all free */
     }
-    if (write_all(fd, &header, sizeof(header), 0) < 0 ||
-        write_all(fd, map, sizeof(uint16_t) * GPB_SLOTS, (off_t)slot_map_offset) < 0) {
+    if (!err && (write_all(fd, &header, sizeof(header), 0) < 0 ||
+                 write_all(fd, map, sizeof(uint16_t) * GPB_SLOTS, (off_t)slot_map_offset) < 0))
         err = errno;
-        goto io_error;
-    }
-    if ((err = publish(dir_fd, tmp, GPB_LEDGER_FILE, replace)) < 0) {
-        status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s: %s; %s", path, g_strerror(-err),
-                          errno_advice(-err));
-        goto out_unlink;
-    }
-    if (err == 0)
-        gpb_info("created ledger %s", path);
-    else
-        unlinkat(dir_fd, tmp, 0); /* another creator won */
-    goto out;
-io_error:
-    status = gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot write a new ledger %s (%llu bytes): %s; %s", path,
-                      (unsigned long long)expected_file_size(), g_strerror(err), errno_advice(err));
-out_unlink:
-    unlinkat(dir_fd, tmp, 0);
-out:
-    if (fd >= 0)
-        close(fd);
     g_free(map);
-    g_free(tmp);
-    return status;
+    return err;
+}
+
+/* Writes a complete ledger, its space reserved, and moves it into place
+ * (gpb_ledger_file_create), so that no process ever sees a half-written
+ * file. Losing the race to another creator is success. With replace, an
+ * existing ledger is replaced atomically (reset). */
+static int create_file(int dir_fd, const char *path, uint64_t generation, const ledger_seed *seed, bool replace)
+{
+    ledger_content content = {generation, seed};
+    int made = gpb_ledger_file_create(dir_fd, GPB_LEDGER_FILE, file_mode_for(dir_fd), (off_t)expected_file_size(),
+                                      fill_ledger, &content, replace);
+
+    if (made < 0)
+        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create ledger %s (%llu bytes): %s; %s", path,
+                        (unsigned long long)expected_file_size(), g_strerror(-made), errno_advice(-made));
+    if (made == 0)
+        gpb_info("created ledger %s", path);
+    return 0;
 }
 
 /* ---- open ------------------------------------------------------------- */
@@ -1227,20 +1275,10 @@ static int open_existing(gpb_ledger *ledger)
     ssize_t got;
     int status;
 
-    ledger->fd = openat(ledger->dir_fd, GPB_LEDGER_FILE, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (ledger->fd < 0) {
-        if (errno == ELOOP)
-            return gpb_fail(GPUBALANCE_ERR_LEDGER_UNSAFE, "ledger %s is a symbolic link; refusing it; %s", ledger->path,
-                            RESET_HINT);
-        if (errno == ENOENT)
-            return 1; /* the caller creates it */
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot open ledger %s: %s; %s", ledger->path, g_strerror(errno),
-                        errno_advice(errno));
-    }
+    if ((status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, GPB_LEDGER_FILE, "ledger", &ledger->fd)) != 0)
+        return status; /* 1: missing, the caller creates it; or refused */
     if (fstat(ledger->fd, &st) < 0)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect ledger %s: %s", ledger->path, g_strerror(errno));
-    if ((status = check_file("ledger", ledger->path, &st)) < 0)
-        return status;
     ledger->st_dev = st.st_dev;
     ledger->st_ino = st.st_ino;
 
@@ -1421,83 +1459,46 @@ static bool read_lock_content(int fd, lock_file_content *c)
     return memcmp(c->magic, LOCK_FILE_MAGIC, 8) == 0 && c->crc == lock_content_crc(c);
 }
 
-/* Creates the device's lock file, naming the device, under a temporary
- * name moved into place (never replacing one another process made). */
+static int fill_lock_file(int fd, const void *data)
+{
+    return write_all(fd, data, sizeof(lock_file_content), 0) < 0 ? errno : 0;
+}
+
+/* Creates the device's lock file, naming the device (never replacing one
+ * another process made). */
 static int create_lock_file(gpb_ledger *ledger, const char *name, const char *id, gpubalance_backend backend)
 {
     lock_file_content c;
-    char *tmp = temp_name(name);
-    mode_t mode = file_mode_for(ledger->dir_fd);
-    int fd = openat(ledger->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    int err = 0;
+    int made;
 
-    if (fd < 0) {
-        err = errno;
-        goto out;
-    }
     memset(&c, 0, sizeof(c));
     memcpy(c.magic, LOCK_FILE_MAGIC, 8);
     c.backend = (uint32_t)backend;
     g_strlcpy(c.id, id, sizeof(c.id));
     c.crc = lock_content_crc(&c);
-    if (fchmod(fd, mode) < 0 || write_all(fd, &c, sizeof(c), 0) < 0) {
-        err = errno;
-    } else {
-        int published = publish(ledger->dir_fd, tmp, name, false);
-
-        if (published < 0)
-            err = -published;
-    }
-    close(fd);
-out:
-    unlinkat(ledger->dir_fd, tmp, 0); /* gone already unless another won or it failed */
-    g_free(tmp);
-    if (err)
+    made = gpb_ledger_file_create(ledger->dir_fd, name, file_mode_for(ledger->dir_fd), 0, fill_lock_file, &c, false);
+    if (made < 0)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot create lock file %s/%s: %s; %s", ledger->dir, name,
-                        g_strerror(err), errno_advice(err));
+                        g_strerror(-made), errno_advice(-made));
     return 0;
 }
 
 /* Opens the device's lock file; creates it naming id when id is given
- * and it is missing. Returns the descriptor, -ENOENT-like 1 when missing
- * and not to be created, or a negative status. */
+ * and it is missing. Returns the descriptor, 1 when missing and not to be
+ * created, or a negative status. */
 static int open_lock_file(gpb_ledger *ledger, int device, const char *id, gpubalance_backend backend)
 {
     char name[96];
-    struct stat st;
     int fd, status;
 
     lock_file_name(ledger->generation, device, name, sizeof(name));
-    for (int attempt = 0;; attempt++) {
-        fd = openat(ledger->dir_fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd >= 0 || errno != ENOENT || !id || attempt > 0)
-            break;
+    status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", &fd);
+    if (status == 1 && id) {
         if ((status = create_lock_file(ledger, name, id, backend)) < 0)
             return status;
+        status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", &fd);
     }
-    if (fd < 0) {
-        if (errno == ENOENT && !id)
-            return 1;
-        return gpb_fail(errno == ELOOP ? GPUBALANCE_ERR_LEDGER_UNSAFE : GPUBALANCE_ERR_LEDGER_IO,
-                        "cannot open lock file %s/%s: %s; %s", ledger->dir, name, g_strerror(errno),
-                        errno == ELOOP ? RESET_HINT : errno_advice(errno));
-    }
-    if (fstat(fd, &st) < 0) {
-        close(fd);
-        return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "cannot inspect lock file %s/%s: %s", ledger->dir, name,
-                        g_strerror(errno));
-    }
-    {
-        char *path = g_build_filename(ledger->dir, name, NULL);
-
-        status = check_file("lock file", path, &st);
-        g_free(path);
-    }
-    if (status < 0) {
-        close(fd);
-        return status;
-    }
-    return fd;
+    return status == 0 ? fd : status;
 }
 
 /* The device's lock file, kept open for lock tests once the device is
