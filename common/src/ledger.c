@@ -2556,6 +2556,8 @@ static ledger_seed *seed_from_lock_files(gpb_ledger *ledger, uint64_t generation
     bool have_locks;
 
     memset(seed->slot_map, 0xff, sizeof(seed->slot_map));
+    if (ledger->generation != generation)
+        close_lock_files(ledger); /* descriptors of another generation's files */
     ledger->generation = generation;
     have_locks = collect_group_locks(ledger, per_device);
     for (int i = 0; i < GPB_MAX_DEVICES; i++) {
