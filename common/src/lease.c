@@ -19,9 +19,13 @@
  * no lease is released (foreign load and learned limits change silently). */
 #define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
 #define WAIT_RECHECK_MS 1000
-/* Lease locks a refusal may test (see choose()); each test walks one slot
- * group's locks, 64 at most. */
+/* Lease locks a refusal may test (see choose()): up to 8, fewer on devices
+ * holding many leases. A test walks one slot group's locks (64 at most),
+ * but each is a system call, and a device full with many leases is
+ * refused on its count at every decision: its dead holders are found by
+ * the periodic sweep as well. */
 #define VERIFY_PER_DECISION 8
+#define VERIFY_LOCK_WALK 512
 
 static gpb_wait_hook wait_hook;
 static void *wait_hook_data;
@@ -379,6 +383,19 @@ static int claim(gpubalance_lease *lease, int device, const char *reason, bool f
 
 typedef enum { DECIDED, MUST_WAIT } decision;
 
+static int test_budget(gpubalance_context *ctx, const gpb_devset *suspects)
+{
+    int most = 1;
+
+    for (guint i = 0; i < ctx->inventory->devices->len; i++) {
+        int index = inv_device(ctx, (int)i)->ledger_index;
+
+        if (gpb_devset_has(suspects, index))
+            most = MAX(most, (int)gpb_ledger_device(ctx->ledger, index)->sessions);
+    }
+    return CLAMP(VERIFY_LOCK_WALK / most, 1, VERIFY_PER_DECISION);
+}
+
 /* Chooses on the cached counts. By the ledger's invariant a cached count
  * is never below the truth, so a device they let take the stream has room
  * for it, and no grant ever needs a lock test. Only a refusal can rest on
@@ -386,9 +403,10 @@ typedef enum { DECIDED, MUST_WAIT } decision;
  * devices that were full are tested against their locks (one short fcntl
  * each), the dead ones forgotten, and the choice made again if any was.
  * A decision tests at most VERIFY_PER_DECISION leases, going on where the
- * previous one stopped (a test walks one slot group's locks, 64 at most),
- * so it costs O(devices) however many leases are held; a thorough one (a
- * waiter woken by a lease's end) tests them all.
+ * previous one stopped, and fewer when the suspects hold many
+ * (VERIFY_LOCK_WALK / their leases), so it costs O(devices) however many
+ * leases are held; a thorough one (a waiter woken by a lease's end) tests
+ * them all.
  * A device whose cap is that small is thus checked in full every time,
  * and a dead holder on a larger one is found within a few refusals or by
  * the next periodic sweep: until then only a refusal rests on it. */
@@ -406,7 +424,7 @@ static void choose(gpubalance_lease *lease, const gpb_policy_request *req, uint6
     stale_suspects(ctx, &result->full, &suspects);
     if (gpb_devset_empty(&suspects))
         return;
-    if (gpb_ledger_forget_dead(ctx->ledger, &suspects, thorough ? 0 : VERIFY_PER_DECISION) == 0)
+    if (gpb_ledger_forget_dead(ctx->ledger, &suspects, thorough ? 0 : test_budget(ctx, &suspects)) == 0)
         return;
     fill_policy_state(ctx, lease, now, pd, pp);
     gpb_policy_choose(pd, n, pp, req, result);
