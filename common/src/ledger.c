@@ -1503,37 +1503,39 @@ static int create_lock_file(gpb_ledger *ledger, const char *name, const char *id
     return 0;
 }
 
-/* Opens the device's lock file; creates it naming id when id is given
- * and it is missing. Returns the descriptor, 1 when missing and not to be
- * created, or a negative status. */
-static int open_lock_file(gpb_ledger *ledger, int device, const char *id, gpubalance_backend backend)
+/* Opens the device's lock file into *fd; creates it naming id when id is
+ * given and it is missing. Returns 0, 1 when missing and not to be
+ * created, or a negative status. (Not the descriptor itself: in a process
+ * that closed its standard output, 1 is a descriptor.) */
+static int open_lock_file(gpb_ledger *ledger, int device, const char *id, gpubalance_backend backend, int *fd)
 {
     char name[96];
-    int fd, status;
+    int status;
 
     lock_file_name(ledger->generation, device, name, sizeof(name));
-    status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", &fd);
+    status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", fd);
     if (status == 1 && id) {
         if ((status = create_lock_file(ledger, name, id, backend)) < 0)
             return status;
-        status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", &fd);
+        status = gpb_ledger_file_open(ledger->dir_fd, ledger->dir, name, "lock file", fd);
     }
-    return status == 0 ? fd : status;
+    return status;
 }
 
 /* The device's lock file, kept open for lock tests once the device is
  * registered by this process. */
 static int device_lock_fd(gpb_ledger *ledger, int device)
 {
-    int fd;
+    int fd, status;
 
     if (ledger->lock_fd[device] >= 0)
         return ledger->lock_fd[device];
-    fd = open_lock_file(ledger, device, ledger->known_device[device], ledger->known_backend[device]);
-    if (fd == 1)
+    status = open_lock_file(ledger, device, ledger->known_device[device], ledger->known_backend[device], &fd);
+    if (status == 1)
         return gpb_fail(GPUBALANCE_ERR_LEDGER_IO, "lock file of device %d in %s is missing", device, ledger->dir);
-    if (fd >= 0)
-        ledger->lock_fd[device] = fd;
+    if (status < 0)
+        return status;
+    ledger->lock_fd[device] = fd;
     return fd;
 }
 
@@ -1609,13 +1611,13 @@ static bool range_locked_elsewhere(int fd, off_t start, off_t length)
  * that registered it, or a lease)? A missing file holds none. */
 static bool lock_file_in_use(gpb_ledger *ledger, int device)
 {
-    int fd = open_lock_file(ledger, device, NULL, 0);
+    int fd, status = open_lock_file(ledger, device, NULL, 0, &fd);
     bool in_use;
 
-    if (fd < 0)
+    if (status < 0)
         return true; /* cannot tell: leave it */
-    in_use = fd != 1 && range_locked_elsewhere(fd, 0, IN_USE_BYTE + 1);
-    if (fd != 1)
+    in_use = status == 0 && range_locked_elsewhere(fd, 0, IN_USE_BYTE + 1);
+    if (status == 0)
         close(fd);
     for (int g = 0; g < N_GROUPS && !in_use; g++) {
         int group_fd = group_test_fd(ledger, g);
@@ -1869,10 +1871,10 @@ fail:
 /* The id a record's lock file gives it, for a record whose own CRC failed. */
 static bool id_from_lock_file(gpb_ledger *ledger, int i, lock_file_content *c)
 {
-    int fd = open_lock_file(ledger, i, NULL, 0);
+    int fd;
     bool ok;
 
-    if (fd == 1 || fd < 0)
+    if (open_lock_file(ledger, i, NULL, 0, &fd) != 0)
         return false;
     ok = read_lock_content(fd, c);
     close(fd);
@@ -2564,18 +2566,18 @@ static ledger_seed *seed_from_lock_files(gpb_ledger *ledger, uint64_t generation
         gpb_device_record *d = &seed->devices[i];
         const uint8_t *bits = per_device + (size_t)i * (GPB_SLOTS / 8);
         lock_file_content c;
-        int fd;
+        int fd, opened;
 
         if (!lock_file_in_use(ledger, i))
             continue;
-        fd = open_lock_file(ledger, i, NULL, 0);
-        if (fd >= 0 && fd != 1 && read_lock_content(fd, &c)) {
+        opened = open_lock_file(ledger, i, NULL, 0, &fd) == 0;
+        if (opened && read_lock_content(fd, &c)) {
             g_strlcpy(d->id, c.id, sizeof(d->id));
             d->backend = c.backend;
         } else { /* counted, though no device will match it */
             snprintf(d->id, sizeof(d->id), "?unknown-device-%d", i);
         }
-        if (fd >= 0 && fd != 1)
+        if (opened)
             close(fd);
         d->crc = device_crc(d);
         seed->n_devices = i + 1;
