@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,11 +35,16 @@
 #define now_us bench_now_us
 #define median bench_median
 
-/* Wall time of one fork+exec+wait of argv, output discarded. */
+/* The CPU time (user + system) of the last run_once(). */
+static double last_cpu_us;
+
+/* Wall time of one fork+exec+wait of argv, output discarded; its CPU time
+ * in last_cpu_us. */
 static double run_once(char *const argv[])
 {
     double t0 = now_us();
     pid_t pid = fork();
+    struct rusage ru;
     int status;
 
     if (pid == 0) {
@@ -49,21 +55,32 @@ static double run_once(char *const argv[])
         execv(argv[0], argv);
         _exit(127);
     }
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "%s %s failed\n", argv[0], argv[1] ? argv[1] : "");
         exit(1);
     }
+    last_cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     return now_us() - t0;
 }
 
-/* The median of RUNS_PER_ROUND runs. */
+/* The median wall time of RUNS_PER_ROUND runs; the median CPU time in
+ * *cpu (may be NULL), which the machine's other load moves far less. */
+static double run_median_cpu(char *const argv[], double *cpu)
+{
+    double t[RUNS_PER_ROUND], c[RUNS_PER_ROUND];
+
+    for (int i = 0; i < RUNS_PER_ROUND; i++) {
+        t[i] = run_once(argv);
+        c[i] = last_cpu_us;
+    }
+    if (cpu)
+        *cpu = median(c, RUNS_PER_ROUND);
+    return median(t, RUNS_PER_ROUND);
+}
+
 static double run_median(char *const argv[])
 {
-    double t[RUNS_PER_ROUND];
-
-    for (int i = 0; i < RUNS_PER_ROUND; i++)
-        t[i] = run_once(argv);
-    return median(t, RUNS_PER_ROUND);
+    return run_median_cpu(argv, NULL);
 }
 
 static void write_file(const char *path, const char *text)
@@ -158,7 +175,7 @@ static void bench_status(const char *dir, char *const cli_path, int rounds)
     char *empty_dir = g_build_filename(dir, "ledger-empty", NULL);
     char *full_dir = g_build_filename(dir, "ledger-1000", NULL);
     char *status[] = {cli_path, "status", "--json", NULL};
-    double ratio[MAX_ROUNDS];
+    double ratio[MAX_ROUNDS], cpu_ratio[MAX_ROUNDS];
     int release_fd;
     pid_t holder;
 
@@ -171,15 +188,17 @@ static void bench_status(const char *dir, char *const cli_path, int rounds)
     g_setenv("GPUBALANCE_DIR", empty_dir, TRUE);
     run_once(status);
     for (int r = 0; r < rounds; r++) {
-        double t_empty, t_full;
+        double t_empty, t_full, cpu_empty, cpu_full;
 
         g_setenv("GPUBALANCE_DIR", empty_dir, TRUE);
-        t_empty = run_median(status);
+        t_empty = run_median_cpu(status, &cpu_empty);
         g_setenv("GPUBALANCE_DIR", full_dir, TRUE);
-        t_full = run_median(status);
+        t_full = run_median_cpu(status, &cpu_full);
         ratio[r] = t_full / t_empty;
+        cpu_ratio[r] = cpu_full / cpu_empty;
     }
     print_ratio("`gpubalance status --json`, 1000 leases", ratio, rounds, "no lease");
+    print_ratio("  the same in CPU time (user + system)", cpu_ratio, rounds, "no lease");
     close(release_fd);
     waitpid(holder, NULL, 0);
     g_free(conf);

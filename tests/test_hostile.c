@@ -16,7 +16,10 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,6 +161,7 @@ static void assert_names_stopped_holder(const char *message, pid_t holder)
     gpb_assert_contains(message, ledger);
     gpb_assert_contains(message, pid_text);
     gpb_assert_contains(message, "made no progress");
+    gpb_assert_contains(message, "is stopped (SIGSTOP"); /* seen stopped: not a wait run to its longest */
     g_free(pid_text);
     g_free(ledger);
 }
@@ -234,6 +238,157 @@ static void a_killed_lock_holder_is_replaced_at_once(void)
     g_assert_true(child_ready(&holder));
     kill_child(&holder);
     gpubalance_lease_release(gpb_test_acquire(ctx, s));
+    gpubalance_stream_free(s);
+    gpubalance_context_close(ctx);
+}
+
+/* Runs `gpubalance ARGS...` to its end; returns the wait status, and its
+ * standard error in *err. */
+static int run_command(const char *const *args, char **err)
+{
+    const char *argv[12] = {g_getenv("GPUBALANCE_BIN")};
+    int n = 1, status;
+
+    for (; args[n - 1] && n < (int)G_N_ELEMENTS(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    g_assert_true(
+        g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, err, &status, NULL));
+    return status;
+}
+
+/* Is this system-call stop the successful return of an F_OFD_SETLK(W)
+ * write lock on byte 0 of the ledger file, the header lock? entry is the
+ * matching entry stop's information. */
+static bool takes_header_lock(pid_t pid, const struct __ptrace_syscall_info *entry)
+{
+    struct flock fl;
+    struct iovec local = {&fl, sizeof(fl)}, remote = {(void *)(uintptr_t)entry->entry.args[2], sizeof(fl)};
+    char link[64], target[4096];
+    ssize_t n;
+
+    if (entry->entry.nr != SYS_fcntl || (entry->entry.args[1] != F_OFD_SETLK && entry->entry.args[1] != F_OFD_SETLKW))
+        return false;
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof(fl) || fl.l_type != F_WRLCK ||
+        fl.l_start != 0)
+        return false;
+    snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, (int)entry->entry.args[0]);
+    if ((n = readlink(link, target, sizeof(target) - 1)) < 0)
+        return false;
+    target[n] = '\0';
+    return g_str_has_suffix(target, "/ledger");
+}
+
+/* Starts `gpubalance ARGS...` traced, lets it run system call by system
+ * call until it has taken the ledger's header lock, and leaves it stopped
+ * there by SIGSTOP (state T, no longer traced): a process stopped while
+ * holding the lock, at a point chosen by the kernel's answer, not by
+ * time. Skips where ptrace is not allowed. */
+static pid_t start_stopped_in_header_lock(const char *const *args)
+{
+    const char *argv[12] = {g_getenv("GPUBALANCE_BIN")};
+    struct __ptrace_syscall_info entry = {0}, info;
+    pid_t parent = getpid(), pid;
+    int n = 1, status;
+
+    for (; args[n - 1] && n < (int)G_N_ELEMENTS(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent || ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0)
+            _exit(6);
+        raise(SIGSTOP);
+        execv(argv[0], (char **)argv);
+        _exit(7);
+    }
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 6)
+        gpb_test_skip("ptrace is not allowed here; a holder stopped at its lock cannot be made");
+    g_assert_true(WIFSTOPPED(status));
+    g_assert_cmpint(ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)), ==,
+                    0);
+    for (int signal_to_pass = 0;;) {
+        g_assert_cmpint(ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)signal_to_pass), ==, 0);
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        if (!WIFSTOPPED(status))
+            g_error("gpubalance %s ended (status %#x) without taking the header lock", args[0], status);
+        signal_to_pass = 0;
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+            if (WSTOPSIG(status) != SIGTRAP)
+                signal_to_pass = WSTOPSIG(status);
+            continue;
+        }
+        g_assert_cmpint(ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(info), &info), >, 0);
+        if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+            entry = info;
+        } else if (info.op == PTRACE_SYSCALL_INFO_EXIT && info.exit.rval == 0 && takes_header_lock(pid, &entry)) {
+            break;
+        }
+    }
+    /* The lock is held. SIGSTOP is delivered as it returns to user space
+     * (a signal-delivery stop, seen by the tracer) and, passed on at the
+     * detach, stops it for real. */
+    g_assert_cmpint(kill(pid, SIGSTOP), ==, 0);
+    g_assert_cmpint(ptrace(PTRACE_CONT, pid, NULL, NULL), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSTOPPED(status) && WSTOPSIG(status) == SIGSTOP);
+    g_assert_cmpint(ptrace(PTRACE_DETACH, pid, NULL, (void *)(long)SIGSTOP), ==, 0);
+    g_assert_cmpint(waitpid(pid, &status, WUNTRACED), ==, pid);
+    g_assert_true(WIFSTOPPED(status));
+    return pid;
+}
+
+/* A command refused by the stopped reset: it ended, said so naming the
+ * ledger and the reset, and changed nothing. */
+static void assert_command_refused(const char *const *args, pid_t holder)
+{
+    char *err = NULL;
+    int status = run_command(args, &err);
+
+    if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+        g_error("gpubalance %s did not fail (status %#x): %s", args[0], status, err);
+    assert_names_stopped_holder(err, holder);
+    g_free(err);
+}
+
+/* `gpubalance reset --force` stopped while it holds the header lock (the
+ * validation lock of its open, before it records its pid there): every
+ * other user (pick, status, another reset, a lease asked of an open
+ * context) fails within the bounded wait with an error naming the ledger
+ * and the stopped reset, found by who holds the lock rather than by the
+ * stale pid in the header (this test's own). Resumed, the reset completes
+ * and everyone proceeds. */
+static void a_stopped_reset_freezes_no_one(void)
+{
+    static const char *const reset[] = {"reset", "--force", NULL};
+    static const char *const pick[] = {"pick", "--codec", "h264", "--width", "640", "--height", "480", NULL};
+    static const char *const status_args[] = {"status", NULL};
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    gpubalance_lease *refused = NULL;
+    pid_t resetter;
+    int status;
+
+    gpb_test_env(pool_config);
+    ctx = gpb_test_open(); /* the header now names this process as its last holder */
+    s = gpb_test_stream("h264", 1920, 1080, 30);
+    resetter = start_stopped_in_header_lock(reset);
+
+    assert_command_refused(pick, resetter);
+    assert_command_refused(status_args, resetter);
+    assert_command_refused(reset, resetter);
+    g_assert_cmpint(gpubalance_lease_acquire(ctx, s, &refused), ==, GPUBALANCE_ERR_LEDGER_IO);
+    g_assert_null(refused);
+    assert_names_stopped_holder(gpubalance_last_error(), resetter);
+
+    g_assert_cmpint(kill(resetter, SIGCONT), ==, 0);
+    g_assert_cmpint(waitpid(resetter, &status, 0), ==, resetter);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    gpubalance_lease_release(gpb_test_acquire(ctx, s)); /* in the new ledger */
+    g_assert_cmpint(run_command(pick, NULL), ==, 0);
     gpubalance_stream_free(s);
     gpubalance_context_close(ctx);
 }
@@ -617,6 +772,150 @@ static void a_foreign_private_file_is_refused(void)
     g_free(lock);
 }
 
+/* The events file (counters and event log) of the current ledger. */
+static char *events_file_path(void)
+{
+    char *dir = g_strdup(g_getenv("GPUBALANCE_DIR"));
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    char *found = NULL;
+
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_suffix(name, ".events"))
+            found = g_build_filename(dir, name, NULL);
+    g_dir_close(d);
+    g_free(dir);
+    g_assert_nonnull(found);
+    return found;
+}
+
+/* The file moved aside as damaged-PID of the events file at path. */
+static char *events_file_aside(const char *path)
+{
+    char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path), *prefix;
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    char *found = NULL;
+
+    prefix = g_strconcat(base, ".damaged-", NULL);
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_prefix(name, prefix))
+            found = g_build_filename(dir, name, NULL);
+    g_dir_close(d);
+    g_free(prefix);
+    g_free(base);
+    g_free(dir);
+    return found;
+}
+
+static void assert_same_file_state(const struct stat *before, const char *path, const char *content)
+{
+    struct stat after;
+    char *text = NULL;
+
+    g_assert_cmpint(lstat(path, &after), ==, 0);
+    g_assert_cmpint(after.st_ino, ==, before->st_ino);
+    g_assert_cmpint(after.st_mode, ==, before->st_mode);
+    g_assert_cmpint(after.st_uid, ==, before->st_uid);
+    g_assert_cmpint(after.st_gid, ==, before->st_gid);
+    g_assert_cmpint(after.st_size, ==, before->st_size);
+    g_assert_cmpint(after.st_mtim.tv_sec, ==, before->st_mtim.tv_sec);
+    g_assert_cmpint(after.st_mtim.tv_nsec, ==, before->st_mtim.tv_nsec);
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, content);
+    g_free(text);
+}
+
+/* `gpubalance pick` with what the test put in place of the events file:
+ * the pick is placed all the same, its warning names the events file and
+ * why it was refused, the name is moved aside and a new, sound events file
+ * made in its place. */
+static void assert_events_file_refused(const char *events, const char *why)
+{
+    static const char *const pick[] = {"pick", "--codec", "h264", "--width", "640", "--height", "480", NULL};
+    char *err = NULL;
+    struct stat st;
+
+    g_assert_cmpint(run_command(pick, &err), ==, 0);
+    gpb_assert_contains(err, "event log ");
+    gpb_assert_contains(err, events);
+    gpb_assert_contains(err, why);
+    gpb_assert_contains(err, "refusing it; ");
+    gpb_assert_contains(err, "moved aside to");
+    g_assert_cmpint(lstat(events, &st), ==, 0);
+    g_assert_true(S_ISREG(st.st_mode));
+    g_assert_cmpint(st.st_nlink, ==, 1);
+    g_free(err);
+}
+
+/* The events file replaced by a hard link to another file: refused like a
+ * ledger or lock file so linked, and the other file is left as it was
+ * (content, mode, times). */
+static void a_hard_linked_events_file_is_refused_untouched(void)
+{
+    const char *dir = gpb_test_env(pool_config);
+    char *victim = g_build_filename(dir, "victim", NULL), *events;
+    struct stat before;
+
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_true(g_file_set_contents(victim, "private", -1, NULL));
+    g_assert_cmpint(chmod(victim, 0600), ==, 0);
+    g_assert_cmpint(stat(victim, &before), ==, 0);
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_cmpint(link(victim, events), ==, 0);
+    assert_events_file_refused(events, "has 2 hard links");
+    before.st_nlink = 2; /* the name moved aside is still a link to it */
+    assert_same_file_state(&before, victim, "private");
+    g_free(events);
+    g_free(victim);
+}
+
+/* A symbolic link in place of the events file: never followed. */
+static void a_symlinked_events_file_is_refused_untouched(void)
+{
+    const char *dir = gpb_test_env(pool_config);
+    char *victim = g_build_filename(dir, "victim", NULL), *events;
+    struct stat before;
+
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_true(g_file_set_contents(victim, "private", -1, NULL));
+    g_assert_cmpint(chmod(victim, 0600), ==, 0);
+    g_assert_cmpint(stat(victim, &before), ==, 0);
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_cmpint(symlink(victim, events), ==, 0);
+    assert_events_file_refused(events, "is a symbolic link");
+    assert_same_file_state(&before, victim, "private");
+    g_free(events);
+    g_free(victim);
+}
+
+/* An events file of another user, not shared with a group: refused, and
+ * moved aside as it was (owner, mode, content). */
+static void a_foreign_events_file_is_refused_untouched(void)
+{
+    char *events, *aside;
+    struct stat before;
+
+    if (geteuid() != 0)
+        gpb_test_skip("needs root to give a file to another user");
+    gpb_test_env(pool_config);
+    gpubalance_context_close(gpb_test_open());
+    events = events_file_path();
+    g_assert_cmpint(unlink(events), ==, 0);
+    g_assert_true(g_file_set_contents(events, "private", -1, NULL));
+    g_assert_cmpint(chown(events, 60001, 60001), ==, 0);
+    g_assert_cmpint(chmod(events, 0600), ==, 0);
+    g_assert_cmpint(stat(events, &before), ==, 0);
+    assert_events_file_refused(events, "belongs to uid 60001 and is not shared with a group");
+    aside = events_file_aside(events);
+    g_assert_nonnull(aside);
+    assert_same_file_state(&before, aside, "private");
+    g_free(aside);
+    g_free(events);
+}
+
 /* ---- 7. several users in one group directory ------------------------------ */
 
 #define SHARED_GID 60000
@@ -967,6 +1266,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(a_stopped_lock_holder_freezes_no_one),
     GPB_TEST(a_stopped_lock_holder_fails_the_command_clearly),
     GPB_TEST(a_killed_lock_holder_is_replaced_at_once),
+    GPB_TEST(a_stopped_reset_freezes_no_one),
     GPB_TEST(a_tiny_file_system_is_a_clear_error),
     GPB_TEST(a_full_file_system_is_a_clear_error),
     GPB_TEST(a_ledger_truncated_under_a_live_process_is_detected),
@@ -977,6 +1277,9 @@ static const gpb_test_case cases[] = {
     GPB_TEST(a_hard_linked_ledger_is_refused),
     GPB_TEST(a_lock_file_that_is_no_file_is_refused),
     GPB_TEST(a_foreign_private_file_is_refused),
+    GPB_TEST(a_hard_linked_events_file_is_refused_untouched),
+    GPB_TEST(a_symlinked_events_file_is_refused_untouched),
+    GPB_TEST(a_foreign_events_file_is_refused_untouched),
     GPB_TEST(members_and_root_share_a_group_directory_in_any_order),
     GPB_TEST(an_open_context_moves_to_a_reset_ledger),
     GPB_TEST(a_forced_reset_keeps_the_cap),

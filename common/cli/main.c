@@ -101,22 +101,12 @@ static int usage_error(GOptionContext *octx, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+static void print_json_then_leases(JsonBuilder *builder, const gpubalance_snapshot *snap, gboolean pretty);
+
 /* Ends the builder's top object, prints it and frees the builder. */
 static void print_json(JsonBuilder *builder, gboolean pretty)
 {
-    JsonGenerator *gen = json_generator_new();
-    JsonNode *root = json_builder_get_root(json_builder_end_object(builder));
-    gchar *text;
-
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, pretty);
-    text = json_generator_to_data(gen, NULL);
-    printf("%s\n", text);
-    fflush(stdout);
-    g_free(text);
-    json_node_unref(root);
-    g_object_unref(gen);
-    g_object_unref(builder);
+    print_json_then_leases(builder, NULL, pretty);
 }
 
 /* Adds text as a JSON string, made valid UTF-8. */
@@ -260,24 +250,69 @@ static void device_json(JsonBuilder *b, const gpubalance_device_info *d)
     json_builder_end_object(b);
 }
 
-static void lease_json(JsonBuilder *b, const gpubalance_lease_info *l)
+/* One lease's members, set on an object reused for every lease (setting
+ * a member again replaces it in place, keeping the order). */
+static void lease_json(JsonObject *o, const gpubalance_lease_info *l)
 {
     gchar *since = iso_time(l->since_unix_ms);
+    gchar *device = g_utf8_make_valid(l->device, -1), *label = g_utf8_make_valid(l->label, -1);
 
-    json_builder_begin_object(b);
-    add_text(member(b, "device"), l->device);
-    json_builder_add_int_value(member(b, "pid"), l->pid);
-    json_builder_add_string_value(member(b, "codec"), gpubalance_codec_name(l->codec));
-    json_builder_add_int_value(member(b, "width"), l->width);
-    json_builder_add_int_value(member(b, "height"), l->height);
-    json_builder_add_double_value(member(b, "fps"), l->fps);
-    json_builder_add_double_value(member(b, "cost"), l->cost);
-    json_builder_add_string_value(member(b, "state"), gpubalance_lease_state_name(l->state));
-    add_text(member(b, "label"), l->label);
-    json_builder_add_string_value(member(b, "since"), since);
-    json_builder_add_int_value(member(b, "pid_namespace"), (gint64)l->pid_namespace);
-    json_builder_end_object(b);
+    json_object_set_string_member(o, "device", device);
+    json_object_set_int_member(o, "pid", l->pid);
+    json_object_set_string_member(o, "codec", gpubalance_codec_name(l->codec));
+    json_object_set_int_member(o, "width", l->width);
+    json_object_set_int_member(o, "height", l->height);
+    json_object_set_double_member(o, "fps", l->fps);
+    json_object_set_double_member(o, "cost", l->cost);
+    json_object_set_string_member(o, "state", gpubalance_lease_state_name(l->state));
+    json_object_set_string_member(o, "label", label);
+    json_object_set_string_member(o, "since", since);
+    json_object_set_int_member(o, "pid_namespace", (gint64)l->pid_namespace);
     g_free(since);
+    g_free(device);
+    g_free(label);
+}
+
+/* The "leases" member, appended to out as json-glib would have written it
+ * in the tree: each lease generated on its own from one reused object
+ * (and, when pretty, indented to its depth). A tree of every lease (an
+ * object, a hash table and eleven nodes each, built and then walked) was
+ * most of what `status --json` cost with 1000 leases. */
+static void append_leases_json(GString *out, const gpubalance_snapshot *snap, gboolean pretty)
+{
+    JsonGenerator *gen = json_generator_new();
+    JsonObject *lease = json_object_new();
+    JsonNode *node = json_node_new(JSON_NODE_OBJECT);
+    GString *one = g_string_sized_new(512);
+    size_t n = gpubalance_snapshot_n_leases(snap);
+
+    json_node_set_object(node, lease);
+    json_generator_set_root(gen, node);
+    json_generator_set_pretty(gen, pretty);
+    g_string_append(out, pretty ? ",\n  \"leases\" : [" : ",\"leases\":[");
+    for (size_t i = 0; i < n; i++) {
+        lease_json(lease, gpubalance_snapshot_lease(snap, i));
+        g_string_append(out, i ? "," : "");
+        if (!pretty) {
+            json_generator_to_gstring(gen, out);
+            continue;
+        }
+        g_string_truncate(one, 0);
+        json_generator_to_gstring(gen, one);
+        g_string_append(out, "\n    ");
+        for (const char *line = one->str, *end; *line; line = end) { /* a string holds no raw newline */
+            end = strchrnul(line, '\n');
+            end += *end == '\n';
+            g_string_append_len(out, line, end - line);
+            if (end[-1] == '\n')
+                g_string_append(out, "    ");
+        }
+    }
+    g_string_append(out, pretty && n ? "\n  ]\n}" : pretty ? "]\n}" : "]}");
+    g_string_free(one, TRUE);
+    json_node_unref(node);
+    json_object_unref(lease);
+    g_object_unref(gen);
 }
 
 /* "devices": [...], as status and probe print them */
@@ -287,6 +322,35 @@ static void devices_json(JsonBuilder *b, const gpubalance_snapshot *snap)
     for (size_t i = 0; i < gpubalance_snapshot_n_devices(snap); i++)
         device_json(b, gpubalance_snapshot_device(snap, i));
     json_builder_end_array(b);
+}
+
+/* print_json(), and with a snapshot its leases as the object's last
+ * member "leases", appended by append_leases_json() before the object
+ * closes again. */
+static void print_json_then_leases(JsonBuilder *builder, const gpubalance_snapshot *snap, gboolean pretty)
+{
+    JsonGenerator *gen = json_generator_new();
+    JsonNode *root = json_builder_get_root(json_builder_end_object(builder));
+    GString *out = g_string_sized_new(4096 + (snap ? 256 * gpubalance_snapshot_n_leases(snap) : 0));
+
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, pretty);
+    json_generator_to_gstring(gen, out);
+    if (snap) {
+        /* reopen the object: drop its closing brace and the space before it */
+        while (out->len > 0 && out->str[out->len - 1] != '}')
+            g_string_truncate(out, out->len - 1);
+        g_string_truncate(out, out->len ? out->len - 1 : 0);
+        while (out->len > 0 && g_ascii_isspace(out->str[out->len - 1]))
+            g_string_truncate(out, out->len - 1);
+        append_leases_json(out, snap, pretty);
+    }
+    printf("%s\n", out->str);
+    fflush(stdout);
+    g_string_free(out, TRUE);
+    json_node_unref(root);
+    g_object_unref(gen);
+    g_object_unref(builder);
 }
 
 static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
@@ -307,11 +371,7 @@ static void status_json(const gpubalance_snapshot *snap, gboolean pretty)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_begin_array(member(b, "leases"));
-    for (size_t i = 0; i < gpubalance_snapshot_n_leases(snap); i++)
-        lease_json(b, gpubalance_snapshot_lease(snap, i));
-    json_builder_end_array(b);
-    print_json(b, pretty);
+    print_json_then_leases(b, snap, pretty);
 }
 
 static gchar *limit_text(int max_sessions, int learned)

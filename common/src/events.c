@@ -130,43 +130,24 @@ static void remove_other_generations(const char *dir, const char *keep)
     g_dir_close(d);
 }
 
-/* Written whole under a temporary name and linked into place, as the
- * ledger is: no process maps a half-made file. Losing the race is fine. */
-static int create_events_file(const char *path, uint64_t generation, mode_t mode)
+static int fill_events(int fd, const void *data)
 {
     events_header header;
-    char *tmp = g_strdup_printf("%s.new-%d-%08x", path, (int)getpid(), g_random_int());
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    int status = 0;
 
-    if (fd < 0) {
-        g_free(tmp);
-        return -1;
-    }
     memset(&header, 0, sizeof(header));
-    fill_layout(&header.layout, generation);
-    /* reserved, not sparse: a full tmpfs is an error here, never a SIGBUS
-     * at a later write through the mapping */
-    if (fchmod(fd, mode) < 0 || posix_fallocate(fd, 0, (off_t)events_file_size()) != 0 ||
-        pwrite(fd, &header, sizeof(header), 0) != (ssize_t)sizeof(header) || (link(tmp, path) < 0 && errno != EEXIST))
-        status = -1;
-    unlink(tmp);
-    close(fd);
-    g_free(tmp);
-    return status;
+    fill_layout(&header.layout, *(const uint64_t *)data);
+    return pwrite(fd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) ? 0 : errno;
 }
 
-/* The file is outside input: a regular file, not writable by everyone,
- * ours or shared with the ledger's group (on a group directory any member
- * may have made it), and the layout this code writes for this ledger's
- * generation. */
-static bool file_is_ours(int fd, const struct stat *ledger_st, uint64_t generation)
+/* Beyond the rules every file of the ledger directory is opened by
+ * (gpb_ledger_file_open): shared with the ledger's own group when not
+ * ours, and the layout this code writes for this ledger's generation. */
+static bool layout_is_ours(int fd, const struct stat *ledger_st, uint64_t generation)
 {
     struct stat st;
     events_layout found, want;
 
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_IWOTH) ||
-        (st.st_uid != geteuid() && !((st.st_mode & S_IWGRP) && st.st_gid == ledger_st->st_gid)))
+    if (fstat(fd, &st) < 0 || (st.st_uid != geteuid() && st.st_gid != ledger_st->st_gid))
         return false;
     if (pread(fd, &found, sizeof(found), 0) != (ssize_t)sizeof(found))
         return false;
@@ -174,49 +155,85 @@ static bool file_is_ours(int fd, const struct stat *ledger_st, uint64_t generati
     return memcmp(&found, &want, sizeof(want)) == 0 && (uint64_t)st.st_size == want.file_size;
 }
 
-static int open_checked(const char *path, const struct stat *ledger_st, uint64_t generation)
+/* Opens the events file name of the ledger directory, checked; 0 with
+ * *fd set, 1 when missing, 2 when damaged, or a negative status (refused
+ * as unsafe, or not to be opened). */
+static int open_checked(int dir_fd, const char *dir, const char *name, const struct stat *ledger_st,
+                        uint64_t generation, int *fd)
 {
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int status = gpb_ledger_file_open(dir_fd, dir, name, "event log", fd);
 
-    if (fd >= 0 && !file_is_ours(fd, ledger_st, generation)) {
-        close(fd);
-        errno = EINVAL;
-        return -1;
+    if (status == 0 && !layout_is_ours(*fd, ledger_st, generation)) {
+        close(*fd);
+        *fd = -1;
+        return 2;
     }
-    return fd;
+    return status;
+}
+
+/* A damaged or refused events file is renamed aside (its name only: a
+ * hard link's other file and a symbolic link's target are not touched)
+ * and kept for inspection. */
+static void move_aside(int dir_fd, const char *path, const char *name, const char *why)
+{
+    char *aside = g_strdup_printf("%s.damaged-%d", name, (int)getpid());
+
+    if (renameat(dir_fd, name, dir_fd, aside) == 0)
+        gpb_warning("%s; moved aside to %s.damaged-%d, and a new one made", why, path, (int)getpid());
+    else
+        gpb_warning("%s; could not move it aside: %s", why, g_strerror(errno));
+    g_free(aside);
 }
 
 gpb_events *gpb_events_open(const gpb_ledger *ledger)
 {
     uint64_t generation = gpb_ledger_generation(ledger);
+    const char *dir = gpb_ledger_dir(ledger);
     char *name = g_strdup_printf("%s.%016llx%s", GPB_LEDGER_FILE, (unsigned long long)generation, EVENTS_SUFFIX);
-    char *path = g_build_filename(gpb_ledger_dir(ledger), name, NULL);
+    char *path = g_build_filename(dir, name, NULL);
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat ledger_st;
     gpb_events *events = NULL;
-    int fd = -1;
+    int fd = -1, status, made;
     void *base;
 
-    if (stat(gpb_ledger_path(ledger), &ledger_st) < 0)
+    if (dir_fd < 0 || stat(gpb_ledger_path(ledger), &ledger_st) < 0)
         goto fail;
-    fd = open_checked(path, &ledger_st, generation);
-    if (fd < 0 && errno == EINVAL) {
-        /* damaged or foreign: keep it for inspection, start a new one */
-        char *aside = g_strdup_printf("%s.damaged-%d", path, (int)getpid());
+    status = open_checked(dir_fd, dir, name, &ledger_st, generation, &fd);
+    if (status == 2) {
+        char *why = g_strdup_printf("event log %s is damaged or not ours", path);
 
-        gpb_warning("event log %s is damaged or not ours; moved aside to %s", path, aside);
-        rename(path, aside);
-        g_free(aside);
+        move_aside(dir_fd, path, name, why);
+        g_free(why);
+    } else if (status == GPUBALANCE_ERR_LEDGER_UNSAFE) {
+        /* the message's advice to reset is done here at once */
+        char *why = g_strdup(gpubalance_last_error());
+
+        if (g_str_has_suffix(why, "; " GPB_RESET_HINT))
+            why[strlen(why) - strlen("; " GPB_RESET_HINT)] = '\0';
+        move_aside(dir_fd, path, name, why);
+        g_free(why);
+    } else if (status < 0) {
+        goto fail;
     }
     if (fd < 0) {
-        if (create_events_file(path, generation, ledger_st.st_mode & 0660) == 0)
-            remove_other_generations(gpb_ledger_dir(ledger), name);
-        fd = open_checked(path, &ledger_st, generation);
+        made = gpb_ledger_file_create(dir_fd, name, ledger_st.st_mode & 0660, (off_t)events_file_size(), fill_events,
+                                      &generation, false);
+        if (made < 0) {
+            errno = -made;
+            goto fail;
+        }
+        if (made == 0)
+            remove_other_generations(dir, name);
+        if (open_checked(dir_fd, dir, name, &ledger_st, generation, &fd) != 0) {
+            errno = EINVAL;
+            goto fail;
+        }
     }
-    if (fd < 0)
-        goto fail;
     base = mmap(NULL, events_file_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         goto fail;
+    close(dir_fd);
     events = g_new0(gpb_events, 1);
     events->path = path;
     events->fd = fd;
@@ -232,6 +249,8 @@ fail:
     gpb_warning("no counters or event log: cannot use %s: %s", path, g_strerror(errno));
     if (fd >= 0)
         close(fd);
+    if (dir_fd >= 0)
+        close(dir_fd);
     g_free(path);
     g_free(name);
     return NULL;

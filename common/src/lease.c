@@ -20,7 +20,10 @@
 #define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
 #define WAIT_RECHECK_MS 1000
 /* Lease locks a refusal may test (see choose()): up to 8, fewer on devices
- * holding many leases, where each test walks all of their locks. */
+ * holding many leases. A test walks one slot group's locks (64 at most),
+ * but each is a system call, and a device full with many leases is
+ * refused on its count at every decision: its dead holders are found by
+ * the periodic sweep as well. */
 #define VERIFY_PER_DECISION 8
 #define VERIFY_LOCK_WALK 512
 
@@ -400,10 +403,10 @@ static int test_budget(gpubalance_context *ctx, const gpb_devset *suspects)
  * devices that were full are tested against their locks (one short fcntl
  * each), the dead ones forgotten, and the choice made again if any was.
  * A decision tests at most VERIFY_PER_DECISION leases, going on where the
- * previous one stopped, and fewer when the suspects hold many (a test
- * walks the device's whole lock list: about VERIFY_LOCK_WALK locks walked
- * in all), so it costs O(devices) however many leases are held; a
- * thorough one (a waiter woken by a lease's end) tests them all.
+ * previous one stopped, and fewer when the suspects hold many
+ * (VERIFY_LOCK_WALK / their leases), so it costs O(devices) however many
+ * leases are held; a thorough one (a waiter woken by a lease's end) tests
+ * them all.
  * A device whose cap is that small is thus checked in full every time,
  * and a dead holder on a larger one is found within a few refusals or by
  * the next periodic sweep: until then only a refusal rests on it. */

@@ -29,7 +29,7 @@
 #include "gpubalance.h"
 
 #define GPB_LEDGER_MAGIC "GPBLEDGR"
-#define GPB_LEDGER_FORMAT 3u /* 2: record CRCs, lock files carry their device id; 3: 256 devices */
+#define GPB_LEDGER_FORMAT 4u /* 2: record CRCs, lock files carry their device id; 3: 256 devices; 4: leases lock slot-group files; the header-lock futex */
 #define GPB_LEDGER_FILE "ledger"
 #define GPB_MAX_POOLS 32
 #define GPB_SLOTS 4096
@@ -39,6 +39,8 @@
 #define GPB_PROBE_KEY_SIZE 160
 #define GPB_PROBE_BLOB_SIZE 512
 #define GPB_FREE_SLOT 0xffffu
+/* How a message about a damaged or refused file ends. */
+#define GPB_RESET_HINT "run 'gpubalance reset' to move it aside and start a new one"
 
 /* A learned limit: the session count at which a device or pool refused. */
 typedef struct {
@@ -120,6 +122,23 @@ const char *gpb_ledger_dir(const gpb_ledger *ledger);
  * leases, the new ledger keeps the old lock files and is rebuilt from
  * them, so the live leases stay counted. */
 int gpb_ledger_reset(const char *dir, bool force, int *live_leases);
+
+/* The rules for every file of the ledger directory (the ledger, its lock
+ * files, the events file), in one place. gpb_ledger_file_create() makes
+ * a file whole under a temporary name (O_EXCL | O_NOFOLLOW), sets its
+ * mode with fchmod, reserves reserve bytes, calls fill (0 or an errno)
+ * and moves it into place with renameat2(RENAME_NOREPLACE), or replacing
+ * one there (replace): 0, 1 when another creator won, or -errno.
+ * gpb_ledger_file_open() opens one with O_NOFOLLOW and refuses it
+ * (GPUBALANCE_ERR_LEDGER_UNSAFE, a message naming it and why) when it is
+ * a symbolic link, not a regular file, has more than one hard link, is
+ * writable by everyone, or is someone else's and not shared with a group
+ * of ours: 0 with *fd set, 1 when missing, or a negative status. what
+ * names the file in messages ("ledger", "lock file", "event log"). */
+typedef int (*gpb_ledger_file_fill)(int fd, const void *data);
+int gpb_ledger_file_create(int dir_fd, const char *name, mode_t mode, off_t reserve, gpb_ledger_file_fill fill,
+                           const void *data, bool replace);
+int gpb_ledger_file_open(int dir_fd, const char *dir, const char *name, const char *what, int *fd);
 
 /* Keeps a shared mapping from killing the process with SIGBUS (a file
  * truncated under it, a full tmpfs): a fault in it is answered with zero
