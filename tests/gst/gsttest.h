@@ -25,10 +25,14 @@ extern const char software_only[];
 /* The test's environment (config, ledger directory), GStreamer, the fake
  * encoders and the plugin; fails the test when the plugin is missing. */
 void setup(const char *config);
+/* Its second half, for a test that prepares its environment first. */
+void setup_gstreamer(void);
 
 /* Plays a pipeline to EOS or error (a hang fails after a minute of no bus
  * message), collecting what happened. Returns it still playing. */
 GstElement *play(const char *description, Run *run);
+/* The same for a pipeline already built. */
+void run_to_end(GstElement *pipeline, Run *run);
 void stop(GstElement *pipeline, Run *run);
 /* A fakesink handoff handler counting into the Run in data. */
 void note_buffer(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data);
