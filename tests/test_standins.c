@@ -573,19 +573,36 @@ static void gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id(void)
     g_free(output);
 }
 
+/* The pool the devices of the stand-in GeForce cards share, from
+ * `gpubalance status --json`. */
+static JsonObject *geforce_pool(JsonNode *status)
+{
+    JsonArray *pools = json_object_get_array_member(json_node_get_object(status), "pools");
+
+    for (guint i = 0; i < json_array_get_length(pools); i++) {
+        JsonObject *p = json_array_get_object_element(pools, i);
+
+        if (g_strcmp0(json_object_get_string_member(p, "name"), "geforce") == 0)
+            return p;
+    }
+    g_error("no geforce pool in gpubalance status");
+}
+
 /* The driver's cap is 3 while gpubalance expects 5 from the driver
  * version (a driver that changed its cap), and three plain ffmpeg sessions
- * hold the GeForce. gpubalance sees room and tries NVENC, but GStreamer
- * 1.22's nvcodec registers its encoders for a GPU in plugin_init by opening
- * a session there, so in a process that starts while the GPU is full there
- * is no nvcodec encoder for it: the element moves on to software without
- * an error (attempt 2), and the output decodes. Learning the cap needs the
- * driver's refusal itself, which reaches only a process that loaded
- * nvcodec before the GPU filled up. */
+ * hold the GeForce. gpubalance sees room and tries NVENC, but GStreamer's
+ * nvcodec registers its encoders for a GPU in plugin_init by opening a
+ * session there, so in a process that starts while the GPU is full there
+ * is no nvcodec encoder for it. Its failure ("no such element") carries no
+ * driver status, so the core asks NVENC itself, hears
+ * NV_ENC_ERR_OUT_OF_MEMORY and learns the cap, 3, for the GeForce pool;
+ * the element moves on to software without an error (attempt 2), and the
+ * output decodes. */
 static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
 {
     live_encoder outside[3];
     char *output, *out = NULL;
+    JsonNode *status;
 
     require_program("ffmpeg");
     if (!g_getenv("GPB_GST_PLUGIN_DIR"))
@@ -603,10 +620,57 @@ static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
     gpb_assert_contains(out, "backend=(string)software, device=(string)software, encoder=(string)x264enc, "
                              "attempt=(int)2");
     assert_decodes(output, "h264", 12);
+    status = status_json();
+    g_assert_cmpint(json_object_get_int_member(geforce_pool(status), "max_sessions"), ==, 5); /* 535's cap */
+    g_assert_cmpint(json_object_get_int_member(geforce_pool(status), "learned_limit"), ==, 3);
+    json_node_unref(status);
     for (int i = 0; i < 3; i++)
         g_assert_cmpint(finish_live_encoder(&outside[i]), ==, 0);
     g_free(out);
     g_free(output);
+}
+
+/* nvcodec's words for a session the driver refused: no status in them.
+ * With the GeForce at its cap the core asks NVENC and classifies them as
+ * the capacity refusal they are; with room, the same words are some other
+ * failure. */
+static void nvcodec_words_at_the_cap_are_classified_by_asking_nvenc(void)
+{
+    static const char nvcodec_words[] = "Could not initialize supporting library. -- Failed to open encoder session";
+    live_encoder outside[3];
+    gpubalance_context *ctx;
+    gpubalance_stream *stream;
+    gpubalance_lease *lease;
+    char detail[200];
+
+    require_program("ffmpeg");
+    standin_env("Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
+    require_ffmpeg_nvenc_api_of_the_standin();
+    g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
+    ctx = gpb_test_open();
+    stream = gpb_test_stream("h264", WIDTH, HEIGHT, 25);
+    g_assert_cmpint(gpubalance_stream_set_device(stream, "nvenc:0"), ==, 0);
+    lease = gpb_test_acquire(ctx, stream);
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, nvcodec_words, detail, sizeof(detail)), ==,
+                    GPUBALANCE_FAILURE_OTHER);
+    gpb_assert_contains(detail, "NVENC opened");
+    for (int i = 0; i < 3; i++) {
+        outside[i] = start_live_encoder("0");
+        wait_until_encoding(&outside[i]);
+    }
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, nvcodec_words, detail, sizeof(detail)), ==,
+                    GPUBALANCE_FAILURE_CAPACITY);
+    gpb_assert_contains(detail, "NV_ENC_ERR_OUT_OF_MEMORY (10)");
+    /* FFmpeg's message carries the status: nothing to ask */
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, "OpenEncodeSessionEx failed: out of memory (10)",
+                                                      detail, sizeof(detail)),
+                    ==, GPUBALANCE_FAILURE_CAPACITY);
+    g_assert_cmpstr(detail, ==, "");
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(finish_live_encoder(&outside[i]), ==, 0);
+    gpubalance_lease_release(lease);
+    gpubalance_stream_free(stream);
+    gpubalance_context_close(ctx);
 }
 
 /* ---- the stand-in VA-API driver on a stand-in render node -------------------------- */
@@ -777,6 +841,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(gstreamer_nvcudah265enc_encodes_decodable_hevc),
     GPB_TEST(gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id),
     GPB_TEST(gpubalanceenc_falls_back_to_software_when_the_geforce_is_full),
+    GPB_TEST(nvcodec_words_at_the_cap_are_classified_by_asking_nvenc),
     GPB_TEST(plain_ffmpeg_h264_vaapi_encodes_decodable_h264),
     GPB_TEST(plain_ffmpeg_hevc_vaapi_encodes_decodable_hevc),
     GPB_TEST(discovery_offers_the_standin_render_node_by_its_own_name),
