@@ -354,15 +354,17 @@ static void new_picture_size_reaches_each_muxer_as_from_x264enc(void)
         Resized ours = encode_resized("gpubalanceenc", containers[c].output, containers[c].extension);
         Resized x264 = encode_resized("x264enc", containers[c].output, containers[c].extension);
 
-        g_assert_cmpstr(ours.frames, ==, x264.frames);
         g_assert_cmpint(!ours.error, ==, !x264.error);
         if (x264.error) {
-            /* the muxer's own refusal, naming the old and the new caps */
+            /* the muxer's own refusal, naming the old and the new caps; how
+             * much of the file it wrote before the error is a race (its
+             * clusters are written as they fill), for x264enc too */
             g_assert_true(g_str_has_prefix(ours.error, "GstMatroskaMux"));
             gpb_assert_contains(ours.error, "Caps changes are not supported");
             gpb_assert_contains(ours.error, "width=(int)640, height=(int)480");
-            g_assert_true(g_str_has_suffix(ours.frames, "x320x240")); /* what came before the change */
+            g_assert_null(strstr(ours.frames, "640x480"));
         } else {
+            g_assert_cmpstr(ours.frames, ==, x264.frames);
             int small = 0, large = 0;
 
             g_assert_cmpint(sscanf(ours.frames, "%dx320x240 %dx640x480", &small, &large), ==, 2);
