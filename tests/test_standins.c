@@ -431,10 +431,35 @@ static void require_nvcodec_element(const char *element, const char *inspect_out
 #endif
 }
 
+/* gst-launch-1.0 -m encoding 12 NV12 frames through encoder (elements and
+ * properties as gst-launch-1.0 reads them) into an MP4 at output; fails the
+ * test if it fails. The bus messages (gpubalance-selected) come back in
+ * *out. */
+static void gst_launch_into_mp4(const char *encoder, const char *output, char **out)
+{
+    char *pipeline = g_strdup_printf("videotestsrc num-buffers=12 ! "
+                                     "video/x-raw,format=NV12,width=320,height=240,framerate=25/1 ! %s ! mp4mux ! "
+                                     "filesink location=%s",
+                                     encoder, output);
+    /* one argument a word: gst-launch-1.0 escapes the spaces inside one */
+    char *command = g_strdup_printf("gst-launch-1.0 -m %s", pipeline);
+    char **argv = g_strsplit(command, " ", -1);
+    char *err = NULL;
+    int rc;
+
+    require_program("gst-launch-1.0");
+    rc = run((const char *const *)argv, out, &err);
+    g_strfreev(argv);
+    g_free(command);
+    if (rc != 0)
+        g_error("gst-launch-1.0 %s failed (%d):\n%s%s", pipeline, rc, *out, err);
+    g_free(pipeline);
+    g_free(err);
+}
+
 static void gst_nvcodec_encodes_and_decodes(const char *element, const char *parser, const char *codec)
 {
-    char *output, *location, *err = NULL, *out = NULL;
-    int rc;
+    char *output, *encoder, *out = NULL;
 
     require_program("gst-launch-1.0");
     require_program("ffprobe");
@@ -449,34 +474,12 @@ static void gst_nvcodec_encodes_and_decodes(const char *element, const char *par
         g_free(listing);
     }
     output = in_test_dir("out.mp4");
-    location = g_strdup_printf("location=%s", output);
-    {
-        const char *argv[] = {"gst-launch-1.0",
-                              "-q",
-                              "videotestsrc",
-                              "num-buffers=12",
-                              "!",
-                              "video/x-raw,format=NV12,width=320,height=240,framerate=25/1",
-                              "!",
-                              element,
-                              "!",
-                              parser,
-                              "!",
-                              "mp4mux",
-                              "!",
-                              "filesink",
-                              location,
-                              NULL};
-
-        rc = run(argv, &out, &err);
-    }
-    if (rc != 0)
-        g_error("gst-launch-1.0 with %s failed (%d):\n%s%s", element, rc, out, err);
+    encoder = g_strdup_printf("%s ! %s", element, parser);
+    gst_launch_into_mp4(encoder, output, &out);
     assert_decodes(output, codec, 12);
-    g_free(location);
+    g_free(encoder);
     g_free(output);
     g_free(out);
-    g_free(err);
 }
 
 static void gstreamer_nvh264enc_encodes_decodable_h264(void)
@@ -512,40 +515,14 @@ static void scan_gst_registry(void)
     g_free(err);
 }
 
-/* gst-launch-1.0 -m with gpubalanceenc (this build's plugin) in the
- * registry scan_gst_registry() made: the bus messages (gpubalance-selected)
- * come back in *out. */
+/* gpubalanceenc (this build's plugin, in the registry scan_gst_registry()
+ * made) with properties, into an MP4. */
 static void run_gpubalanceenc(const char *properties, const char *output, char **out)
 {
-    char *err = NULL, *location = g_strdup_printf("location=%s", output);
-    int rc;
+    char *encoder = g_strdup_printf("gpubalanceenc %s ! h264parse", properties);
 
-    require_program("gst-launch-1.0");
-    {
-        const char *argv[] = {"gst-launch-1.0",
-                              "-m",
-                              "videotestsrc",
-                              "num-buffers=12",
-                              "!",
-                              "video/x-raw,format=NV12,width=320,height=240,framerate=25/1",
-                              "!",
-                              "gpubalanceenc",
-                              properties,
-                              "!",
-                              "h264parse",
-                              "!",
-                              "mp4mux",
-                              "!",
-                              "filesink",
-                              location,
-                              NULL};
-
-        rc = run(argv, out, &err);
-    }
-    if (rc != 0)
-        g_error("gst-launch-1.0 with gpubalanceenc failed (%d):\n%s%s", rc, *out, err);
-    g_free(location);
-    g_free(err);
+    gst_launch_into_mp4(encoder, output, out);
+    g_free(encoder);
 }
 
 /* Forced onto nvenc:1 (CUDA ordinal 1, which is NVML GPU 0 here), the

@@ -123,6 +123,14 @@ void run_to_end(GstElement *pipeline, Run *run)
     gst_object_unref(bus);
 }
 
+void assert_placed_once(const Run *run, int frames, const char *placement)
+{
+    g_assert_cmpint(run->errors, ==, 0);
+    g_assert_cmpint(run->frames, ==, frames);
+    g_assert_cmpuint(run->selected->len, ==, 1);
+    g_assert_cmpstr(g_ptr_array_index(run->selected, 0), ==, placement);
+}
+
 void stop(GstElement *pipeline, Run *run)
 {
     gst_element_set_state(pipeline, GST_STATE_NULL);
@@ -261,6 +269,18 @@ const char *gst_test_software_av1_encoder(void)
         }
     }
     return NULL;
+}
+
+void assert_file_decodes(const char *path, int frames, const char *format, const char *decoder)
+{
+    Decoded d = decode_file(path);
+
+    g_assert_cmpint(d.frames, ==, frames);
+    if (format)
+        g_assert_cmpstr(d.format, ==, format);
+    if (decoder)
+        g_assert_cmpstr(d.decoder, ==, decoder);
+    decoded_clear(&d);
 }
 
 Decoded decode_file(const char *path)

@@ -20,7 +20,6 @@ static void encode_and_check(const char *upstream, const char *output, const cha
     gchar *name = g_strdup_printf("out.%s", extension), *path = test_file(name);
     gchar *description =
         g_strdup_printf("%s ! gpubalanceenc name=enc ! %s ! filesink location=%s", upstream, output, path);
-    Decoded d;
     Run run;
     GstElement *p;
 
@@ -30,10 +29,7 @@ static void encode_and_check(const char *upstream, const char *output, const cha
     g_assert_cmpint(run.caps_out, ==, 1); /* one format and codec_data for the whole stream */
     g_assert_cmpuint(run.selected->len, ==, 1);
     stop(p, &run);
-    d = decode_file(path);
-    g_assert_cmpstr(d.format, ==, decoded_format);
-    g_assert_cmpint(d.frames, ==, frames);
-    decoded_clear(&d);
+    assert_file_decodes(path, frames, decoded_format, NULL);
     g_unlink(path);
     g_free(description);
     g_free(path);
