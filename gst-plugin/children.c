@@ -133,12 +133,14 @@ static const GpbRow aom_rows[] = {
     {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "usage-profile", "realtime", MUST},
 };
 
-/* nvcodec, two generations with the same element names by release:
- *  - nvbaseenc (1.22's nvh264enc): preset default/hp/hq/low-latency*,
- *    rc-mode with constqp, qp-const, zerolatency, bframes;
- *  - nvencoder (1.22's nvcudah264enc, 1.24's nvh264enc): rate-control
- *    with cqp, qp-i/p/b, zero-reorder-delay, b-frames; from 1.24 p1..p7
- *    presets and tune.
+/* nvcodec, by release:
+ *  - 1.22's nvh264enc (nvbaseenc): preset default/hp/hq/low-latency*,
+ *    rc-mode with constqp, qp-const-i/p/b, zerolatency, bframes;
+ *  - 1.22's nvcudah264enc (nvencoder): the same presets, rate-control
+ *    with cqp, qp-i/p/b, zero-reorder-delay, b-frames;
+ *  - 1.24+'s nvh264enc (nvencoder under the old names): preset with
+ *    p1..p7 too, tune, rc-mode with constqp, qp-const-i/p/b, zerolatency,
+ *    b-frames.
  * Both install bframes/b-frames and rc-lookahead only where the GPU has
  * B-frames and lookahead: a child without them has neither. 1.22's
  * low-latency presets stand for 1.24's tune, which only 1.24 has. */
@@ -149,9 +151,9 @@ static const GpbRow nvenc_rows[] = {
     {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "rc-mode|rate-control", "cbr", MUST},
     {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_ALWAYS, "rc-mode|rate-control", "vbr", MUST},
     {SET_RATE_CONTROL, RC(GPB_RC_CQP), WHEN_ALWAYS, "rc-mode|rate-control", "cqp|constqp", MUST},
-    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const|qp-i", "{quality}", MUST},
-    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-p", "{quality}", IF_PRESENT}, /* qp-const sets all */
-    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-b", "{quality}", IF_PRESENT},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-i|qp-i", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-p|qp-p", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-b|qp-b", "{quality}", MUST},
     {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "rc-mode|rate-control", "vbr", MUST},
     {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "bitrate", "0", MUST},
     {SET_QUALITY, RC(GPB_RC_CQ), WHEN_ALWAYS, "const-quality", "{quality}", MUST},

@@ -1,25 +1,25 @@
 /* fakeenc.c - see fakeenc.h. */
 #include "fakeenc.h"
 
-/* GStreamer 1.24's nvcodec encoder properties (nvencoder, the generation
- * with p1..p7 presets and tune), enough for every row of the element's
- * NVENC mapping: what this fake carries, so that the mapping of the
- * generation Debian 12 does not have is tested against its real names. */
+/* GStreamer 1.24+'s nvh264enc properties (nvencoder under nvbaseenc's
+ * names, with p1..p7 presets and tune; as gst-inspect-1.0 shows them on
+ * Debian 13's 1.26), enough for every row of the element's NVENC mapping:
+ * the generation Debian 12 does not have, tested here by its names. */
 enum {
     PROP_CUDA_DEVICE_ID = 1,
     PROP_PRESET,
     PROP_TUNE,
-    PROP_RATE_CONTROL,
+    PROP_RC_MODE,
     PROP_BITRATE,
     PROP_MAX_BITRATE,
     PROP_GOP_SIZE,
     PROP_B_FRAMES,
     PROP_RC_LOOKAHEAD,
-    PROP_QP_I,
-    PROP_QP_P,
-    PROP_QP_B,
+    PROP_QP_CONST_I,
+    PROP_QP_CONST_P,
+    PROP_QP_CONST_B,
     PROP_CONST_QUALITY,
-    PROP_ZERO_REORDER_DELAY,
+    PROP_ZEROLATENCY,
     N_PROPS,
 };
 
@@ -171,24 +171,24 @@ static void gpb_fake_nv_enc_class_init(GpbFakeNvEncClass *klass)
                                           NULL};
     static const char *const tunes[] = {"default",           "high-quality", "low-latency",
                                         "ultra-low-latency", "lossless",     NULL};
-    static const char *const rate_controls[] = {"cqp", "vbr", "cbr", "cbr-ld-hq", "cbr-hq", "vbr-hq", NULL};
+    static const char *const rc_modes[] = {"default",   "constqp", "cbr",    "vbr", "vbr-minqp",
+                                           "cbr-ld-hq", "cbr-hq",  "vbr-hq", NULL};
     const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING;
     GObjectClass *object_class = G_OBJECT_CLASS(klass);
     GParamSpec *all[N_PROPS] = {
         [PROP_PRESET] = g_param_spec_enum("preset", "", "", fake_enum("GpbFakeNvPreset", presets), 0, rw),
         [PROP_TUNE] = g_param_spec_enum("tune", "", "", fake_enum("GpbFakeNvTune", tunes), 0, rw),
-        [PROP_RATE_CONTROL] =
-            g_param_spec_enum("rate-control", "", "", fake_enum("GpbFakeNvRCMode", rate_controls), 1, rw),
+        [PROP_RC_MODE] = g_param_spec_enum("rc-mode", "", "", fake_enum("GpbFakeNvRCMode", rc_modes), 0, rw),
         [PROP_BITRATE] = g_param_spec_uint("bitrate", "", "", 0, 2000 * 1024, 0, rw),
         [PROP_MAX_BITRATE] = g_param_spec_uint("max-bitrate", "", "", 0, 2000 * 1024, 0, rw),
         [PROP_GOP_SIZE] = g_param_spec_int("gop-size", "", "", -1, G_MAXINT, 30, rw),
         [PROP_B_FRAMES] = g_param_spec_uint("b-frames", "", "", 0, 4, 0, rw),
         [PROP_RC_LOOKAHEAD] = g_param_spec_uint("rc-lookahead", "", "", 0, 32, 0, rw),
-        [PROP_QP_I] = g_param_spec_int("qp-i", "", "", -1, 51, -1, rw),
-        [PROP_QP_P] = g_param_spec_int("qp-p", "", "", -1, 51, -1, rw),
-        [PROP_QP_B] = g_param_spec_int("qp-b", "", "", -1, 51, -1, rw),
+        [PROP_QP_CONST_I] = g_param_spec_int("qp-const-i", "", "", -1, 51, -1, rw),
+        [PROP_QP_CONST_P] = g_param_spec_int("qp-const-p", "", "", -1, 51, -1, rw),
+        [PROP_QP_CONST_B] = g_param_spec_int("qp-const-b", "", "", -1, 51, -1, rw),
         [PROP_CONST_QUALITY] = g_param_spec_double("const-quality", "", "", 0, 51, 0, rw),
-        [PROP_ZERO_REORDER_DELAY] = g_param_spec_boolean("zero-reorder-delay", "", "", FALSE, rw),
+        [PROP_ZEROLATENCY] = g_param_spec_boolean("zerolatency", "", "", FALSE, rw),
     };
 
     object_class->set_property = set_property; /* GObject wants them on every class that installs */

@@ -1,6 +1,6 @@
 /* fakeenc.h - a stand-in hardware encoder for the element tests: an
  * element that looks like GStreamer 1.24's nvcodec encoders (their
- * properties and enums: cuda-device-id, preset p1..p7, tune, rate-control,
+ * properties and enums: cuda-device-id, preset p1..p7, tune, rc-mode,
  * H.264 out) and refuses on its first buffer exactly as an NVENC element
  * past the GeForce cap does. Registered in the test process only. */
 #ifndef GPB_FAKEENC_H

@@ -336,13 +336,39 @@ static Resized encode_resized(const char *encoder, const char *output, const cha
     return r;
 }
 
+/* What every encoder's resized stream must come to in container: the
+ * muxer takes the new codec_data and both sizes decode, or the muxer
+ * stops with its own error naming the old and the new caps (how much it
+ * wrote before is a race: its clusters are written as they fill). */
+static void assert_resized_outcome(const Resized *r, const char *output)
+{
+    int small = 0, large = 0;
+
+    if (r->error) {
+        g_assert_true(g_str_has_suffix(output, "matroskamux"));
+        g_assert_true(g_str_has_prefix(r->error, "GstMatroskaMux"));
+        gpb_assert_contains(r->error, "Caps changes are not supported");
+        gpb_assert_contains(r->error, "width=(int)640, height=(int)480");
+        g_assert_null(strstr(r->frames, "640x480"));
+        return;
+    }
+    g_assert_cmpint(sscanf(r->frames, "%dx320x240 %dx640x480", &small, &large), ==, 2);
+    /* From MP4, FFmpeg reads the frame at the change with the next sample
+     * description (1.22: 9 + 11) or not at all (1.26 with FFmpeg 7.1:
+     * 9 + 10), for x264enc's file as for ours; the others keep every frame. */
+    if (g_str_has_suffix(output, "mp4mux"))
+        g_assert_cmpint(small + large, >=, 19);
+    else
+        g_assert_cmpstr(r->frames, ==, "10x320x240 10x640x480");
+}
+
 /* A new picture size is a real caps change: the element drains the old
  * child and places the stream again, and the muxer gets the new
- * codec_data exactly as it would from x264enc in the same pipeline. On
- * GStreamer 1.22 mp4mux takes it (a second sample description, both
- * sizes decode), matroskamux stops with its error naming both caps, and
- * MPEG-TS and byte-stream carry the new SPS in-band: never a file that
- * silently decodes wrong. */
+ * codec_data as it would from x264enc in the same pipeline: mp4mux takes
+ * it (a second sample description), matroskamux stops with its error
+ * naming both caps (1.22; 1.26 takes the change while it has written no
+ * header yet, which depends on timing, for x264enc too), MPEG-TS and
+ * byte-stream carry the new SPS in-band. */
 static void new_picture_size_reaches_each_muxer_as_from_x264enc(void)
 {
     setup(software_only);
@@ -350,22 +376,10 @@ static void new_picture_size_reaches_each_muxer_as_from_x264enc(void)
         Resized ours = encode_resized("gpubalanceenc", containers[c].output, containers[c].extension);
         Resized x264 = encode_resized("x264enc", containers[c].output, containers[c].extension);
 
-        g_assert_cmpint(!ours.error, ==, !x264.error);
-        if (x264.error) {
-            /* the muxer's own refusal, naming the old and the new caps; how
-             * much of the file it wrote before the error is a race (its
-             * clusters are written as they fill), for x264enc too */
-            g_assert_true(g_str_has_prefix(ours.error, "GstMatroskaMux"));
-            gpb_assert_contains(ours.error, "Caps changes are not supported");
-            gpb_assert_contains(ours.error, "width=(int)640, height=(int)480");
-            g_assert_null(strstr(ours.frames, "640x480"));
-        } else {
+        assert_resized_outcome(&x264, containers[c].output);
+        assert_resized_outcome(&ours, containers[c].output);
+        if (!ours.error && !x264.error)
             g_assert_cmpstr(ours.frames, ==, x264.frames);
-            int small = 0, large = 0;
-
-            g_assert_cmpint(sscanf(ours.frames, "%dx320x240 %dx640x480", &small, &large), ==, 2);
-            g_assert_cmpint(small + large, ==, 20); /* both sizes decode, no frame lost */
-        }
         g_free(ours.error);
         g_free(ours.frames);
         g_free(x264.error);
