@@ -110,12 +110,14 @@ static const GpbRow openh264_rows[] = {
     {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "qp-max", "{quality}", MUST},
 };
 
-/* svtav1enc (not in Debian 12's GStreamer; rows as its 1.24 docs) */
+/* svtav1enc (not in Debian 12's GStreamer; names as Debian 13's 1.26 has
+ * them): cqp is its constant quantizer, crf its constant quality. */
 static const GpbRow svtav1_rows[] = {
     {SET_SPEED, RC_ANY, WHEN_ALWAYS, "preset", "{preset}", MUST},
     {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}", MUST},
     {SET_GOP, RC_ANY, WHEN_GOP_SET, "intra-period-length", "{gop}", MUST},
-    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "crf", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "cqp", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQ), WHEN_ALWAYS, "crf", "{quality}", MUST},
 };
 
 /* av1enc (aom): kbit/s; its "q" mode with the quantizer range pinned
