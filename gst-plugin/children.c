@@ -22,23 +22,41 @@ typedef enum {
     WHEN_ZEROLATENCY,
 } GpbWhen;
 
+/* The element's setting a row carries out, named in the error when the
+ * child cannot take it. */
+typedef enum {
+    SET_SPEED,
+    SET_BITRATE,
+    SET_GOP,
+    SET_RATE_CONTROL,
+    SET_QUALITY,
+    SET_TUNE,
+} GpbSetting;
+
+typedef enum {
+    MUST,       /* a child without the property or value cannot honour the setting */
+    IF_PRESENT, /* a child without the property already behaves so (see the row) */
+} GpbNeed;
+
 /* One row: in the rate-control modes of mask, when the condition holds,
- * the family's property takes value. Values may hold {kbps} (the bitrate
- * in kbit/s), {bps} (in bit/s), {kbps2} (twice it), {gop}, {quality} (the
- * quality on the family's own scale, gpubalance_quality_value()) and
- * {preset} (gpubalance_preset_value()), {default} (the property's own
- * default, for a row that undoes another mode's); "a|b" means the first of the
- * values the child's enum has (nvcodec elements differ by release). A
- * property the child lacks is skipped with a debug line: the rows list
- * every generation's name (nvcodec's qp-const and qp-i). Rows apply in
- * order. */
+ * the property takes value. "a|b" in property names the property by each
+ * generation's name (the first the child has); "a|b" in value means the
+ * first of the values the property takes (nvcodec's enums differ by
+ * release). Values may hold {kbps} (the bitrate in kbit/s), {bps} (in
+ * bit/s), {kbps2} (twice it), {gop}, {quality} (the quality on the
+ * family's own scale, gpubalance_quality_value()), {preset}
+ * (gpubalance_preset_value()), {nvenc-legacy-preset} (the same speed in
+ * the preset names nvcodec had before p1..p7, see legacy_nvenc_preset())
+ * and {default} (the property's own default, for a row that undoes
+ * another mode's). Rows apply in order. */
 typedef struct {
-    gpubalance_encoder_family family;
+    GpbSetting setting;
     guint rate_controls;
     GpbWhen when;
     const char *property;
     const char *value;
-} GpbMapping;
+    GpbNeed need;
+} GpbRow;
 
 /* Meanings, the same on every family:
  *  - vbr: bitrate is the average; cbr: the average and the cap;
@@ -50,99 +68,132 @@ typedef struct {
  * drop the cap, which leaves a plain average (vbr). "qual" is CRF, with
  * bitrate as its VBV cap, likewise lifted by a zero buffer. "pass1" would
  * be the first pass of two and write a stats file: never used. */
-static const GpbMapping mappings[] = {
-    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}"},
-    {GPUBALANCE_ENCODER_X264, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
-    {GPUBALANCE_ENCODER_X264, RC_RATE, WHEN_ALWAYS, "pass", "cbr"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CBR), WHEN_ALWAYS, "vbv-buf-capacity", "{default}"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_VBR), WHEN_ALWAYS, "vbv-buf-capacity", "0"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQP), WHEN_ALWAYS, "pass", "quant"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_ALWAYS, "pass", "qual"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "vbv-buf-capacity", "0"},
-    {GPUBALANCE_ENCODER_X264, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "vbv-buf-capacity", "{default}"},
-    {GPUBALANCE_ENCODER_X264, RC_QUALITY, WHEN_ALWAYS, "quantizer", "{quality}"},
-    {GPUBALANCE_ENCODER_X264, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency"},
+static const GpbRow x264_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}", MUST},
+    {SET_BITRATE, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC_RATE, WHEN_ALWAYS, "pass", "cbr", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "vbv-buf-capacity", "{default}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_ALWAYS, "vbv-buf-capacity", "0", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQP), WHEN_ALWAYS, "pass", "quant", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "pass", "qual", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "vbv-buf-capacity", "0", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "vbv-buf-capacity", "{default}", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "quantizer", "{quality}", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency", MUST},
+};
 
-    /* x265enc: ABR unless qp is set; the rest through its option-string,
-     * which it parses after its own settings. */
-    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}"},
-    {GPUBALANCE_ENCODER_X265, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
-    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CBR), WHEN_ALWAYS, "option-string", "vbv-maxrate={kbps}:vbv-bufsize={kbps}"},
-    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp", "{quality}"},
-    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "option-string", "crf={quality}"},
-    {GPUBALANCE_ENCODER_X265, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "option-string",
-     "crf={quality}:vbv-maxrate={kbps}:vbv-bufsize={kbps}"},
-    {GPUBALANCE_ENCODER_X265, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency"},
+/* x265enc: ABR unless qp is set; the rest through its option-string,
+ * which it parses after its own settings. */
+static const GpbRow x265_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "speed-preset", "{preset}", MUST},
+    {SET_BITRATE, RC_RATE | RC(GPB_RC_CQ), WHEN_BITRATE_SET, "bitrate", "{kbps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "option-string", "vbv-maxrate={kbps}:vbv-bufsize={kbps}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQ), WHEN_BITRATE_UNSET, "option-string", "crf={quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "option-string",
+     "crf={quality}:vbv-maxrate={kbps}:vbv-bufsize={kbps}", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "tune", "zerolatency", MUST},
+};
 
-    /* openh264enc: bit/s; no CRF, so both quality modes pin its QP range.
-     * It has neither B-frames nor lookahead: nothing to do for latency. */
-    {GPUBALANCE_ENCODER_OPENH264, RC_ANY, WHEN_ALWAYS, "complexity", "{preset}"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{bps}"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_RATE, WHEN_ALWAYS, "rate-control", "bitrate"},
-    {GPUBALANCE_ENCODER_OPENH264, RC(GPB_RC_CBR), WHEN_ALWAYS, "max-bitrate", "{bps}"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "rate-control", "quality"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "qp-min", "{quality}"},
-    {GPUBALANCE_ENCODER_OPENH264, RC_QUALITY, WHEN_ALWAYS, "qp-max", "{quality}"},
+/* openh264enc: bit/s; no CRF, so both quality modes pin its QP range.
+ * It has neither B-frames nor lookahead: nothing to do for latency. */
+static const GpbRow openh264_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "complexity", "{preset}", MUST},
+    {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{bps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC_RATE, WHEN_ALWAYS, "rate-control", "bitrate", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "max-bitrate", "{bps}", MUST},
+    {SET_RATE_CONTROL, RC_QUALITY, WHEN_ALWAYS, "rate-control", "quality", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "qp-min", "{quality}", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "qp-max", "{quality}", MUST},
+};
 
-    /* svtav1enc (not in Debian 12's GStreamer; rows as its 1.24 docs) */
-    {GPUBALANCE_ENCODER_SVTAV1, RC_ANY, WHEN_ALWAYS, "preset", "{preset}"},
-    {GPUBALANCE_ENCODER_SVTAV1, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_SVTAV1, RC_ANY, WHEN_GOP_SET, "intra-period-length", "{gop}"},
-    {GPUBALANCE_ENCODER_SVTAV1, RC_QUALITY, WHEN_ALWAYS, "crf", "{quality}"},
+/* svtav1enc (not in Debian 12's GStreamer; names as Debian 13's 1.26 has
+ * them): cqp is its constant quantizer, crf its constant quality. */
+static const GpbRow svtav1_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "preset", "{preset}", MUST},
+    {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "intra-period-length", "{gop}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "cqp", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQ), WHEN_ALWAYS, "crf", "{quality}", MUST},
+};
 
-    /* av1enc (aom): kbit/s; its "q" mode with the quantizer range pinned
-     * (1.22 has no cq-level property) */
-    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ALWAYS, "cpu-used", "{preset}"},
-    {GPUBALANCE_ENCODER_AOM, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_GOP_SET, "keyframe-max-dist", "{gop}"},
-    {GPUBALANCE_ENCODER_AOM, RC(GPB_RC_CBR), WHEN_ALWAYS, "end-usage", "cbr"},
-    {GPUBALANCE_ENCODER_AOM, RC(GPB_RC_VBR), WHEN_ALWAYS, "end-usage", "vbr"},
-    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "end-usage", "q"},
-    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "min-quantizer", "{quality}"},
-    {GPUBALANCE_ENCODER_AOM, RC_QUALITY, WHEN_ALWAYS, "max-quantizer", "{quality}"},
-    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ZEROLATENCY, "lag-in-frames", "0"},
-    {GPUBALANCE_ENCODER_AOM, RC_ANY, WHEN_ZEROLATENCY, "usage-profile", "realtime"},
+/* av1enc (aom): kbit/s; its "q" mode with the quantizer range pinned
+ * (1.22 has no cq-level property) */
+static const GpbRow aom_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "cpu-used", "{preset}", MUST},
+    {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "keyframe-max-dist", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "end-usage", "cbr", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_ALWAYS, "end-usage", "vbr", MUST},
+    {SET_RATE_CONTROL, RC_QUALITY, WHEN_ALWAYS, "end-usage", "q", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "min-quantizer", "{quality}", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "max-quantizer", "{quality}", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "lag-in-frames", "0", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "usage-profile", "realtime", MUST},
+};
 
-    /* nvcodec: nvh264enc (constqp, qp-const, bframes) and nvcudah264enc
-     * (cqp, qp-i/p/b, b-frames, tune) both listed */
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ALWAYS, "preset", "{preset}|default"},
-    {GPUBALANCE_ENCODER_NVENC, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CBR), WHEN_ALWAYS, "rc-mode", "cbr"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_VBR), WHEN_ALWAYS, "rc-mode", "vbr"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "rc-mode", "cqp|constqp"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const", "{quality}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-i", "{quality}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-p", "{quality}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-b", "{quality}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "rc-mode", "vbr"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "bitrate", "0"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_ALWAYS, "const-quality", "{quality}"},
-    {GPUBALANCE_ENCODER_NVENC, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "max-bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "zerolatency", "true"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "bframes", "0"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "b-frames", "0"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "rc-lookahead", "0"},
-    {GPUBALANCE_ENCODER_NVENC, RC_ANY, WHEN_ZEROLATENCY, "tune", "ultra-low-latency|low-latency"},
+/* nvcodec, by release:
+ *  - 1.22's nvh264enc (nvbaseenc): preset default/hp/hq/low-latency*,
+ *    rc-mode with constqp, qp-const-i/p/b, zerolatency, bframes;
+ *  - 1.22's nvcudah264enc (nvencoder): the same presets, rate-control
+ *    with cqp, qp-i/p/b, zero-reorder-delay, b-frames;
+ *  - 1.24+'s nvh264enc (nvencoder under the old names): preset with
+ *    p1..p7 too, tune, rc-mode with constqp, qp-const-i/p/b, zerolatency,
+ *    b-frames.
+ * Both install bframes/b-frames and rc-lookahead only where the GPU has
+ * B-frames and lookahead: a child without them has neither. 1.22's
+ * low-latency presets stand for 1.24's tune, which only 1.24 has. */
+static const GpbRow nvenc_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "preset", "{preset}|{nvenc-legacy-preset}", MUST},
+    {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "bitrate", "{kbps}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "gop-size", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "rc-mode|rate-control", "cbr", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_ALWAYS, "rc-mode|rate-control", "vbr", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQP), WHEN_ALWAYS, "rc-mode|rate-control", "cqp|constqp", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-i|qp-i", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-p|qp-p", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qp-const-b|qp-b", "{quality}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "rc-mode|rate-control", "vbr", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "bitrate", "0", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQ), WHEN_ALWAYS, "const-quality", "{quality}", MUST},
+    {SET_BITRATE, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "max-bitrate", "{kbps}", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "zerolatency|zero-reorder-delay", "true", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "bframes|b-frames", "0", IF_PRESENT},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "rc-lookahead", "0", IF_PRESENT},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "tune", "ultra-low-latency|low-latency", IF_PRESENT},
+};
 
-    /* va: in vbr the bitrate property is the peak and target-percentage of
-     * it the average, so twice the average at 50% */
-    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_ALWAYS, "target-usage", "{preset}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CBR), WHEN_ALWAYS, "rate-control", "cbr"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CBR), WHEN_BITRATE_SET, "bitrate", "{kbps}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_ALWAYS, "rate-control", "vbr"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "bitrate", "{kbps2}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "target-percentage", "50"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "rate-control", "cqp"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpp", "{quality}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpb", "{quality}"},
-    {GPUBALANCE_ENCODER_VAAPI, RC(GPB_RC_CQ), WHEN_ALWAYS, "rate-control", "icq"},
-    {GPUBALANCE_ENCODER_VAAPI, RC_QUALITY, WHEN_ALWAYS, "qpi", "{quality}"}, /* ICQ's quality factor too */
-    {GPUBALANCE_ENCODER_VAAPI, RC_ANY, WHEN_ZEROLATENCY, "b-frames", "0"},
+/* va: in vbr the bitrate property is the peak and target-percentage of
+ * it the average, so twice the average at 50%. Which rate-control values
+ * a va element takes depends on the driver: one it lacks is an error. */
+static const GpbRow vaapi_rows[] = {
+    {SET_SPEED, RC_ANY, WHEN_ALWAYS, "target-usage", "{preset}", MUST},
+    {SET_GOP, RC_ANY, WHEN_GOP_SET, "key-int-max", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, "rate-control", "cbr", MUST},
+    {SET_BITRATE, RC(GPB_RC_CBR), WHEN_BITRATE_SET, "bitrate", "{kbps}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_ALWAYS, "rate-control", "vbr", MUST},
+    {SET_BITRATE, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "bitrate", "{kbps2}", MUST},
+    {SET_BITRATE, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "target-percentage", "50", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQP), WHEN_ALWAYS, "rate-control", "cqp", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpp", "{quality}", MUST},
+    {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "qpb", "{quality}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CQ), WHEN_ALWAYS, "rate-control", "icq", MUST},
+    {SET_QUALITY, RC_QUALITY, WHEN_ALWAYS, "qpi", "{quality}", MUST}, /* ICQ's quality factor too */
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, "b-frames", "0", MUST},
+};
+
+#define FAMILY_ROWS(family, rows) [family] = {rows, G_N_ELEMENTS(rows)}
+static const struct {
+    const GpbRow *rows;
+    size_t n;
+} family_rows[] = {
+    FAMILY_ROWS(GPUBALANCE_ENCODER_X264, x264_rows),         FAMILY_ROWS(GPUBALANCE_ENCODER_X265, x265_rows),
+    FAMILY_ROWS(GPUBALANCE_ENCODER_OPENH264, openh264_rows), FAMILY_ROWS(GPUBALANCE_ENCODER_SVTAV1, svtav1_rows),
+    FAMILY_ROWS(GPUBALANCE_ENCODER_AOM, aom_rows),           FAMILY_ROWS(GPUBALANCE_ENCODER_NVENC, nvenc_rows),
+    FAMILY_ROWS(GPUBALANCE_ENCODER_VAAPI, vaapi_rows),
 };
 
 static const char *const speed_presets[] = {
@@ -156,9 +207,32 @@ const char *gpb_speed_preset(GpbSpeed speed)
     return speed_presets[speed];
 }
 
-static gboolean row_applies(const GpbMapping *row, gpubalance_encoder_family family, const GpbEncodeSettings *s)
+/* A setting as the user wrote it on the element, "speed=fast". */
+static gchar *setting_text(GpbSetting setting, const GpbEncodeSettings *s)
 {
-    if (row->family != family || !(row->rate_controls & RC(s->rate_control)))
+    static const char *const speeds[] = {"fast", "balanced", "quality"};
+    static const char *const rate_controls[] = {"cbr", "vbr", "cqp", "cq"};
+    static const char *const tunes[] = {"none", "zerolatency"};
+
+    switch (setting) {
+    case SET_SPEED:
+        return g_strdup_printf("speed=%s", speeds[s->speed]);
+    case SET_BITRATE:
+        return g_strdup_printf("bitrate=%u", s->bitrate);
+    case SET_GOP:
+        return g_strdup_printf("gop-size=%d", s->gop_size);
+    case SET_RATE_CONTROL:
+        return g_strdup_printf("rate-control=%s", rate_controls[s->rate_control]);
+    case SET_QUALITY:
+        return g_strdup_printf("quality=%g (rate-control=%s)", s->quality, rate_controls[s->rate_control]);
+    default:
+        return g_strdup_printf("tune=%s", tunes[s->tune]);
+    }
+}
+
+static gboolean row_applies(const GpbRow *row, const GpbEncodeSettings *s)
+{
+    if (!(row->rate_controls & RC(s->rate_control)))
         return FALSE;
     switch (row->when) {
     case WHEN_BITRATE_SET:
@@ -179,23 +253,37 @@ static gboolean row_applies(const GpbMapping *row, gpubalance_encoder_family fam
 static guint64 child_own_bitrate(GstElement *child)
 {
     GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), "bitrate");
-    GValue v = G_VALUE_INIT;
+    GValue own = G_VALUE_INIT, v = G_VALUE_INIT;
     guint64 value = 0;
 
     if (!pspec)
         return 0;
     g_value_init(&v, G_TYPE_UINT64);
-    {
-        GValue own = G_VALUE_INIT;
-
-        g_value_init(&own, pspec->value_type);
-        g_object_get_property(G_OBJECT(child), "bitrate", &own);
-        if (g_value_transform(&own, &v))
-            value = g_value_get_uint64(&v);
-        g_value_unset(&own);
-    }
+    g_value_init(&own, pspec->value_type);
+    g_object_get_property(G_OBJECT(child), "bitrate", &own);
+    if (g_value_transform(&own, &v))
+        value = g_value_get_uint64(&v);
+    g_value_unset(&own);
     g_value_unset(&v);
     return value;
+}
+
+/* The speed in nvcodec's names before p1..p7 (1.22's nvh264enc and
+ * nvcudah264enc). GStreamer 1.24 maps them onto p1..p7 as hp = p1,
+ * default = p4, hq = p7, so p1..p3 are hp, p4 default, p5..p7 hq; with
+ * tune=zerolatency their low-latency variants, which nvh264enc users pick
+ * for live streams (1.22 has no tune property). */
+static const char *legacy_nvenc_preset(const GpbEncodeSettings *s)
+{
+    const char *p = gpubalance_preset_value(GPUBALANCE_ENCODER_NVENC, gpb_speed_preset(s->speed));
+    int level = p ? p[1] - '0' : 4;
+    gboolean low_latency = s->tune == GPB_TUNE_ZEROLATENCY;
+
+    if (level < 4)
+        return low_latency ? "low-latency-hp" : "hp";
+    if (level > 4)
+        return low_latency ? "low-latency-hq" : "hq";
+    return low_latency ? "low-latency" : "default";
 }
 
 /* A row's value with its placeholders filled in, for pspec's type. */
@@ -239,6 +327,9 @@ static gchar *expand(const char *value, GstElement *child, gpubalance_encoder_fa
 
             g_string_append(out, preset ? preset : "");
             p += strlen("{preset}");
+        } else if (g_str_has_prefix(p, "{nvenc-legacy-preset}")) {
+            g_string_append(out, legacy_nvenc_preset(s));
+            p += strlen("{nvenc-legacy-preset}");
         } else {
             g_string_append_c(out, *p++);
         }
@@ -257,24 +348,49 @@ static gboolean value_for(GParamSpec *pspec, const char *text, GValue *v)
     return FALSE;
 }
 
-/* Sets one mapped property from text: the first of its "a|b" values the
- * child takes. Skips a property the child lacks, or (only_mutable) one it
- * cannot change in its state. */
-static void set_mapped(GstElement *child, const GpbMapping *row, gpubalance_encoder_family family,
-                       const GpbEncodeSettings *s, gboolean only_mutable)
+/* The first of the row's "a|b" property names the child has, writable. */
+static GParamSpec *row_property(GstElement *child, const GpbRow *row)
 {
-    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), row->property);
+    gchar **names = g_strsplit(row->property, "|", -1);
+    GParamSpec *found = NULL;
+
+    for (gchar **n = names; *n && !found; n++) {
+        GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(child), *n);
+
+        if (pspec && (pspec->flags & G_PARAM_WRITABLE))
+            found = pspec;
+    }
+    g_strfreev(names);
+    return found;
+}
+
+/* Carries out one row: the first of its "a|b" values the child's property
+ * takes. FALSE with *why set when the child cannot honour it. Skips (only
+ * mutable) a property the child cannot change in its state: the next
+ * placement applies it. */
+static gboolean apply_row(GstElement *child, const GpbRow *row, gpubalance_encoder_family family,
+                          const GpbEncodeSettings *s, gboolean only_mutable, gchar **why)
+{
+    const char *factory = GST_OBJECT_NAME(gst_element_get_factory(child));
+    GParamSpec *pspec = row_property(child, row);
     gchar *text, **choices;
     gboolean done = FALSE;
 
-    if (!pspec || !(pspec->flags & G_PARAM_WRITABLE)) {
-        GST_DEBUG_OBJECT(child, "no writable property %s", row->property);
-        return;
+    if (!pspec) {
+        if (row->need == IF_PRESENT) {
+            GST_DEBUG_OBJECT(child, "no %s: nothing to set", row->property);
+            return TRUE;
+        }
+        text = setting_text(row->setting, s);
+        *why = g_strdup_printf("%s cannot be honoured by %s: it has no writable property %s", text, factory,
+                               row->property);
+        g_free(text);
+        return FALSE;
     }
     if (only_mutable && !(pspec->flags & GST_PARAM_MUTABLE_PLAYING) && GST_STATE(child) > GST_STATE_READY) {
-        GST_INFO_OBJECT(child, "%s cannot change while %s; it applies from the next placement", row->property,
+        GST_INFO_OBJECT(child, "%s cannot change while %s; it applies from the next placement", pspec->name,
                         gst_element_state_get_name(GST_STATE(child)));
-        return;
+        return TRUE;
     }
     text = expand(row->value, child, family, s, pspec);
     choices = g_strsplit(text, "|", -1);
@@ -283,23 +399,34 @@ static void set_mapped(GstElement *child, const GpbMapping *row, gpubalance_enco
 
         if (!value_for(pspec, *c, &v))
             continue;
-        GST_DEBUG_OBJECT(child, "%s = %s", row->property, *c);
-        g_object_set_property(G_OBJECT(child), row->property, &v);
+        GST_DEBUG_OBJECT(child, "%s = %s", pspec->name, *c);
+        g_object_set_property(G_OBJECT(child), pspec->name, &v);
         g_value_unset(&v);
         done = TRUE;
     }
-    if (!done)
-        GST_WARNING_OBJECT(child, "%s takes none of %s; left at its default", row->property, text);
+    if (!done) {
+        gchar *setting = setting_text(row->setting, s);
+
+        *why = g_strdup_printf("%s cannot be honoured by %s: its %s takes none of %s", setting, factory, pspec->name,
+                               text);
+        g_free(setting);
+    }
     g_strfreev(choices);
     g_free(text);
+    return done;
 }
 
-void gpb_child_apply(GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *s,
-                     gboolean only_mutable)
+gboolean gpb_child_apply(GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *s,
+                         gboolean only_mutable, gchar **why)
 {
-    for (size_t i = 0; i < G_N_ELEMENTS(mappings); i++)
-        if (row_applies(&mappings[i], family, s))
-            set_mapped(child, &mappings[i], family, s, only_mutable);
+    g_return_val_if_fail((size_t)family < G_N_ELEMENTS(family_rows), FALSE);
+    for (size_t i = 0; i < family_rows[family].n; i++) {
+        const GpbRow *row = &family_rows[family].rows[i];
+
+        if (row_applies(row, s) && !apply_row(child, row, family, s, only_mutable, why))
+            return FALSE;
+    }
+    return TRUE;
 }
 
 /* ---- the user's own settings per child ------------------------------------ */

@@ -51,10 +51,13 @@ GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec cod
                              gchar **why);
 
 /* Applies every setting to the child, each in the child's own property,
- * unit and values. With only_mutable, skips the properties the child
- * cannot change in its current state (a change while PLAYING). */
-void gpb_child_apply(GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *settings,
-                     gboolean only_mutable);
+ * unit and values, as this release of the child names them. A setting
+ * the child cannot honour (no such property, no value that means it) is
+ * FALSE with *why naming the setting and the child: never dropped. With
+ * only_mutable, skips the properties the child cannot change in its
+ * current state (a change while PLAYING). */
+gboolean gpb_child_apply(GstElement *child, gpubalance_encoder_family family, const GpbEncodeSettings *settings,
+                         gboolean only_mutable, gchar **why);
 
 /* Parses a child-settings text, "x264enc, tune=film; nvenc, preset=p7":
  * structures named by an element factory, a backend (nvenc, vaapi,

@@ -290,7 +290,9 @@ static void gst_gpubalance_enc_post_selected(GstGpubalanceEnc *self, const char 
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
 }
 
-static void gst_gpubalance_enc_configure_encoder(GstGpubalanceEnc *self)
+/* Maps the element's settings and the user's child-settings onto the
+ * child. FALSE with *why when the child cannot honour a setting. */
+static gboolean gst_gpubalance_enc_configure_encoder(GstGpubalanceEnc *self, gchar **why)
 {
     GpbEncodeSettings settings;
     GstCaps *user = NULL;
@@ -300,9 +302,13 @@ static void gst_gpubalance_enc_configure_encoder(GstGpubalanceEnc *self)
     if (self->child_settings)
         user = gst_caps_ref(self->child_settings);
     GST_OBJECT_UNLOCK(self);
-    gpb_child_apply(self->encoder, self->family, &settings, FALSE);
+    if (!gpb_child_apply(self->encoder, self->family, &settings, FALSE, why)) {
+        gst_clear_caps(&user);
+        return FALSE;
+    }
     gpb_child_apply_user(GST_ELEMENT(self), self->encoder, gpubalance_lease_backend(self->lease), user);
     gst_clear_caps(&user);
+    return TRUE;
 }
 
 static void gst_gpubalance_enc_set_ghost_targets(GstGpubalanceEnc *self)
@@ -337,8 +343,10 @@ static void gst_gpubalance_enc_name_attempt(GstGpubalanceEnc *self)
 }
 
 /* Builds the chain for the lease. Returns FALSE with *why set (and
- * nothing left in the bin) on failure. */
-static gboolean gst_gpubalance_enc_build_chain(GstGpubalanceEnc *self, GpbSampling sampling, gchar **why)
+ * nothing left in the bin) on failure; *settings_refused tells a child
+ * that cannot honour a setting from one that failed to open or start. */
+static gboolean gst_gpubalance_enc_build_chain(GstGpubalanceEnc *self, GpbSampling sampling, gchar **why,
+                                               gboolean *settings_refused)
 {
     const char *factory;
 
@@ -357,7 +365,10 @@ static gboolean gst_gpubalance_enc_build_chain(GstGpubalanceEnc *self, GpbSampli
                         "(gst-plugins-base/-bad)");
         goto fail;
     }
-    gst_gpubalance_enc_configure_encoder(self);
+    if (!gst_gpubalance_enc_configure_encoder(self, why)) {
+        *settings_refused = TRUE;
+        goto fail;
+    }
     gst_bin_add_many(GST_BIN(self), self->convert, self->format_filter, self->encoder, self->parser, self->capsfilter,
                      NULL);
     if (!gst_element_link_many(self->convert, self->format_filter, self->encoder, self->parser, self->capsfilter,
@@ -389,6 +400,17 @@ gboolean gst_gpubalance_enc_next_candidate(GstGpubalanceEnc *self, gpubalance_fa
     return gpubalance_lease_report_failure(&self->lease, kind, why) == 0;
 }
 
+gboolean gst_gpubalance_enc_open_failed(GstGpubalanceEnc *self, const char *why)
+{
+    char detail[200];
+    gpubalance_failure kind = gpubalance_lease_classify_failure(self->lease, 0, why, detail, sizeof(detail));
+    gchar *reason = *detail ? g_strdup_printf("%s (%s)", why, detail) : g_strdup(why);
+    gboolean ok = gst_gpubalance_enc_next_candidate(self, kind, reason);
+
+    g_free(reason);
+    return ok;
+}
+
 static GpbSampling gst_gpubalance_enc_current_sampling(GstGpubalanceEnc *self)
 {
     return gst_gpubalance_enc_stream_sampling(self, &self->info, self->active_codec);
@@ -399,16 +421,18 @@ gboolean gst_gpubalance_enc_place_on_candidates(GstGpubalanceEnc *self)
     GpbSampling sampling = gst_gpubalance_enc_current_sampling(self);
 
     for (;;) {
-        gpubalance_backend backend = gpubalance_lease_backend(self->lease);
         gchar *why = NULL;
+        gboolean settings_refused = FALSE;
         gboolean ok;
 
         if (gpubalance_lease_check_open(self->lease) < 0) {
             ok = gst_gpubalance_enc_next_candidate(self, GPUBALANCE_FAILURE_CAPACITY, gpubalance_last_error());
-        } else if (gst_gpubalance_enc_build_chain(self, sampling, &why)) {
+        } else if (gst_gpubalance_enc_build_chain(self, sampling, &why, &settings_refused)) {
             return TRUE;
         } else {
-            ok = gst_gpubalance_enc_next_candidate(self, gpubalance_failure_classify(backend, 0, why), why);
+            /* a setting this child cannot take says nothing about the device */
+            ok = settings_refused ? gst_gpubalance_enc_next_candidate(self, GPUBALANCE_FAILURE_OTHER, why)
+                                  : gst_gpubalance_enc_open_failed(self, why);
             g_free(why);
         }
         if (!ok) {

@@ -73,6 +73,10 @@ gboolean gst_gpubalance_enc_place(GstGpubalanceEnc *self, GstCaps *caps);
 gboolean gst_gpubalance_enc_place_on_candidates(GstGpubalanceEnc *self);
 /* Reports the lease's failure; FALSE when no candidate is left. */
 gboolean gst_gpubalance_enc_next_candidate(GstGpubalanceEnc *self, gpubalance_failure kind, const char *why);
+/* The same for a child that failed to open or start, classified by the
+ * core (which asks NVENC itself when nvcodec's message hides its
+ * status). */
+gboolean gst_gpubalance_enc_open_failed(GstGpubalanceEnc *self, const char *why);
 void gst_gpubalance_enc_teardown_chain(GstGpubalanceEnc *self);
 void gst_gpubalance_enc_end_placement(GstGpubalanceEnc *self);
 

@@ -113,10 +113,8 @@ static GstFlowReturn gst_gpubalance_enc_fall_back(GstGpubalanceEnc *self, GstPad
 
     gst_gpubalance_enc_take_held(self, &held);
     while (why) {
-        gpubalance_backend backend = gpubalance_lease_backend(self->lease);
-
         gst_gpubalance_enc_teardown_chain(self);
-        if (!gst_gpubalance_enc_next_candidate(self, gpubalance_failure_classify(backend, 0, why), why)) {
+        if (!gst_gpubalance_enc_open_failed(self, why)) {
             GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("No encoder could encode this stream."),
                               ("%s", gpubalance_last_error()));
             g_free(why);

@@ -116,10 +116,11 @@ static GType gst_gpubalance_enc_speed_get_type(void)
 {
     static GType type;
     static const GEnumValue values[] = {
-        {GPB_SPEED_FAST, "Fast: x264's veryfast preset (NVENC p2, VA target-usage 6, aom cpu-used 6)", "fast"},
-        {GPB_SPEED_BALANCED, "Balanced: x264's medium preset (NVENC p4, VA target-usage 4, aom cpu-used 4)",
+        {GPB_SPEED_FAST, "Fast: x264's veryfast preset (NVENC p2 or hp, VA target-usage 6, aom cpu-used 6)", "fast"},
+        {GPB_SPEED_BALANCED, "Balanced: x264's medium preset (NVENC p4 or default, VA target-usage 4, aom cpu-used 4)",
          "balanced"},
-        {GPB_SPEED_QUALITY, "Quality: x264's slow preset (NVENC p5, VA target-usage 3, aom cpu-used 3)", "quality"},
+        {GPB_SPEED_QUALITY, "Quality: x264's slow preset (NVENC p5 or hq, VA target-usage 3, aom cpu-used 3)",
+         "quality"},
         {0, NULL, NULL},
     };
 
@@ -321,7 +322,13 @@ static void gst_gpubalance_enc_set_setting(GstGpubalanceEnc *self, guint id, con
     family = self->family;
     GST_OBJECT_UNLOCK(self);
     if (encoder) {
-        gpb_child_apply(encoder, family, &settings, TRUE);
+        gchar *why = NULL;
+
+        /* the stream goes on with the child's earlier settings */
+        if (!gpb_child_apply(encoder, family, &settings, TRUE, &why)) {
+            GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS, ("Setting not applied."), ("%s", why));
+            g_free(why);
+        }
         gst_object_unref(encoder);
     }
 }

@@ -85,10 +85,11 @@ static int run_ffmpeg_encode(const char *encoder, const char *gpu, const char *o
     return run(argv, NULL, err);
 }
 
-/* The stand-in NVENC lays its structures out as API 11.1 (Debian 12's
- * nv-codec-headers). An FFmpeg built against a newer API (Debian 13's
- * 7.1 asks for 12.x) refuses it as it would refuse an old driver: those
- * tests skip, saying so. */
+/* The stand-in NVENC serves the API of this host's nv-codec-headers (11.1
+ * on Debian 12, 12.1 on Debian 13), which is what the release's own
+ * ffmpeg was built against. An ffmpeg built against newer headers than the
+ * host has refuses it as it would refuse an old driver: those tests skip,
+ * saying so. */
 static void require_ffmpeg_nvenc_api_of_the_standin(void)
 {
     const char *argv[] = {"ffmpeg",
@@ -112,7 +113,8 @@ static void require_ffmpeg_nvenc_api_of_the_standin(void)
 
     require_program("ffmpeg");
     if (run(argv, NULL, &err) != 0 && strstr(err, "required nvenc API version"))
-        gpb_test_skip("this ffmpeg needs a newer NVENC API than the stand-in's 11.1");
+        gpb_test_skip("this ffmpeg needs a newer NVENC API than the stand-in's %d.%d (this host's nv-codec-headers)",
+                      NVENCAPI_MAJOR_VERSION, NVENCAPI_MINOR_VERSION);
     g_free(err);
 }
 
@@ -414,27 +416,63 @@ static void gst_env(void)
 }
 
 /* GStreamer's nvcodec registers its encoders only where it can open a
- * session at the plugin scan. The stand-in NVENC speaks API 11.1 (Debian
- * 12's nv-codec-headers); GStreamer 1.26 (Debian 13) asks for 12.x and,
- * as it would with an old driver, registers none: there these tests skip,
- * saying so. Elsewhere a missing element is a failure. */
+ * session at the plugin scan, at the NVENC API of the stand-in (that of
+ * the nv-codec-headers it was built with: 11.1 on Debian 12, 12.1 on
+ * Debian 13). A missing element is a failure. */
 static void require_nvcodec_element(const char *element, const char *inspect_output)
 {
-    if (strstr(inspect_output, element))
-        return;
-#if NVENCAPI_MAJOR_VERSION >= 12
-    gpb_test_skip("GStreamer's nvcodec registered no %s against the stand-in NVENC (API 11.1; this host's "
-                  "GStreamer asks for NVENC API %d)",
-                  element, NVENCAPI_MAJOR_VERSION);
-#else
-    g_error("GStreamer's nvcodec registered no %s against the stand-in NVENC:\n%s", element, inspect_output);
-#endif
+    if (!strstr(inspect_output, element))
+        g_error("GStreamer's nvcodec registered no %s against the stand-in NVENC:\n%s", element, inspect_output);
 }
 
-static void gst_nvcodec_encodes_and_decodes(const char *element, const char *parser, const char *codec)
+/* The first of "a|b" in gst-inspect-1.0's listing (newly allocated). */
+static char *first_nvcodec_element(const char *choices, const char *inspect_output)
 {
-    char *output, *location, *err = NULL, *out = NULL;
+    char **names = g_strsplit(choices, "|", -1), *found = NULL;
+    char *line_name;
+
+    for (char **n = names; *n && !found; n++) {
+        line_name = g_strdup_printf("  %s: ", *n); /* as a line of the listing names it */
+        if (strstr(inspect_output, line_name))
+            found = g_strdup(*n);
+        g_free(line_name);
+    }
+    g_strfreev(names);
+    if (!found)
+        require_nvcodec_element(choices, inspect_output);
+    return found;
+}
+
+/* gst-launch-1.0 -m encoding 12 NV12 frames through encoder (elements and
+ * properties as gst-launch-1.0 reads them) into an MP4 at output; fails the
+ * test if it fails. The bus messages (gpubalance-selected) come back in
+ * *out. */
+static void gst_launch_into_mp4(const char *encoder, const char *output, char **out)
+{
+    char *pipeline = g_strdup_printf("videotestsrc num-buffers=12 ! "
+                                     "video/x-raw,format=NV12,width=320,height=240,framerate=25/1 ! %s ! mp4mux ! "
+                                     "filesink location=%s",
+                                     encoder, output);
+    /* one argument a word: gst-launch-1.0 escapes the spaces inside one */
+    char *command = g_strdup_printf("gst-launch-1.0 -m %s", pipeline);
+    char **argv = g_strsplit(command, " ", -1);
+    char *err = NULL;
     int rc;
+
+    require_program("gst-launch-1.0");
+    rc = run((const char *const *)argv, out, &err);
+    g_strfreev(argv);
+    g_free(command);
+    if (rc != 0)
+        g_error("gst-launch-1.0 %s failed (%d):\n%s%s", pipeline, rc, *out, err);
+    g_free(pipeline);
+    g_free(err);
+}
+
+/* elements: "a|b", the first that nvcodec registered. */
+static void gst_nvcodec_encodes_and_decodes(const char *elements, const char *parser, const char *codec)
+{
+    char *output, *encoder, *element, *out = NULL;
 
     require_program("gst-launch-1.0");
     require_program("ffprobe");
@@ -445,38 +483,17 @@ static void gst_nvcodec_encodes_and_decodes(const char *element, const char *par
         char *listing = NULL;
 
         run(inspect, &listing, NULL);
-        require_nvcodec_element(element, listing ? listing : "");
+        element = first_nvcodec_element(elements, listing ? listing : "");
         g_free(listing);
     }
     output = in_test_dir("out.mp4");
-    location = g_strdup_printf("location=%s", output);
-    {
-        const char *argv[] = {"gst-launch-1.0",
-                              "-q",
-                              "videotestsrc",
-                              "num-buffers=12",
-                              "!",
-                              "video/x-raw,format=NV12,width=320,height=240,framerate=25/1",
-                              "!",
-                              element,
-                              "!",
-                              parser,
-                              "!",
-                              "mp4mux",
-                              "!",
-                              "filesink",
-                              location,
-                              NULL};
-
-        rc = run(argv, &out, &err);
-    }
-    if (rc != 0)
-        g_error("gst-launch-1.0 with %s failed (%d):\n%s%s", element, rc, out, err);
+    encoder = g_strdup_printf("%s ! %s", element, parser);
+    gst_launch_into_mp4(encoder, output, &out);
     assert_decodes(output, codec, 12);
-    g_free(location);
+    g_free(encoder);
+    g_free(element);
     g_free(output);
     g_free(out);
-    g_free(err);
 }
 
 static void gstreamer_nvh264enc_encodes_decodable_h264(void)
@@ -484,9 +501,11 @@ static void gstreamer_nvh264enc_encodes_decodable_h264(void)
     gst_nvcodec_encodes_and_decodes("nvh264enc", "h264parse", "h264");
 }
 
-static void gstreamer_nvcudah265enc_encodes_decodable_hevc(void)
+/* The HEVC encoder of nvcodec's newer generation: nvcudah265enc on 1.22,
+ * named nvh265enc from 1.24 on (the older one gone). */
+static void gstreamer_nvcodec_hevc_encoder_encodes_decodable_hevc(void)
 {
-    gst_nvcodec_encodes_and_decodes("nvcudah265enc", "h265parse", "hevc");
+    gst_nvcodec_encodes_and_decodes("nvcudah265enc|nvh265enc", "h265parse", "hevc");
 }
 
 /* ---- gpubalanceenc with GStreamer's real nvcodec children ------------------------- */
@@ -512,40 +531,14 @@ static void scan_gst_registry(void)
     g_free(err);
 }
 
-/* gst-launch-1.0 -m with gpubalanceenc (this build's plugin) in the
- * registry scan_gst_registry() made: the bus messages (gpubalance-selected)
- * come back in *out. */
+/* gpubalanceenc (this build's plugin, in the registry scan_gst_registry()
+ * made) with properties, into an MP4. */
 static void run_gpubalanceenc(const char *properties, const char *output, char **out)
 {
-    char *err = NULL, *location = g_strdup_printf("location=%s", output);
-    int rc;
+    char *encoder = g_strdup_printf("gpubalanceenc %s ! h264parse", properties);
 
-    require_program("gst-launch-1.0");
-    {
-        const char *argv[] = {"gst-launch-1.0",
-                              "-m",
-                              "videotestsrc",
-                              "num-buffers=12",
-                              "!",
-                              "video/x-raw,format=NV12,width=320,height=240,framerate=25/1",
-                              "!",
-                              "gpubalanceenc",
-                              properties,
-                              "!",
-                              "h264parse",
-                              "!",
-                              "mp4mux",
-                              "!",
-                              "filesink",
-                              location,
-                              NULL};
-
-        rc = run(argv, out, &err);
-    }
-    if (rc != 0)
-        g_error("gst-launch-1.0 with gpubalanceenc failed (%d):\n%s%s", rc, *out, err);
-    g_free(location);
-    g_free(err);
+    gst_launch_into_mp4(encoder, output, out);
+    g_free(encoder);
 }
 
 /* Forced onto nvenc:1 (CUDA ordinal 1, which is NVML GPU 0 here), the
@@ -573,19 +566,36 @@ static void gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id(void)
     g_free(output);
 }
 
+/* The pool the devices of the stand-in GeForce cards share, from
+ * `gpubalance status --json`. */
+static JsonObject *geforce_pool(JsonNode *status)
+{
+    JsonArray *pools = json_object_get_array_member(json_node_get_object(status), "pools");
+
+    for (guint i = 0; i < json_array_get_length(pools); i++) {
+        JsonObject *p = json_array_get_object_element(pools, i);
+
+        if (g_strcmp0(json_object_get_string_member(p, "name"), "geforce") == 0)
+            return p;
+    }
+    g_error("no geforce pool in gpubalance status");
+}
+
 /* The driver's cap is 3 while gpubalance expects 5 from the driver
  * version (a driver that changed its cap), and three plain ffmpeg sessions
- * hold the GeForce. gpubalance sees room and tries NVENC, but GStreamer
- * 1.22's nvcodec registers its encoders for a GPU in plugin_init by opening
- * a session there, so in a process that starts while the GPU is full there
- * is no nvcodec encoder for it: the element moves on to software without
- * an error (attempt 2), and the output decodes. Learning the cap needs the
- * driver's refusal itself, which reaches only a process that loaded
- * nvcodec before the GPU filled up. */
+ * hold the GeForce. gpubalance sees room and tries NVENC, but GStreamer's
+ * nvcodec registers its encoders for a GPU in plugin_init by opening a
+ * session there, so in a process that starts while the GPU is full there
+ * is no nvcodec encoder for it. Its failure ("no such element") carries no
+ * driver status, so the core asks NVENC itself, hears
+ * NV_ENC_ERR_OUT_OF_MEMORY and learns the cap, 3, for the GeForce pool;
+ * the element moves on to software without an error (attempt 2), and the
+ * output decodes. */
 static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
 {
     live_encoder outside[3];
     char *output, *out = NULL;
+    JsonNode *status;
 
     require_program("ffmpeg");
     if (!g_getenv("GPB_GST_PLUGIN_DIR"))
@@ -603,10 +613,57 @@ static void gpubalanceenc_falls_back_to_software_when_the_geforce_is_full(void)
     gpb_assert_contains(out, "backend=(string)software, device=(string)software, encoder=(string)x264enc, "
                              "attempt=(int)2");
     assert_decodes(output, "h264", 12);
+    status = status_json();
+    g_assert_cmpint(json_object_get_int_member(geforce_pool(status), "max_sessions"), ==, 5); /* 535's cap */
+    g_assert_cmpint(json_object_get_int_member(geforce_pool(status), "learned_limit"), ==, 3);
+    json_node_unref(status);
     for (int i = 0; i < 3; i++)
         g_assert_cmpint(finish_live_encoder(&outside[i]), ==, 0);
     g_free(out);
     g_free(output);
+}
+
+/* nvcodec's words for a session the driver refused: no status in them.
+ * With the GeForce at its cap the core asks NVENC and classifies them as
+ * the capacity refusal they are; with room, the same words are some other
+ * failure. */
+static void nvcodec_words_at_the_cap_are_classified_by_asking_nvenc(void)
+{
+    static const char nvcodec_words[] = "Could not initialize supporting library. -- Failed to open encoder session";
+    live_encoder outside[3];
+    gpubalance_context *ctx;
+    gpubalance_stream *stream;
+    gpubalance_lease *lease;
+    char detail[200];
+
+    require_program("ffmpeg");
+    standin_env("Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
+    require_ffmpeg_nvenc_api_of_the_standin();
+    g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
+    ctx = gpb_test_open();
+    stream = gpb_test_stream("h264", WIDTH, HEIGHT, 25);
+    g_assert_cmpint(gpubalance_stream_set_device(stream, "nvenc:0"), ==, 0);
+    lease = gpb_test_acquire(ctx, stream);
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, nvcodec_words, detail, sizeof(detail)), ==,
+                    GPUBALANCE_FAILURE_OTHER);
+    gpb_assert_contains(detail, "NVENC opened");
+    for (int i = 0; i < 3; i++) {
+        outside[i] = start_live_encoder("0");
+        wait_until_encoding(&outside[i]);
+    }
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, nvcodec_words, detail, sizeof(detail)), ==,
+                    GPUBALANCE_FAILURE_CAPACITY);
+    gpb_assert_contains(detail, "NV_ENC_ERR_OUT_OF_MEMORY (10)");
+    /* FFmpeg's message carries the status: nothing to ask */
+    g_assert_cmpint(gpubalance_lease_classify_failure(lease, 0, "OpenEncodeSessionEx failed: out of memory (10)",
+                                                      detail, sizeof(detail)),
+                    ==, GPUBALANCE_FAILURE_CAPACITY);
+    g_assert_cmpstr(detail, ==, "");
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(finish_live_encoder(&outside[i]), ==, 0);
+    gpubalance_lease_release(lease);
+    gpubalance_stream_free(stream);
+    gpubalance_context_close(ctx);
 }
 
 /* ---- the stand-in VA-API driver on a stand-in render node -------------------------- */
@@ -774,9 +831,10 @@ static const gpb_test_case cases[] = {
     GPB_TEST(gpu_without_nvenc_refuses_and_is_never_offered),
     GPB_TEST(plain_ffmpeg_session_shows_as_foreign_in_status),
     GPB_TEST(gstreamer_nvh264enc_encodes_decodable_h264),
-    GPB_TEST(gstreamer_nvcudah265enc_encodes_decodable_hevc),
+    GPB_TEST(gstreamer_nvcodec_hevc_encoder_encodes_decodable_hevc),
     GPB_TEST(gpubalanceenc_runs_nvcodec_on_the_gpu_of_its_cuda_device_id),
     GPB_TEST(gpubalanceenc_falls_back_to_software_when_the_geforce_is_full),
+    GPB_TEST(nvcodec_words_at_the_cap_are_classified_by_asking_nvenc),
     GPB_TEST(plain_ffmpeg_h264_vaapi_encodes_decodable_h264),
     GPB_TEST(plain_ffmpeg_hevc_vaapi_encodes_decodable_hevc),
     GPB_TEST(discovery_offers_the_standin_render_node_by_its_own_name),

@@ -472,6 +472,24 @@ double gpubalance_quality_value(gpubalance_encoder_family family, double crf);
  */
 gpubalance_failure gpubalance_failure_classify(gpubalance_backend backend, int error_number, const char *message);
 
+/**
+ * Classifies the failure of this lease's encoder to open: as
+ * gpubalance_failure_classify(), and where the message does not carry the
+ * driver's own verdict on an NVENC device, asks the driver. GStreamer's
+ * nvcodec reports a refused session only as "Could not initialize
+ * supporting library", and registers no element for a GPU that was full
+ * when it loaded; then one NVENC session is opened (and closed) on the
+ * lease's GPU, in place of the one that failed: NV_ENC_ERR_OUT_OF_MEMORY
+ * there makes it CAPACITY (the cap is learned), no encoder UNAVAILABLE; an
+ * open that succeeds leaves the message's classification. The FFmpeg
+ * wrapper's "out of memory (10)" needs no such question.
+ *
+ * detail (may be NULL) gets what the driver answered when it was asked,
+ * else "": add it to the reason given to gpubalance_lease_report_failure().
+ */
+gpubalance_failure gpubalance_lease_classify_failure(const gpubalance_lease *lease, int error_number,
+                                                     const char *message, char *detail, size_t detail_size);
+
 /* ---- snapshot --------------------------------------------------------- */
 
 /** A device as the snapshot saw it. Strings live as long as the snapshot. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "nvidia.h"
 #include "util.h"
 
 #define N_FRAMEWORKS 2
@@ -242,6 +243,38 @@ gpubalance_failure gpubalance_failure_classify(gpubalance_backend backend, int e
     default:
         return GPUBALANCE_FAILURE_OTHER;
     }
+}
+
+/* Messages that already carry NVENC's own status: asking again would
+ * only repeat it. */
+static const char *const nvenc_verdict_words[] = {
+    "out of memory (10)",       "NV_ENC_ERR_", "unsupported device (2)", "No capable devices found",
+    "no NVENC capable devices", NULL,
+};
+
+gpubalance_failure gpubalance_lease_classify_failure(const gpubalance_lease *lease, int error_number,
+                                                     const char *message, char *detail, size_t detail_size)
+{
+    gpubalance_backend backend = gpubalance_lease_backend(lease);
+    gpubalance_failure kind = gpubalance_failure_classify(backend, error_number, message);
+    char said[160];
+    int status;
+
+    if (detail && detail_size)
+        detail[0] = '\0';
+    if (backend != GPUBALANCE_BACKEND_NVENC || kind == GPUBALANCE_FAILURE_CAPACITY ||
+        mentions_any(message, nvenc_verdict_words) || gpubalance_lease_cuda_ordinal(lease) < 0)
+        return kind;
+    status = gpb_nvenc_open_status(gpubalance_lease_cuda_ordinal(lease), said, sizeof(said));
+    gpb_debug("%s failed with \"%s\"; NVENC asked again: %s", gpubalance_lease_device(lease), message ? message : "",
+              said);
+    if (detail && detail_size)
+        snprintf(detail, detail_size, "NVENC asked again: %s", said);
+    if (status == GPB_NVENC_ERR_OUT_OF_MEMORY)
+        return GPUBALANCE_FAILURE_CAPACITY;
+    if (gpb_nvenc_status_means_no_encoder(status))
+        return GPUBALANCE_FAILURE_UNAVAILABLE;
+    return kind;
 }
 
 /* ---- the encoders of a lease -------------------------------------------- */

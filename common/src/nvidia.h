@@ -39,4 +39,14 @@ bool gpb_nvenc_status_means_no_encoder(int status);
 /* A name for an NVENCSTATUS ("NV_ENC_ERR_UNSUPPORTED_DEVICE"). */
 const char *gpb_nvenc_status_name(int status);
 
+/* Opens (and closes) one NVENC session on the GPU of this CUDA ordinal
+ * and returns the NVENCSTATUS of nvEncOpenEncodeSessionEx, 0 = opened,
+ * -1 when CUDA or NVENC cannot even be loaded here; detail gets what failed, as the probe says it. For classifying a
+ * front end's failure whose message hides the driver's status. */
+int gpb_nvenc_open_status(int cuda_ordinal, char *detail, size_t size);
+
+/* NV_ENC_ERR_OUT_OF_MEMORY: the driver's refusal of a session past its
+ * cap. */
+#define GPB_NVENC_ERR_OUT_OF_MEMORY 10
+
 #endif

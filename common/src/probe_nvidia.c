@@ -343,6 +343,31 @@ out:
     result->probe_ns = gpb_boottime_ns() - start;
 }
 
+int gpb_nvenc_open_status(int cuda_ordinal, char *detail, size_t size)
+{
+    CudaFunctions *cu = NULL;
+    NvencFunctions *nv = NULL;
+    gpb_nvenc_probe probe = {.open_status = -1}; /* not asked */
+    CUresult r;
+
+    if (cuda_load_functions(&cu, NULL) < 0) {
+        snprintf(probe.detail, sizeof(probe.detail), "libcuda.so.1 not found or incomplete");
+        cu = NULL;
+    } else if ((r = cu->cuInit(0)) != CUDA_SUCCESS) {
+        snprintf(probe.detail, sizeof(probe.detail), "cuInit failed (%d)", (int)r);
+    } else if (nvenc_load_functions(&nv, NULL) < 0) {
+        snprintf(probe.detail, sizeof(probe.detail), "libnvidia-encode.so.1 not found or incomplete");
+        nv = NULL;
+    } else {
+        run_probe(cu, nv, cuda_ordinal, &probe);
+    }
+    if (detail && size)
+        snprintf(detail, size, "%s", probe.open_status == NV_ENC_SUCCESS ? "NVENC opened" : probe.detail);
+    nvenc_free_functions(&nv);
+    cuda_free_functions(&cu);
+    return probe.open_status;
+}
+
 /* ---- discovery ----------------------------------------------------------- */
 
 typedef struct {

@@ -83,12 +83,19 @@ GstElement *play(const char *description, Run *run)
 {
     GError *error = NULL;
     GstElement *pipeline = gst_parse_launch(description, &error);
+
+    if (!pipeline)
+        g_error("%s: %s", description, error->message);
+    run_to_end(pipeline, run);
+    return pipeline; /* still PLAYING: the caller looks, then stops it */
+}
+
+void run_to_end(GstElement *pipeline, Run *run)
+{
     GstElement *sink, *enc;
     GstBus *bus;
     gboolean done = FALSE;
 
-    if (!pipeline)
-        g_error("%s: %s", description, error->message);
     memset(run, 0, sizeof(*run));
     run->selected = g_ptr_array_new_with_free_func(g_free);
     if ((enc = gst_bin_get_by_name(GST_BIN(pipeline), "enc"))) {
@@ -114,7 +121,14 @@ GstElement *play(const char *description, Run *run)
         gst_message_unref(msg);
     }
     gst_object_unref(bus);
-    return pipeline; /* still PLAYING: the caller looks, then stops it */
+}
+
+void assert_placed_once(const Run *run, int frames, const char *placement)
+{
+    g_assert_cmpint(run->errors, ==, 0);
+    g_assert_cmpint(run->frames, ==, frames);
+    g_assert_cmpuint(run->selected->len, ==, 1);
+    g_assert_cmpstr(g_ptr_array_index(run->selected, 0), ==, placement);
 }
 
 void stop(GstElement *pipeline, Run *run)
@@ -148,9 +162,14 @@ GstElement *child_of_factory(GstElement *pipeline, const char *bin_name, const c
 
 void setup(const char *config)
 {
+    gpb_test_env(config);
+    setup_gstreamer();
+}
+
+void setup_gstreamer(void)
+{
     GstElementFactory *factory;
 
-    gpb_test_env(config);
     gst_check_init(NULL, NULL);
     gpb_fakeenc_register();
     factory = gst_element_factory_find("gpubalanceenc");
@@ -250,6 +269,18 @@ const char *gst_test_software_av1_encoder(void)
         }
     }
     return NULL;
+}
+
+void assert_file_decodes(const char *path, int frames, const char *format, const char *decoder)
+{
+    Decoded d = decode_file(path);
+
+    g_assert_cmpint(d.frames, ==, frames);
+    if (format)
+        g_assert_cmpstr(d.format, ==, format);
+    if (decoder)
+        g_assert_cmpstr(d.decoder, ==, decoder);
+    decoded_clear(&d);
 }
 
 Decoded decode_file(const char *path)

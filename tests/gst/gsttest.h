@@ -25,11 +25,18 @@ extern const char software_only[];
 /* The test's environment (config, ledger directory), GStreamer, the fake
  * encoders and the plugin; fails the test when the plugin is missing. */
 void setup(const char *config);
+/* Its second half, for a test that prepares its environment first. */
+void setup_gstreamer(void);
 
 /* Plays a pipeline to EOS or error (a hang fails after a minute of no bus
  * message), collecting what happened. Returns it still playing. */
 GstElement *play(const char *description, Run *run);
+/* The same for a pipeline already built. */
+void run_to_end(GstElement *pipeline, Run *run);
 void stop(GstElement *pipeline, Run *run);
+/* A run without an error whose sink counted frames, placed once on
+ * placement ("device backend encoder attempt"). */
+void assert_placed_once(const Run *run, int frames, const char *placement);
 /* A fakesink handoff handler counting into the Run in data. */
 void note_buffer(GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data);
 /* Notes an error, warning or placement message into run. */
@@ -60,6 +67,10 @@ Decoded decode_file(const char *path);
  * order: svtav1enc, then av1enc), or NULL when there is none. */
 const char *gst_test_software_av1_encoder(void);
 void decoded_clear(Decoded *d);
+
+/* Decodes a file and checks its frame count, and the decoded format and
+ * the decoder decodebin chose where they are not NULL. */
+void assert_file_decodes(const char *path, int frames, const char *format, const char *decoder);
 
 /* A path for a file the test writes, in the test's own directory (removed
  * with it). */

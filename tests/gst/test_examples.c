@@ -51,7 +51,6 @@ static gchar *make_input(const char *name, gboolean with_audio)
 static void transcode(gboolean with_audio)
 {
     gchar *input, *output = NULL, *script = example_path("gstreamer/transcode-file.sh"), *out;
-    Decoded d;
 
     setup(software_only);
     input = make_input("input.mp4", with_audio);
@@ -62,10 +61,7 @@ static void transcode(gboolean with_audio)
         out = run_example(argv);
     }
     gpb_assert_contains(out, "gpubalance-selected");
-    d = decode_file(output);
-    g_assert_cmpstr(d.decoder, ==, "avdec_h264");
-    g_assert_cmpint(d.frames, ==, 60);
-    decoded_clear(&d);
+    assert_file_decodes(output, 60, NULL, "avdec_h264");
     g_free(out);
     g_free(script);
     g_free(input);

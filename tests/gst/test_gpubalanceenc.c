@@ -33,10 +33,7 @@ static void encodes_and_the_output_decodes(void)
     p = play("videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! "
              "gpubalanceenc name=enc ! h264parse ! avdec_h264 ! fakesink name=sink",
              &run);
-    g_assert_cmpint(run.errors, ==, 0);
-    g_assert_cmpint(run.frames, ==, 60);
-    g_assert_cmpuint(run.selected->len, ==, 1);
-    g_assert_cmpstr(g_ptr_array_index(run.selected, 0), ==, "software software x264enc 1");
+    assert_placed_once(&run, 60, "software software x264enc 1");
     stop(p, &run);
 }
 
@@ -402,10 +399,7 @@ static void backend_without_an_element_is_skipped(void)
         gpb_test_skip("this machine has a va encoder element");
     p = play("videotestsrc num-buffers=10 ! video/x-raw,width=320,height=240 ! gpubalanceenc ! fakesink name=sink",
              &run);
-    g_assert_cmpint(run.errors, ==, 0);
-    g_assert_cmpint(run.frames, ==, 10);
-    g_assert_cmpuint(run.selected->len, ==, 1);
-    g_assert_cmpstr(g_ptr_array_index(run.selected, 0), ==, "software software x264enc 2");
+    assert_placed_once(&run, 10, "software software x264enc 2");
     stop(p, &run);
 }
 
@@ -442,10 +436,8 @@ static void child_refusing_to_start_falls_back_without_an_error(void)
     p = play("videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240 ! "
              "gpubalanceenc device=nvenc:0 ! h264parse ! avdec_h264 ! fakesink name=sink",
              &run);
-    g_assert_cmpint(run.errors, ==, 0); /* its error never reached the bus */
-    g_assert_cmpint(run.frames, ==, 20);
-    g_assert_cmpuint(run.selected->len, ==, 1); /* it never started, so never "selected" */
-    g_assert_cmpstr(g_ptr_array_index(run.selected, 0), ==, "software software x264enc 2");
+    /* its error never reached the bus; it never started, so never "selected" */
+    assert_placed_once(&run, 20, "software software x264enc 2");
     stop(p, &run);
 }
 

@@ -6,6 +6,7 @@
 #include <gst/video/video.h>
 #include <string.h>
 
+#include "fakeenc.h"
 #include "gsttest.h"
 #include "helpers.h"
 
@@ -46,7 +47,26 @@ static gchar *child_text(GstElement *child, const char *name)
     return text;
 }
 
-static void check_rows(const char *factory, const char *codec, const MappingRow *rows, size_t n)
+typedef struct {
+    const char *factory;
+    GstElement *child; /* the first child of that factory the element built */
+} Built;
+
+/* The child as the element built it: it may refuse and be gone by the
+ * time the pipeline ends (the fake NVENC), its properties stay. */
+static void note_built(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer data)
+{
+    Built *built = data;
+    GstElementFactory *factory = gst_element_get_factory(element);
+
+    if (!built->child && factory && g_strcmp0(GST_OBJECT_NAME(factory), built->factory) == 0)
+        built->child = gst_object_ref(element);
+}
+
+/* Each row on the factory's child: gpubalanceenc with placement (the
+ * element's other properties) and the row's settings. */
+static void check_rows_placed(const char *factory, const char *codec, const char *placement, const MappingRow *rows,
+                              size_t n)
 {
     GstElementFactory *f = gst_element_factory_find(factory);
 
@@ -55,31 +75,39 @@ static void check_rows(const char *factory, const char *codec, const MappingRow 
     gst_object_unref(f);
     for (size_t i = 0; i < n; i++) {
         gchar *description = g_strdup_printf("videotestsrc num-buffers=3 ! video/x-raw,width=320,height=240 ! "
-                                             "gpubalanceenc name=enc codec=%s %s ! fakesink",
-                                             codec, rows[i].settings);
+                                             "gpubalanceenc name=enc codec=%s %s %s ! fakesink",
+                                             codec, placement, rows[i].settings);
         gchar **pairs = g_strsplit(rows[i].expect, " ", -1);
-        GstElement *p, *child;
+        Built built = {factory, NULL};
+        GError *error = NULL;
+        GstElement *p = gst_parse_launch(description, &error);
         Run run;
 
-        p = play(description, &run);
+        g_assert_no_error(error);
+        g_signal_connect(p, "deep-element-added", G_CALLBACK(note_built), &built);
+        run_to_end(p, &run);
         g_assert_cmpint(run.errors, ==, 0);
-        child = child_of_factory(p, "enc", factory);
-        g_assert_nonnull(child);
+        g_assert_nonnull(built.child);
         for (gchar **pair = pairs; *pair; pair++) {
             const char *eq = strchr(*pair, '=');
             gchar *name = g_strndup(*pair, eq - *pair);
-            gchar *value = child_text(child, name);
+            gchar *value = child_text(built.child, name);
 
             g_printerr("%s: %s: %s = %s (want %s)\n", factory, rows[i].settings, name, value, eq + 1);
             g_assert_cmpstr(value, ==, eq + 1);
             g_free(value);
             g_free(name);
         }
-        gst_object_unref(child);
+        gst_object_unref(built.child);
         stop(p, &run);
         g_strfreev(pairs);
         g_free(description);
     }
+}
+
+static void check_rows(const char *factory, const char *codec, const MappingRow *rows, size_t n)
+{
+    check_rows_placed(factory, codec, "", rows, n);
 }
 
 static void mapping_rows_reach_x264enc(void)
@@ -158,6 +186,147 @@ static void mapping_rows_reach_av1enc(void)
         gpb_test_skip("the element builds %s for AV1 here, not av1enc (svtav1enc comes first)",
                       gst_test_software_av1_encoder() ? gst_test_software_av1_encoder() : "nothing");
     check_rows("av1enc", "av1", rows, G_N_ELEMENTS(rows));
+}
+
+/* ---- nvcodec, both generations ---------------------------------------------- */
+
+/* GStreamer 1.24+'s nvh264enc (p1..p7, tune, rc-mode with constqp,
+ * qp-const-i/p/b, zerolatency), carried by the fake NVENC element; the
+ * same rows run on the real one against the stand-in NVENC where the
+ * host has 1.24 or later. */
+static const MappingRow nvh264enc_1_24_rows[] = {
+    {"rate-control=vbr bitrate=1000", "rc-mode=vbr bitrate=1000"},
+    {"rate-control=cbr bitrate=1000", "rc-mode=cbr bitrate=1000"},
+    {"rate-control=cqp quality=30", "rc-mode=constqp qp-const-i=30 qp-const-p=30 qp-const-b=30"},
+    {"rate-control=cq quality=28 bitrate=3000", "rc-mode=vbr bitrate=0 const-quality=28 max-bitrate=3000"},
+    {"gop-size=17 speed=fast", "gop-size=17 preset=p2"},
+    {"speed=balanced", "preset=p4"},
+    {"speed=quality", "preset=p5"},
+    {"tune=zerolatency", "zerolatency=true tune=ultra-low-latency preset=p4"},
+};
+
+static const char fake_nvenc_config[] = "[general]\ndiscover=false\norder=nvenc,software\nlearn-expiry=0\n"
+                                        "[device:g0]\nbackend=nvenc\ncuda-device=0\n";
+
+static void mapping_rows_reach_nvh264enc_1_24_names(void)
+{
+    setup(fake_nvenc_config);
+    check_rows_placed("gpbfakenvh264enc", "h264", "device=nvenc:0 when-full=software", nvh264enc_1_24_rows,
+                      G_N_ELEMENTS(nvh264enc_1_24_rows));
+}
+
+/* A child without the property a setting maps to (or without a value that
+ * means it) cannot honour it: that child fails with an error naming the
+ * setting and the child, and the stream goes to the next candidate. */
+static void a_setting_the_child_cannot_honour_is_an_error_naming_both(void)
+{
+    Run run;
+    GstElement *p;
+
+    setup(fake_nvenc_config);
+    gpb_fakeenc_register_bare();
+    p = play("videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240 ! "
+             "gpubalanceenc speed=fast device=nvenc:0 when-full=fail ! fakesink",
+             &run);
+    g_assert_cmpint(run.errors, ==, 1);
+    gpb_assert_contains(run.error_debug, "speed=fast cannot be honoured by gpbfakebareh264enc: it has no writable "
+                                         "property preset");
+    stop(p, &run);
+    /* with a candidate left, the stream goes on there */
+    p = play("videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240 ! "
+             "gpubalanceenc speed=fast device=nvenc:0 when-full=software ! fakesink name=sink",
+             &run);
+    assert_placed_once(&run, 5, "software software x264enc 2");
+    stop(p, &run);
+}
+
+/* The nvcodec elements this host's GStreamer registers against the
+ * stand-in NVENC (tests/standins): 1.22's nvh264enc (nvbaseenc: presets
+ * default/hp/hq/low-latency*, rc-mode, qp-const, zerolatency) and
+ * nvcudah264enc (nvencoder without p1..p7), or 1.24+'s nvh264enc with
+ * p1..p7 and tune. Each is made the first choice in turn. */
+static const MappingRow nvbaseenc_1_22_rows[] = {
+    {"rate-control=vbr bitrate=1000", "rc-mode=vbr bitrate=1000"},
+    {"rate-control=cbr bitrate=1000", "rc-mode=cbr bitrate=1000"},
+    {"rate-control=cqp quality=30", "rc-mode=constqp qp-const-i=30 qp-const-p=30 qp-const-b=30"},
+    {"rate-control=cq quality=28 bitrate=3000", "rc-mode=vbr bitrate=0 const-quality=28 max-bitrate=3000"},
+    {"gop-size=17 speed=fast", "gop-size=17 preset=hp"},
+    {"speed=balanced", "preset=default"},
+    {"speed=quality", "preset=hq"},
+    {"tune=zerolatency", "zerolatency=true preset=low-latency"},
+    {"tune=zerolatency speed=fast", "zerolatency=true preset=low-latency-hp"},
+    {"tune=zerolatency speed=quality", "preset=low-latency-hq"},
+};
+
+static const MappingRow nvencoder_1_22_rows[] = {
+    {"rate-control=vbr bitrate=1000", "rate-control=vbr bitrate=1000"},
+    {"rate-control=cbr bitrate=1000", "rate-control=cbr bitrate=1000"},
+    {"rate-control=cqp quality=30", "rate-control=cqp qp-i=30 qp-p=30 qp-b=30"},
+    {"rate-control=cq quality=28 bitrate=3000", "rate-control=vbr bitrate=0 const-quality=28 max-bitrate=3000"},
+    {"gop-size=17 speed=fast", "gop-size=17 preset=hp"},
+    {"speed=quality", "preset=hq"},
+    {"tune=zerolatency", "zero-reorder-delay=true preset=low-latency"},
+};
+
+static gboolean enum_has_nick(const char *factory, const char *property, const char *nick)
+{
+    GstElement *e = gst_element_factory_make(factory, NULL);
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(e), property);
+    gboolean has = pspec && G_IS_PARAM_SPEC_ENUM(pspec) &&
+                   g_enum_get_value_by_nick(G_PARAM_SPEC_ENUM(pspec)->enum_class, nick) != NULL;
+
+    gst_object_unref(gst_object_ref_sink(e));
+    return has;
+}
+
+/* Makes factory the first nvcodec H.264 element the element tries. */
+static void prefer(const char *factory)
+{
+    GstPluginFeature *f = gst_registry_lookup_feature(gst_registry_get(), factory);
+
+    g_assert_nonnull(f);
+    gst_plugin_feature_set_rank(f, GST_RANK_PRIMARY * 4);
+    gst_object_unref(f);
+}
+
+static void mapping_rows_reach_nvcodec_of_this_gstreamer(void)
+{
+    const char *dir = gpb_test_env("[general]\ndiscover=true\norder=nvenc,software\n");
+    gchar *state = g_build_filename(dir, "standin-sessions", NULL);
+    int checked = 0;
+
+    if (!g_getenv("GPB_STANDIN_NVENC"))
+        gpb_test_skip("no stand-in NVENC in this build (x264/x265 development files missing)");
+    g_setenv("GPB_STANDIN_STATE", state, TRUE); /* before nvcodec opens its sessions at the scan */
+    g_free(state);
+    /* a registry of this test's own: nvcodec registers at the scan what the
+     * stand-ins answer then, and a kept registry would keep an old answer */
+    state = g_build_filename(dir, "registry.bin", NULL);
+    g_setenv("GST_REGISTRY", state, TRUE);
+    g_free(state);
+    setup_gstreamer();
+    if (!gst_element_factory_find("nvh264enc"))
+        g_error("GStreamer's nvcodec registered no nvh264enc against the stand-in NVENC in %s",
+                g_getenv("LD_LIBRARY_PATH"));
+    if (enum_has_nick("nvh264enc", "preset", "p4")) { /* 1.24 and later */
+        /* the stand-in offers no B-frames or lookahead: neither property */
+        prefer("nvh264enc");
+        check_rows_placed("nvh264enc", "h264", "device=nvenc:0", nvh264enc_1_24_rows,
+                          G_N_ELEMENTS(nvh264enc_1_24_rows));
+        checked++;
+    } else {
+        prefer("nvh264enc");
+        check_rows_placed("nvh264enc", "h264", "device=nvenc:0", nvbaseenc_1_22_rows,
+                          G_N_ELEMENTS(nvbaseenc_1_22_rows));
+        checked++;
+        if (gst_element_factory_find("nvcudah264enc")) {
+            prefer("nvcudah264enc");
+            check_rows_placed("nvcudah264enc", "h264", "device=nvenc:0", nvencoder_1_22_rows,
+                              G_N_ELEMENTS(nvencoder_1_22_rows));
+            checked++;
+        }
+    }
+    g_assert_cmpint(checked, >, 0);
 }
 
 /* ---- bitrate means the average ------------------------------------------------ */
@@ -453,6 +622,9 @@ static const gpb_test_case cases[] = {
     GPB_TEST(mapping_rows_reach_x265enc),
     GPB_TEST(mapping_rows_reach_openh264enc),
     GPB_TEST(mapping_rows_reach_av1enc),
+    GPB_TEST(mapping_rows_reach_nvh264enc_1_24_names),
+    GPB_TEST(a_setting_the_child_cannot_honour_is_an_error_naming_both),
+    GPB_TEST(mapping_rows_reach_nvcodec_of_this_gstreamer),
     GPB_TEST(bitrate_is_the_average_in_vbr_and_cbr),
     GPB_TEST(zerolatency_lowers_the_latency_like_x264enc),
     GPB_TEST(key_unit_requests_reach_every_child),

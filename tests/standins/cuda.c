@@ -1,6 +1,7 @@
 /* cuda.c - a stand-in libcuda.so.1 (see standin.h): enough of the CUDA
  * driver API for FFmpeg's hwcontext_cuda and nvenc, GStreamer's nvcodec
- * and nv-codec-headers' loader. There is no GPU: "device" memory is host
+ * (1.22's and 1.26's CUDA loader: every symbol it loads) and
+ * nv-codec-headers' loader. There is no GPU: "device" memory is host
  * memory (a CUdeviceptr is the host address), every copy is synchronous,
  * so streams and events are handles with nothing behind them, and kernels
  * cannot be loaded. */
@@ -266,6 +267,14 @@ CUresult cuCtxSetLimit(CUlimit limit, size_t value)
     return CUDA_SUCCESS;
 }
 
+/* No limit is enforced on host memory: each reads as 0 ("none"). */
+CUresult cuCtxGetLimit(size_t *value, CUlimit limit)
+{
+    (void)limit;
+    *value = 0;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags)
 {
     (void)peer;
@@ -429,6 +438,118 @@ CUresult cuMemsetD2D8Async(CUdeviceptr dst, size_t pitch, unsigned char value, s
 {
     (void)stream;
     return cuMemsetD2D8_v2(dst, pitch, value, width, height);
+}
+
+/* 16- and 32-bit fills, row by row (GStreamer 1.24+ loads them). */
+CUresult cuMemsetD2D16_v2(CUdeviceptr dst, size_t pitch, unsigned short value, size_t width, size_t height)
+{
+    for (size_t y = 0; y < height; y++) {
+        uint16_t *row = (uint16_t *)((char *)(uintptr_t)dst + y * pitch);
+
+        for (size_t x = 0; x < width; x++)
+            row[x] = value;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD2D16Async(CUdeviceptr dst, size_t pitch, unsigned short value, size_t width, size_t height,
+                            CUstream stream)
+{
+    (void)stream;
+    return cuMemsetD2D16_v2(dst, pitch, value, width, height);
+}
+
+CUresult cuMemsetD2D32_v2(CUdeviceptr dst, size_t pitch, unsigned int value, size_t width, size_t height)
+{
+    for (size_t y = 0; y < height; y++) {
+        uint32_t *row = (uint32_t *)((char *)(uintptr_t)dst + y * pitch);
+
+        for (size_t x = 0; x < width; x++)
+            row[x] = value;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD2D32Async(CUdeviceptr dst, size_t pitch, unsigned int value, size_t width, size_t height,
+                            CUstream stream)
+{
+    (void)stream;
+    return cuMemsetD2D32_v2(dst, pitch, value, width, height);
+}
+
+/* Stream-ordered allocation: every copy is synchronous here, so it is
+ * plain allocation. Memory pools are not offered
+ * (CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED reads 0), so their entry
+ * points, which GStreamer 1.24+ loads, refuse. */
+CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream stream)
+{
+    (void)stream;
+    return cuMemAlloc_v2(dptr, bytesize);
+}
+
+CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
+{
+    (void)stream;
+    return cuMemFree_v2(dptr);
+}
+
+CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, void *pool, CUstream stream)
+{
+    (void)dptr;
+    (void)bytesize;
+    (void)pool;
+    (void)stream;
+    return ERR_NOT_SUPPORTED;
+}
+
+CUresult cuMemPoolCreate(void **pool, const void *props)
+{
+    (void)pool;
+    (void)props;
+    return ERR_NOT_SUPPORTED;
+}
+
+CUresult cuMemPoolDestroy(void *pool)
+{
+    (void)pool;
+    return ERR_NOT_SUPPORTED;
+}
+
+CUresult cuMemPoolGetAttribute(void *pool, int attribute, void *value)
+{
+    (void)pool;
+    (void)attribute;
+    (void)value;
+    return ERR_NOT_SUPPORTED;
+}
+
+CUresult cuMemPoolSetAttribute(void *pool, int attribute, void *value)
+{
+    (void)pool;
+    (void)attribute;
+    (void)value;
+    return ERR_NOT_SUPPORTED;
+}
+
+/* Virtual memory management and IPC are not part of the stand-in. */
+CUresult cuMemGetAccess(unsigned long long *flags, const void *location, CUdeviceptr ptr)
+{
+    (void)flags;
+    (void)location;
+    (void)ptr;
+    return ERR_NOT_SUPPORTED;
+}
+
+typedef struct {
+    char reserved[64]; /* CU_IPC_HANDLE_SIZE: passed by value */
+} ipc_mem_handle;
+
+CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, ipc_mem_handle handle, unsigned int flags)
+{
+    (void)dptr;
+    (void)handle;
+    (void)flags;
+    return ERR_NOT_SUPPORTED;
 }
 
 CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n)

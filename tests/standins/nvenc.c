@@ -1,5 +1,8 @@
 /* nvenc.c - a stand-in libnvidia-encode.so.1 (see standin.h): the NVENC
- * API at 11.1, encoding in software (swenc.h). It declares what it does:
+ * API of the nv-codec-headers it is built with (11.1 on Debian 12, 12.1
+ * on Debian 13: the structures and versions are the headers', and
+ * NvEncodeAPIGetMaxSupportedVersion answers that version), encoding in
+ * software (swenc.h). It declares what it does:
  * no B-frames, no lookahead, no 10-bit, no 4:4:4, synchronous encode (so
  * every nvEncEncodePicture returns its picture at once), NV12/YV12/IYUV
  * input. Sessions are counted across processes (standin.c) so the GeForce
@@ -90,7 +93,7 @@ static int gpu_has_codec(int gpu, const GUID *codec)
 /* ---- session ---------------------------------------------------------------- */
 
 /* NVENCAPI_VERSION packs the major version in the low byte and the minor
- * in the top one; the structures laid out here are 11.1's. */
+ * in the top one; the structures laid out here are the headers'. */
 static int api_version_supported(uint32_t version)
 {
     uint32_t major = version & 0xff, minor = version >> 24;
