@@ -30,7 +30,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "src")
 
-AUTHOR = "gpubalance developers <gpubalance@invalid>"  # no person signs for the project yet
+AUTHOR = "gpubalance developers <gpubalance@users.noreply.invalid>"  # the project's identity; no person signs for it yet
 DATE = "2026-11-24T00:00:00+00:00"
 
 # ---- edits, as data -------------------------------------------------------
@@ -295,11 +295,13 @@ found through pkg-config (gpubalance >= 0.1.0); nothing uses it yet.
         patch_encoders(t, major)
         commit(repo, "avcodec: add balance_h264, balance_hevc and balance_av1 wrapper encoders", """
 Each wrapper describes the stream to libgpubalance, takes a lease and
-opens the encoder it names: h264/hevc/av1_nvenc on the lease's CUDA
-ordinal, h264/hevc/av1_vaapi on its render node (software frames are
-uploaded), or libx264, libx265, libsvtav1 (libaom-av1 second) in
-software. A child that fails to open is reported and the next candidate
-opened; when every candidate fails, one error lists the attempts.
+opens the encoder it names: h264/hevc/av1_nvenc on a CUDA device made
+on the lease's ordinal (so that the driver's own error, such as out of
+memory at the GeForce session cap, comes back as such), h264/hevc/av1_vaapi
+on its render node (software frames are uploaded), or libx264, libx265,
+libsvtav1 (libaom-av1 second) in software. A child that fails to open is
+reported and the next candidate opened; when every candidate fails, one
+error lists the attempts.
 
 Options keep libx264's meaning on every child: preset and crf/cq follow
 x264's names and scale, translated by libgpubalance's tables; generic

@@ -505,6 +505,25 @@ static int setup_vaapi(AVCodecContext *avctx, const char *node)
     return 0;
 }
 
+/* A CUDA device on the lease's ordinal for an NVENC child. Given one,
+ * nvenc opens its session there and returns the driver's error as such
+ * (out of memory at the session cap: ENOMEM); choosing the GPU itself
+ * (-gpu), it reports any failure as AVERROR_EXTERNAL, which tells
+ * libgpubalance nothing to learn from. */
+static int setup_cuda(AVCodecContext *avctx)
+{
+    BalanceEncContext *s = avctx->priv_data;
+    char ordinal[16];
+    int ret;
+
+    snprintf(ordinal, sizeof(ordinal), "%d", gpubalance_lease_cuda_ordinal(s->lease));
+    if ((ret = av_hwdevice_ctx_create(&s->hw_device, AV_HWDEVICE_TYPE_CUDA, ordinal, NULL, 0)) < 0)
+        return ret;
+    if (!(s->child->hw_device_ctx = av_buffer_ref(s->hw_device)))
+        return AVERROR(ENOMEM);
+    return 0;
+}
+
 static void drop_child(BalanceEncContext *s)
 {
     avcodec_free_context(&s->child);
@@ -584,8 +603,8 @@ static int open_child(AVCodecContext *avctx, const AVCodec *codec, gpubalance_fa
         set_child_option(avctx, "profile", s->profile);
     if (s->level)
         pass_level(avctx);
-    if (backend == GPUBALANCE_BACKEND_NVENC)
-        av_opt_set_int(s->child->priv_data, "gpu", gpubalance_lease_cuda_ordinal(s->lease), 0);
+    if (backend == GPUBALANCE_BACKEND_NVENC && (ret = setup_cuda(avctx)) < 0)
+        goto fail;
     if (backend == GPUBALANCE_BACKEND_VAAPI &&
         (ret = setup_vaapi(avctx, gpubalance_lease_render_node(s->lease))) < 0)
         goto fail;
@@ -844,9 +863,9 @@ static const AVOption options[] = {
     { "level",     "Level, as 4.1",
       OFFSET(level),     AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VE },
     { "crf",       "Constant quality on x264's CRF scale, mapped to each child's",
-      OFFSET(crf),       AV_OPT_TYPE_FLOAT,  { .dbl = -1 }, -1, 51, VE },
+      OFFSET(crf),       AV_OPT_TYPE_FLOAT,  { .dbl = -1 }, -1, GPUBALANCE_MAX_QUALITY, VE },
     { "cq",        "Same as crf",
-      OFFSET(crf),       AV_OPT_TYPE_FLOAT,  { .dbl = -1 }, -1, 51, VE },
+      OFFSET(crf),       AV_OPT_TYPE_FLOAT,  { .dbl = -1 }, -1, GPUBALANCE_MAX_QUALITY, VE },
     { "qp",        "Constant quantization parameter",
       OFFSET(qp),        AV_OPT_TYPE_INT,    { .i64 = -1 }, -1, 255, VE },
     { "x264-params",   "libx264's x264-params",   OFFSET(x264_params),   AV_OPT_TYPE_STRING, { .str = NULL }, 0, 0, VE },
@@ -889,63 +908,24 @@ static const FFCodecDefault balance_defaults[] = {
     { NULL },
 };
 
+/* The FFCodec fields whose spelling changed between releases: the long
+ * name macro (lavc 60), color_ranges (7.1), CODEC_PIXFMTS_ARRAY (8.0),
+ * and FF_CODEC_CAP_INIT_THREADSAFE, which every codec has since lavc 60. */
 #if LIBAVCODEC_VERSION_MAJOR < 60
-#define BALANCE_ENCODER(short_name, codec_id, pix_fmts_array, description) \
-static const AVClass short_name##_class = {                                 \
-    .class_name = #short_name,                                              \
-    .item_name  = av_default_item_name,                                     \
-    .option     = options,                                                  \
-    .version    = LIBAVUTIL_VERSION_INT,                                    \
-};                                                                          \
-const FFCodec ff_##short_name##_encoder = {                                 \
-    .p.name         = #short_name,                                          \
-    .p.long_name    = NULL_IF_CONFIG_SMALL(description),                    \
-    .p.type         = AVMEDIA_TYPE_VIDEO,                                   \
-    .p.id           = codec_id,                                             \
-    .p.capabilities = AV_CODEC_CAP_DELAY | AV_CODEC_CAP_OTHER_THREADS |     \
-                      AV_CODEC_CAP_ENCODER_FLUSH,                           \
-    .p.priv_class   = &short_name##_class,                                  \
-    .p.pix_fmts     = pix_fmts_array,                                       \
-    .p.wrapper_name = "libgpubalance",                                      \
-    .priv_data_size = sizeof(BalanceEncContext),                            \
-    .init           = balance_init,                                         \
-    FF_CODEC_RECEIVE_PACKET_CB(balance_receive_packet),                     \
-    .flush          = balance_flush,                                        \
-    .close          = balance_close,                                        \
-    .defaults       = balance_defaults,                                     \
-    .caps_internal  = FF_CODEC_CAP_INIT_THREADSAFE |                        \
-                      FF_CODEC_CAP_INIT_CLEANUP |                           \
-                      FF_CODEC_CAP_AUTO_THREADS,                            \
-};
-#elif LIBAVCODEC_VERSION_MAJOR < 62
-#define BALANCE_ENCODER(short_name, codec_id, pix_fmts_array, description) \
-static const AVClass short_name##_class = {                                 \
-    .class_name = #short_name,                                              \
-    .item_name  = av_default_item_name,                                     \
-    .option     = options,                                                  \
-    .version    = LIBAVUTIL_VERSION_INT,                                    \
-};                                                                          \
-const FFCodec ff_##short_name##_encoder = {                                 \
-    .p.name         = #short_name,                                          \
-    CODEC_LONG_NAME(description),                                           \
-    .p.type         = AVMEDIA_TYPE_VIDEO,                                   \
-    .p.id           = codec_id,                                             \
-    .p.capabilities = AV_CODEC_CAP_DELAY | AV_CODEC_CAP_OTHER_THREADS |     \
-                      AV_CODEC_CAP_ENCODER_FLUSH,                           \
-    .p.priv_class   = &short_name##_class,                                  \
-    .p.pix_fmts     = pix_fmts_array,                                       \
-    .p.wrapper_name = "libgpubalance",                                      \
-    .color_ranges   = AVCOL_RANGE_MPEG | AVCOL_RANGE_JPEG,                  \
-    .priv_data_size = sizeof(BalanceEncContext),                            \
-    .init           = balance_init,                                         \
-    FF_CODEC_RECEIVE_PACKET_CB(balance_receive_packet),                     \
-    .flush          = balance_flush,                                        \
-    .close          = balance_close,                                        \
-    .defaults       = balance_defaults,                                     \
-    .caps_internal  = FF_CODEC_CAP_INIT_CLEANUP |                           \
-                      FF_CODEC_CAP_AUTO_THREADS,                            \
-};
+#define BALANCE_LONG_NAME(description) .p.long_name = NULL_IF_CONFIG_SMALL(description)
+#define BALANCE_COLOR_RANGES
+#define BALANCE_CAPS_INTERNAL FF_CODEC_CAP_INIT_THREADSAFE | FF_CODEC_CAP_INIT_CLEANUP | FF_CODEC_CAP_AUTO_THREADS
 #else
+#define BALANCE_LONG_NAME(description) CODEC_LONG_NAME(description)
+#define BALANCE_COLOR_RANGES .color_ranges = AVCOL_RANGE_MPEG | AVCOL_RANGE_JPEG,
+#define BALANCE_CAPS_INTERNAL FF_CODEC_CAP_INIT_CLEANUP | FF_CODEC_CAP_AUTO_THREADS
+#endif
+#if LIBAVCODEC_VERSION_MAJOR < 62
+#define BALANCE_PIX_FMTS(pix_fmts_array) .p.pix_fmts = pix_fmts_array
+#else
+#define BALANCE_PIX_FMTS(pix_fmts_array) CODEC_PIXFMTS_ARRAY(pix_fmts_array)
+#endif
+
 #define BALANCE_ENCODER(short_name, codec_id, pix_fmts_array, description) \
 static const AVClass short_name##_class = {                                 \
     .class_name = #short_name,                                              \
@@ -955,25 +935,23 @@ static const AVClass short_name##_class = {                                 \
 };                                                                          \
 const FFCodec ff_##short_name##_encoder = {                                 \
     .p.name         = #short_name,                                          \
-    CODEC_LONG_NAME(description),                                           \
+    BALANCE_LONG_NAME(description),                                         \
     .p.type         = AVMEDIA_TYPE_VIDEO,                                   \
     .p.id           = codec_id,                                             \
     .p.capabilities = AV_CODEC_CAP_DELAY | AV_CODEC_CAP_OTHER_THREADS |     \
                       AV_CODEC_CAP_ENCODER_FLUSH,                           \
     .p.priv_class   = &short_name##_class,                                  \
-    CODEC_PIXFMTS_ARRAY(pix_fmts_array),                                    \
+    BALANCE_PIX_FMTS(pix_fmts_array),                                       \
     .p.wrapper_name = "libgpubalance",                                      \
-    .color_ranges   = AVCOL_RANGE_MPEG | AVCOL_RANGE_JPEG,                  \
+    BALANCE_COLOR_RANGES                                                    \
     .priv_data_size = sizeof(BalanceEncContext),                            \
     .init           = balance_init,                                         \
     FF_CODEC_RECEIVE_PACKET_CB(balance_receive_packet),                     \
     .flush          = balance_flush,                                        \
     .close          = balance_close,                                        \
     .defaults       = balance_defaults,                                     \
-    .caps_internal  = FF_CODEC_CAP_INIT_CLEANUP |                           \
-                      FF_CODEC_CAP_AUTO_THREADS,                            \
+    .caps_internal  = BALANCE_CAPS_INTERNAL,                                \
 };
-#endif
 
 /* Each encoder takes what its software child takes; a hardware child that
  * cannot take the stream's format is passed over for the next candidate. */

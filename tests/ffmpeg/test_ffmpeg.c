@@ -529,6 +529,229 @@ static void bad_option_values_fail_clearly(void)
     g_free(out);
 }
 
+static char *file_text(const char *path)
+{
+    char *text = NULL;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    return text;
+}
+
+/* ---- memcheck ----------------------------------------------------------- */
+
+/* ffmpeg (the unstripped ffmpeg_g of build.sh's build directory when it is
+ * there, for names in the stacks) under valgrind's memcheck, encoding a
+ * short testsrc with balance_h264 (on device, when given); any invalid access or definitely lost
+ * block is an error. Returns the exit status; ffmpeg's log in *err,
+ * valgrind's in *report. */
+static int memcheck_balance_h264(const char *dir, const char *device, char **err, char **report)
+{
+    char *report_path = g_build_filename(dir, "memcheck.log", NULL);
+    char *unstripped = g_build_filename(g_getenv("FFMPEG_PREFIX"), "build", "ffmpeg_g", NULL);
+    char *valgrind = g_find_program_in_path("valgrind");
+    GPtrArray *argv;
+    int status;
+
+    if (!valgrind)
+        gpb_test_skip("valgrind is not installed");
+    argv =
+        args("--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99", "--num-callers=30", NULL);
+    g_ptr_array_insert(argv, 0, valgrind);
+    g_ptr_array_add(argv, g_strdup_printf("--log-file=%s", report_path));
+    g_ptr_array_add(argv, g_file_test(unstripped, G_FILE_TEST_IS_EXECUTABLE) ? g_strdup(unstripped) : tool("ffmpeg"));
+    g_ptr_array_add(argv, g_strdup("-hide_banner"));
+    g_ptr_array_add(argv, g_strdup("-nostdin"));
+    g_ptr_array_add(argv, g_strdup("-f"));
+    g_ptr_array_add(argv, g_strdup("lavfi"));
+    g_ptr_array_add(argv, g_strdup("-i"));
+    g_ptr_array_add(argv, g_strdup("testsrc2=size=128x96:rate=10:duration=0.3"));
+    g_ptr_array_add(argv, g_strdup("-c:v"));
+    g_ptr_array_add(argv, g_strdup("balance_h264"));
+    if (device) {
+        g_ptr_array_add(argv, g_strdup("-device"));
+        g_ptr_array_add(argv, g_strdup(device));
+    }
+    g_ptr_array_add(argv, g_strdup("-f"));
+    g_ptr_array_add(argv, g_strdup("null"));
+    g_ptr_array_add(argv, g_strdup("-"));
+    status = run(argv, NULL, err);
+    *report = file_text(report_path);
+    g_test_message("%s", *report);
+    g_free(report_path);
+    g_free(unstripped);
+    return status;
+}
+
+/* The wrapper on its software path, and falling back from a sim device
+ * that refuses (its one session held by another ffmpeg), under memcheck:
+ * no invalid read or write, nothing definitely lost, the process-wide
+ * gpubalance context closed at exit. */
+static void memcheck_finds_no_leak_or_bad_access_in_the_wrapper(void)
+{
+    const char *dir = gpb_test_env("[general]\ndiscover=false\norder=nvenc,software\n"
+                                   "[device:gpu0]\nbackend=sim\nmax-sessions=3\nenforce-sessions=1\n");
+    char *held_out = g_build_filename(dir, "held.mkv", NULL);
+    char *err = NULL, *report = NULL;
+    Encoder held;
+
+    g_assert_cmpint(memcheck_balance_h264(dir, "software", &err, &report), ==, 0);
+    gpb_assert_contains(err, "selected software (libx264)");
+    gpb_assert_contains(report, "ERROR SUMMARY: 0 errors");
+    g_clear_pointer(&err, g_free);
+    g_clear_pointer(&report, g_free);
+
+    start_encoder(&held, held_out, NULL);
+    g_assert_cmpstr(held.selected, ==, "sim:gpu0 (libx264)");
+    g_assert_cmpint(memcheck_balance_h264(dir, NULL, &err, &report), ==, 0);
+    gpb_assert_contains(err, "sim:gpu0 (libx264) failed");
+    gpb_assert_contains(err, "selected software (libx264)");
+    gpb_assert_contains(report, "ERROR SUMMARY: 0 errors");
+    g_assert_cmpint(finish_encoder(&held), ==, 0);
+    g_free(err);
+    g_free(report);
+    g_free(held_out);
+}
+
+/* ---- on the stand-in NVIDIA stack (tests/standins) -------------------------- */
+
+/* A test directory whose gpubalance discovers the stand-in GPUs: the
+ * stand-in libcuda/libnvidia-encode/libnvidia-ml come first on the library
+ * path of every ffmpeg started from here (for libgpubalance's discovery
+ * and for FFmpeg's own nvenc), and their session directory is the test's. */
+static const char *standin_nvidia(const char *config_text, const char *gpus, const char *driver)
+{
+    const char *standins = g_getenv("GPB_STANDIN_DIR");
+    const char *dir;
+    char *state, *path;
+
+    if (!standins)
+        gpb_test_skip("the stand-in NVIDIA stack is not built (x264/x265 development files missing)");
+    dir = gpb_test_env(config_text);
+    state = g_build_filename(dir, "standin-sessions", NULL);
+    path = g_strjoin(":", standins, g_getenv("LD_LIBRARY_PATH"), NULL);
+    g_setenv("GPB_STANDIN_STATE", state, TRUE);
+    g_setenv("LD_LIBRARY_PATH", path, TRUE);
+    g_setenv("GPUBALANCE_NVIDIA_ROOT", g_getenv("GPB_STANDIN_NVIDIA_ROOT"), TRUE);
+    if (gpus)
+        g_setenv("GPB_STANDIN_GPUS", gpus, TRUE);
+    if (driver)
+        g_setenv("GPB_STANDIN_DRIVER", driver, TRUE);
+    g_free(state);
+    g_free(path);
+    return dir;
+}
+
+/* The stand-in NVENC speaks API 11.1 (Debian 12's nv-codec-headers); an
+ * FFmpeg built against a newer API refuses it as it would refuse an old
+ * driver, and one built without nvenc has no h264_nvenc: both skip. */
+static void require_nvenc_api_of_the_standin(void)
+{
+    const char *probe_nvenc[] = {"-c:v", "h264_nvenc", "-frames:v", "1", "-f", "null", NULL};
+    char *err = NULL;
+
+    if (encode_testsrc("-", probe_nvenc, &err) != 0) {
+        if (strstr(err, "required nvenc API version"))
+            gpb_test_skip("this FFmpeg needs a newer NVENC API than the stand-in's 11.1");
+        if (strstr(err, "Unknown encoder"))
+            gpb_test_skip("this FFmpeg is built without h264_nvenc");
+        g_error("plain h264_nvenc on the stand-in failed:\n%s", err);
+    }
+    g_free(err);
+}
+
+/* balance_ENCODER with options on the stand-in GPUs: it selects what
+ * selected says, the stand-in NVENC logs its session on the GPU logged
+ * names ("encode NVML-INDEX CODEC NAME"), and the stream decodes. */
+static void encodes_on_the_standin(const char *gpus, const char *const *options, const char *selected,
+                                   const char *logged, const char *codec)
+{
+    const char *dir = standin_nvidia("[general]\ndiscover=true\n", gpus, NULL);
+    char *log = g_build_filename(dir, "encodes.log", NULL);
+    char *out = g_build_filename(dir, "nvenc.mkv", NULL);
+    char *want = g_strdup_printf("%s,320,240,60", codec);
+    char *err = NULL, *info, *text;
+
+    require_nvenc_api_of_the_standin();
+    g_setenv("GPB_STANDIN_LOG", log, TRUE);
+    g_assert_cmpint(encode_testsrc(out, options, &err), ==, 0);
+    gpb_assert_contains(err, selected);
+    text = file_text(log);
+    g_assert_cmpstr(text, ==, logged);
+    info = probe(out);
+    g_assert_cmpstr(info, ==, want);
+    g_free(info);
+    g_free(text);
+    g_free(want);
+    g_free(err);
+    g_free(log);
+    g_free(out);
+}
+
+/* Placed by gpubalance on the stand-in NVENC (one datacenter GPU), the
+ * wrapper runs FFmpeg's own h264_nvenc there. */
+static void balance_h264_placed_on_the_standin_nvenc_encodes_there(void)
+{
+    const char *h264[] = {"-c:v", "balance_h264", NULL};
+
+    encodes_on_the_standin(NULL, h264, "selected nvenc:0 (h264_nvenc)", "encode 0 h264 Stand-in datacenter GPU\n",
+                           "h264");
+}
+
+/* Forced onto nvenc:0 of two GPUs (CUDA ordinal 0, which the stand-in's
+ * NVML lists second), hevc_nvenc opens on that GPU: the lease's ordinal
+ * reaches the child's -gpu. */
+static void balance_hevc_on_nvenc_0_runs_on_the_gpu_of_that_cuda_ordinal(void)
+{
+    const char *hevc[] = {"-c:v", "balance_hevc", "-device", "nvenc:0", NULL};
+
+    encodes_on_the_standin("Stand-in GeForce A,geforce,h264+hevc;Stand-in L4,datacenter,h264+hevc", hevc,
+                           "selected nvenc:0 (hevc_nvenc)", "encode 1 hevc Stand-in L4\n", "hevc");
+}
+
+/* Filling NVENC first: the driver caps this GeForce at 3 sessions while gpubalance expects 5
+ * from the driver version (a driver that changed its cap). Three
+ * balance_h264 processes hold NVENC sessions; the 4th is refused by the
+ * driver with its real error, falls back to software, and gpubalance
+ * learns the GeForce pool's cap from the refusal. */
+static void fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_the_cap(void)
+{
+    const char *dir = standin_nvidia("[general]\ndiscover=true\norder=nvenc,software\npolicy=fill\nlearn-expiry=60\n",
+                                     "Stand-in GeForce A,geforce,h264+hevc", "535.104.05");
+    Encoder held[3], fourth;
+    gpubalance_context *ctx;
+    char *outs[4];
+
+    g_setenv("GPB_STANDIN_GEFORCE_CAP", "3", TRUE);
+    /* three 320x240 streams use a small part of a real encoder: what NVML
+     * reports must not make the GPU look full before the driver refuses */
+    g_setenv("GPB_STANDIN_BUSY_PERCENT", "10", TRUE);
+    require_nvenc_api_of_the_standin();
+    for (int i = 0; i < 4; i++)
+        outs[i] = g_strdup_printf("%s/geforce%d.mkv", dir, i);
+    for (int i = 0; i < 3; i++) {
+        start_encoder(&held[i], outs[i], NULL);
+        if (strcmp(held[i].selected, "nvenc:0 (h264_nvenc)") != 0)
+            g_error("encoder %d selected %s, not nvenc:0 (h264_nvenc):\n%s", i, held[i].selected, held[i].log->str);
+    }
+    start_encoder(&fourth, outs[3], NULL);
+    g_assert_cmpstr(fourth.selected, ==, "software (libx264)");
+    gpb_assert_contains(fourth.log->str, "OpenEncodeSessionEx failed: out of memory (10)");
+    gpb_assert_contains(fourth.log->str, "nvenc:0 (h264_nvenc) failed");
+    ctx = gpb_test_open();
+    g_assert_cmpint(gpb_test_pool_learned_limit(ctx, "geforce"), ==, 3);
+    g_assert_cmpint(finish_encoder(&fourth), ==, 0);
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(finish_encoder(&held[i]), ==, 0);
+    for (int i = 0; i < 4; i++) {
+        char *info = probe(outs[i]);
+
+        g_assert_true(g_str_has_prefix(info, "h264,320,240,"));
+        g_free(info);
+        g_free(outs[i]);
+    }
+    gpubalance_context_close(ctx);
+}
+
 static const gpb_test_case cases[] = {
     {"encodes_to_mp4_and_mkv_that_ffprobe_decodes", encodes_to_mp4_and_mkv_that_ffprobe_decodes},
     {"generic_options_reach_libx264", generic_options_reach_libx264},
@@ -543,6 +766,12 @@ static const gpb_test_case cases[] = {
     {"enforce_sessions_refusal_falls_back_and_is_learned", enforce_sessions_refusal_falls_back_and_is_learned},
     {"killed_encoder_leaves_no_lease", killed_encoder_leaves_no_lease},
     {"bad_option_values_fail_clearly", bad_option_values_fail_clearly},
+    {"memcheck_finds_no_leak_or_bad_access_in_the_wrapper", memcheck_finds_no_leak_or_bad_access_in_the_wrapper},
+    {"balance_h264_placed_on_the_standin_nvenc_encodes_there", balance_h264_placed_on_the_standin_nvenc_encodes_there},
+    {"balance_hevc_on_nvenc_0_runs_on_the_gpu_of_that_cuda_ordinal",
+     balance_hevc_on_nvenc_0_runs_on_the_gpu_of_that_cuda_ordinal},
+    {"fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_the_cap",
+     fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_the_cap},
 };
 
 GPB_TEST_MAIN(cases)

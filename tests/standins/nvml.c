@@ -3,6 +3,7 @@
  * open through the stand-in NVENC by every process, so a plain
  * `ffmpeg -c:v h264_nvenc` shows as load, as it does on a real driver. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "standin.h"
@@ -153,6 +154,14 @@ int nvmlDeviceGetEncoderSessions(void *device, unsigned *count, encoder_session_
     return NVML_ERROR_NOT_SUPPORTED;
 }
 
+static unsigned busy_percent(void)
+{
+    const char *set = getenv("GPB_STANDIN_BUSY_PERCENT");
+    int percent = set ? atoi(set) : 100;
+
+    return percent < 0 ? 0 : percent > 100 ? 100 : (unsigned)percent;
+}
+
 int nvmlDeviceGetEncoderUtilization(void *device, unsigned *utilization, unsigned *period_us)
 {
     const standin_gpu *gpu = gpu_of(device);
@@ -161,8 +170,9 @@ int nvmlDeviceGetEncoderUtilization(void *device, unsigned *utilization, unsigne
         return NVML_ERROR_INVALID_ARGUMENT;
     if (!standin_gpu_has_nvenc(gpu))
         return NVML_ERROR_NOT_SUPPORTED;
-    /* No clock to measure against: a busy encoder reads as fully used. */
-    *utilization = standin_sessions_on(INDEX(device)) > 0 ? 100 : 0;
+    /* No clock to measure against: a busy encoder reads as fully used,
+     * or as GPB_STANDIN_BUSY_PERCENT says (small streams on a big GPU). */
+    *utilization = standin_sessions_on(INDEX(device)) > 0 ? busy_percent() : 0;
     *period_us = 1000000;
     return NVML_SUCCESS;
 }

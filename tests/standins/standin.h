@@ -18,6 +18,8 @@
  *                       530, 5 from 530, 8 from 550).
  *   GPB_STANDIN_GEFORCE_CAP  a cap other than the driver version's (a
  *                       driver that changed its cap: what users learn).
+ *   GPB_STANDIN_BUSY_PERCENT  the encoder utilisation NVML reports while
+ *                       a session is open on the GPU (default 100).
  *   GPB_STANDIN_LOG     file: each encoder initialised appends
  *                       "encode NVML-INDEX CODEC NAME".
  *   GPB_STANDIN_STATE   directory that counts sessions across processes
