@@ -14,12 +14,14 @@ GST_DEBUG_CATEGORY_EXTERN(gst_gpubalance_enc_debug);
 #define RC_QUALITY (RC(GPB_RC_CQP) | RC(GPB_RC_CQ))
 #define RC_ANY (RC_RATE | RC_QUALITY)
 
+/* When a row applies: every condition of its mask holds. */
 typedef enum {
-    WHEN_ALWAYS,
-    WHEN_BITRATE_SET,   /* the user gave a bitrate */
-    WHEN_BITRATE_UNSET, /* the child keeps its own */
-    WHEN_GOP_SET,
-    WHEN_ZEROLATENCY,
+    WHEN_ALWAYS = 0,
+    WHEN_BITRATE_SET = 1 << 0,   /* the user gave a bitrate */
+    WHEN_BITRATE_UNSET = 1 << 1, /* the child keeps its own */
+    WHEN_GOP_SET = 1 << 2,
+    WHEN_ZEROLATENCY = 1 << 3,
+    WHEN_NOT_ZEROLATENCY = 1 << 4,
 } GpbWhen;
 
 /* The element's setting a row carries out, named in the error when the
@@ -36,6 +38,7 @@ typedef enum {
 typedef enum {
     MUST,       /* a child without the property or value cannot honour the setting */
     IF_PRESENT, /* a child without the property already behaves so (see the row) */
+    NEVER,      /* no child of the family can: value says why (property is NULL) */
 } GpbNeed;
 
 /* One row: in the rate-control modes of mask, when the condition holds,
@@ -52,7 +55,7 @@ typedef enum {
 typedef struct {
     GpbSetting setting;
     guint rate_controls;
-    GpbWhen when;
+    guint when; /* GpbWhen flags */
     const char *property;
     const char *value;
     GpbNeed need;
@@ -111,13 +114,25 @@ static const GpbRow openh264_rows[] = {
 };
 
 /* svtav1enc (not in Debian 12's GStreamer; names as Debian 13's 1.26 has
- * them): cqp is its constant quantizer, crf its constant quality. */
+ * them): cqp is its constant quantizer, crf its constant quality (35 its
+ * default, which is what it does with no bitrate), capped by max-bitrate;
+ * VBR through parameters-string (SVT-AV1's rc=1). SVT-AV1 2.x takes CBR
+ * only in its low-delay structure (pred-struct=1), and GStreamer 1.26's
+ * svtav1enc never finishes a stream in that structure (EOS hangs, with
+ * any preset and rate control): CBR and tune=zerolatency are refused, so
+ * the element takes the next AV1 encoder (av1enc) for them. */
 static const GpbRow svtav1_rows[] = {
     {SET_SPEED, RC_ANY, WHEN_ALWAYS, "preset", "{preset}", MUST},
     {SET_BITRATE, RC_RATE, WHEN_BITRATE_SET, "target-bitrate", "{kbps}", MUST},
+    {SET_BITRATE, RC(GPB_RC_CQ), WHEN_BITRATE_SET, "max-bitrate", "{kbps}", MUST},
     {SET_GOP, RC_ANY, WHEN_GOP_SET, "intra-period-length", "{gop}", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_VBR), WHEN_BITRATE_SET, "parameters-string", "rc=1", MUST},
+    {SET_RATE_CONTROL, RC(GPB_RC_CBR), WHEN_ALWAYS, NULL,
+     "SVT-AV1 takes CBR only in its low-delay structure, which svtav1enc does not finish", NEVER},
     {SET_QUALITY, RC(GPB_RC_CQP), WHEN_ALWAYS, "cqp", "{quality}", MUST},
     {SET_QUALITY, RC(GPB_RC_CQ), WHEN_ALWAYS, "crf", "{quality}", MUST},
+    {SET_TUNE, RC_ANY, WHEN_ZEROLATENCY, NULL, "svtav1enc does not finish a stream in SVT-AV1's low-delay structure",
+     NEVER},
 };
 
 /* av1enc (aom): kbit/s; its "q" mode with the quantizer range pinned
@@ -232,20 +247,10 @@ static gchar *setting_text(GpbSetting setting, const GpbEncodeSettings *s)
 
 static gboolean row_applies(const GpbRow *row, const GpbEncodeSettings *s)
 {
-    if (!(row->rate_controls & RC(s->rate_control)))
-        return FALSE;
-    switch (row->when) {
-    case WHEN_BITRATE_SET:
-        return s->bitrate > 0;
-    case WHEN_BITRATE_UNSET:
-        return s->bitrate == 0;
-    case WHEN_GOP_SET:
-        return s->gop_size >= 0;
-    case WHEN_ZEROLATENCY:
-        return s->tune == GPB_TUNE_ZEROLATENCY;
-    default:
-        return TRUE;
-    }
+    guint holds = (s->bitrate > 0 ? WHEN_BITRATE_SET : WHEN_BITRATE_UNSET) | (s->gop_size >= 0 ? WHEN_GOP_SET : 0) |
+                  (s->tune == GPB_TUNE_ZEROLATENCY ? WHEN_ZEROLATENCY : WHEN_NOT_ZEROLATENCY);
+
+    return (row->rate_controls & RC(s->rate_control)) && (row->when & holds) == row->when;
 }
 
 /* The child's own bitrate in its own unit, for a row that needs a number
@@ -372,10 +377,16 @@ static gboolean apply_row(GstElement *child, const GpbRow *row, gpubalance_encod
                           const GpbEncodeSettings *s, gboolean only_mutable, gchar **why)
 {
     const char *factory = GST_OBJECT_NAME(gst_element_get_factory(child));
-    GParamSpec *pspec = row_property(child, row);
+    GParamSpec *pspec = row->need == NEVER ? NULL : row_property(child, row);
     gchar *text, **choices;
     gboolean done = FALSE;
 
+    if (row->need == NEVER) {
+        text = setting_text(row->setting, s);
+        *why = g_strdup_printf("%s cannot be honoured by %s: %s", text, factory, row->value);
+        g_free(text);
+        return FALSE;
+    }
     if (!pspec) {
         if (row->need == IF_PRESENT) {
             GST_DEBUG_OBJECT(child, "no %s: nothing to set", row->property);
@@ -586,8 +597,28 @@ static gboolean on_render_node(GstElement *e, gconstpointer want)
     return same;
 }
 
-/* The first of the core's software encoders this GStreamer has. */
-static GstElement *software_child(gpubalance_codec codec, gpubalance_encoder_family *family, gchar **why)
+/* FALSE, with *why, when a row of the family says none of its children
+ * can honour the settings (before making one). */
+static gboolean family_can_honour(gpubalance_encoder_family family, const GpbEncodeSettings *s, gchar **why)
+{
+    for (size_t i = 0; i < family_rows[family].n; i++) {
+        const GpbRow *row = &family_rows[family].rows[i];
+
+        if (row->need == NEVER && row_applies(row, s)) {
+            gchar *text = setting_text(row->setting, s);
+
+            *why = g_strdup_printf("%s: %s", text, row->value);
+            g_free(text);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* The first of the core's software encoders this GStreamer has that can
+ * honour the settings. */
+static GstElement *software_child(gpubalance_codec codec, const GpbEncodeSettings *s, gpubalance_encoder_family *family,
+                                  gchar **why)
 {
     size_t n = 0;
     const gpubalance_encoder_info *list =
@@ -596,21 +627,31 @@ static GstElement *software_child(gpubalance_codec codec, gpubalance_encoder_fam
 
     for (size_t i = 0; i < n; i++) {
         GstElement *e = gst_element_factory_make(list[i].name, NULL);
+        gchar *refused = NULL;
 
-        if (e) {
+        if (e && family_can_honour(list[i].family, s, &refused)) {
             *family = list[i].family;
             g_string_free(names, TRUE);
             return e;
         }
-        g_string_append_printf(names, "%s%s", names->len ? ", " : "", list[i].name);
+        g_string_append_printf(names, "%s%s%s%s", names->len ? ", " : "", list[i].name, refused ? " refuses " : "",
+                               refused ? refused : "");
+        g_free(refused);
+        if (e)
+            gst_object_unref(gst_object_ref_sink(e));
     }
-    *why = g_strdup_printf("no such element: no software %s encoder (%s)", gpubalance_codec_name(codec), names->str);
+    if (strstr(names->str, " refuses ")) /* a settings refusal, not a missing encoder */
+        *why = g_strdup_printf("no software %s encoder here can take these settings (%s)", gpubalance_codec_name(codec),
+                               names->str);
+    else
+        *why =
+            g_strdup_printf("no such element: no software %s encoder (%s)", gpubalance_codec_name(codec), names->str);
     g_string_free(names, TRUE);
     return NULL;
 }
 
-GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, gpubalance_encoder_family *family,
-                             gchar **why)
+GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, const GpbEncodeSettings *settings,
+                             gpubalance_encoder_family *family, gchar **why)
 {
     GstElement *e = NULL;
 
@@ -632,7 +673,7 @@ GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec cod
                                    gpubalance_codec_name(codec), gpubalance_lease_render_node(lease));
         break;
     default:
-        e = software_child(codec, family, why);
+        e = software_child(codec, settings, family, why);
         break;
     }
     return e;

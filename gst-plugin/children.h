@@ -45,10 +45,12 @@ const char *gpb_speed_preset(GpbSpeed speed);
  * the va element whose device-path is the lease's render node; for
  * software and sim the core's list (x264enc then openh264enc, x265enc,
  * svtav1enc then av1enc). Hardware factories are found by property, never
- * by the shape of their names. *family gets the mapping family. Returns
+ * by the shape of their names; a software family whose table says it
+ * can never honour the settings is passed over for the next (svtav1enc's
+ * CBR and tune=zerolatency go to av1enc). *family gets the mapping family. Returns
  * NULL with *why set when this GStreamer has no such element. */
-GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, gpubalance_encoder_family *family,
-                             gchar **why);
+GstElement *gpb_child_create(const gpubalance_lease *lease, gpubalance_codec codec, const GpbEncodeSettings *settings,
+                             gpubalance_encoder_family *family, gchar **why);
 
 /* Applies every setting to the child, each in the child's own property,
  * unit and values, as this release of the child names them. A setting

@@ -349,9 +349,13 @@ static gboolean gst_gpubalance_enc_build_chain(GstGpubalanceEnc *self, GpbSampli
                                                gboolean *settings_refused)
 {
     const char *factory;
+    GpbEncodeSettings settings;
 
+    GST_OBJECT_LOCK(self);
+    settings = self->settings;
+    GST_OBJECT_UNLOCK(self);
     gst_gpubalance_enc_name_attempt(self);
-    self->encoder = gpb_child_create(self->lease, self->active_codec, &self->family, why);
+    self->encoder = gpb_child_create(self->lease, self->active_codec, &settings, &self->family, why);
     if (!self->encoder)
         return FALSE;
     factory = GST_OBJECT_NAME(gst_element_get_factory(self->encoder));

@@ -339,7 +339,9 @@ static Resized encode_resized(const char *encoder, const char *output, const cha
 /* What every encoder's resized stream must come to in container: the
  * muxer takes the new codec_data and both sizes decode, or the muxer
  * stops with its own error naming the old and the new caps (how much it
- * wrote before is a race: its clusters are written as they fill). */
+ * wrote before is a race: its clusters are written as they fill, and on
+ * 1.26 a few frames of the new size, their SPS in band, can get in before
+ * the error, as from x264enc). */
 static void assert_resized_outcome(const Resized *r, const char *output)
 {
     int small = 0, large = 0;
@@ -349,8 +351,7 @@ static void assert_resized_outcome(const Resized *r, const char *output)
         g_assert_true(g_str_has_prefix(r->error, "GstMatroskaMux"));
         gpb_assert_contains(r->error, "Caps changes are not supported");
         gpb_assert_contains(r->error, "width=(int)640, height=(int)480");
-        g_assert_null(strstr(r->frames, "640x480"));
-        return;
+        return; /* frames of either size may be in the file: see above */
     }
     g_assert_cmpint(sscanf(r->frames, "%dx320x240 %dx640x480", &small, &large), ==, 2);
     /* From MP4, FFmpeg reads the frame at the change with the next sample

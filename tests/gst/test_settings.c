@@ -188,6 +188,31 @@ static void mapping_rows_reach_av1enc(void)
     check_rows("av1enc", "av1", rows, G_N_ELEMENTS(rows));
 }
 
+/* svtav1enc, where it is the software AV1 child (Debian 13's 1.26) */
+static void mapping_rows_reach_svtav1enc(void)
+{
+    /* quality on the AV1 scale: 30 * 63/51 = 37, 28 * 63/51 = 35 */
+    static const MappingRow rows[] = {
+        {"rate-control=vbr bitrate=1000", "target-bitrate=1000 parameters-string=rc=1"},
+        {"rate-control=cqp quality=30", "cqp=37"},
+        {"rate-control=cq quality=28 bitrate=3000", "crf=35 max-bitrate=3000"},
+        {"gop-size=17 speed=fast", "intra-period-length=17 preset=10"},
+        {"speed=quality", "preset=6"},
+    };
+    /* what svtav1enc cannot finish goes to the next AV1 encoder, av1enc */
+    static const MappingRow to_av1enc[] = {
+        {"rate-control=cbr bitrate=1000", "end-usage=cbr target-bitrate=1000"},
+        {"tune=zerolatency", "lag-in-frames=0 usage-profile=realtime"},
+    };
+
+    setup(software_only);
+    if (g_strcmp0(gst_test_software_av1_encoder(), "svtav1enc") != 0)
+        gpb_test_skip("the element builds %s for AV1 here, not svtav1enc",
+                      gst_test_software_av1_encoder() ? gst_test_software_av1_encoder() : "nothing");
+    check_rows("svtav1enc", "av1", rows, G_N_ELEMENTS(rows));
+    check_rows("av1enc", "av1", to_av1enc, G_N_ELEMENTS(to_av1enc));
+}
+
 /* ---- nvcodec, both generations ---------------------------------------------- */
 
 /* GStreamer 1.24+'s nvh264enc (p1..p7, tune, rc-mode with constqp,
@@ -622,6 +647,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(mapping_rows_reach_x265enc),
     GPB_TEST(mapping_rows_reach_openh264enc),
     GPB_TEST(mapping_rows_reach_av1enc),
+    GPB_TEST(mapping_rows_reach_svtav1enc),
     GPB_TEST(mapping_rows_reach_nvh264enc_1_24_names),
     GPB_TEST(a_setting_the_child_cannot_honour_is_an_error_naming_both),
     GPB_TEST(mapping_rows_reach_nvcodec_of_this_gstreamer),
