@@ -125,9 +125,10 @@ static void no_nvidia_driver_skips_the_library_search(void)
     gpubalance_context_close(ctx);
 }
 
-/* GPUBALANCE_NVIDIA_ROOT is a test hook: only a test build's library
- * (-Dtest_hooks=true) reads it, and a root set by a test comes first. */
-static void nvidia_root_variable_is_read_only_by_test_builds(void)
+/* GPUBALANCE_NVIDIA_ROOT and GPUBALANCE_DRI_ROOT are test hooks: only a
+ * test build's library (-Dtest_hooks=true) reads them, and a root set by
+ * a test comes first. */
+static void discovery_root_variables_are_read_only_by_test_builds(void)
 {
     gpb_discovery_set_nvidia_root(NULL);
     g_setenv("GPUBALANCE_NVIDIA_ROOT", "/from/the/environment", TRUE);
@@ -137,6 +138,15 @@ static void nvidia_root_variable_is_read_only_by_test_builds(void)
     gpb_discovery_set_nvidia_root(NULL);
     g_unsetenv("GPUBALANCE_NVIDIA_ROOT");
     g_assert_cmpstr(gpb_discovery_nvidia_root(), ==, "/");
+
+    gpb_discovery_set_roots(NULL, NULL);
+    g_setenv("GPUBALANCE_DRI_ROOT", "/dri/from/the/environment", TRUE);
+    g_assert_cmpstr(gpb_discovery_dri_dir(), ==, GPB_TEST_HOOKS_BUILT ? "/dri/from/the/environment" : "/dev/dri");
+    gpb_discovery_set_roots("/dri/set/by/a/test", NULL);
+    g_assert_cmpstr(gpb_discovery_dri_dir(), ==, "/dri/set/by/a/test");
+    gpb_discovery_set_roots(NULL, NULL);
+    g_unsetenv("GPUBALANCE_DRI_ROOT");
+    g_assert_cmpstr(gpb_discovery_dri_dir(), ==, "/dev/dri");
 }
 
 static void no_nvidia_libraries_is_a_note(void)
@@ -890,7 +900,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(fdinfo_busy_time_gives_utilisation),
     GPB_TEST_WITH_STUBS(no_nvidia_driver_skips_the_library_search),
     GPB_TEST(fdinfo_scan_runs_outside_the_header_lock),
-    GPB_TEST(nvidia_root_variable_is_read_only_by_test_builds),
+    GPB_TEST(discovery_root_variables_are_read_only_by_test_builds),
 };
 
 GPB_TEST_MAIN(cases)

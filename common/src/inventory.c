@@ -142,6 +142,14 @@ void gpb_discovery_set_roots(const char *dri_dir, const char *proc_dir)
 
 const char *gpb_discovery_dri_dir(void)
 {
+#ifdef GPB_TEST_HOOKS
+    /* as GPUBALANCE_NVIDIA_ROOT: a stand-in render node for a separate
+     * process (ffmpeg, gst-launch) in test builds only */
+    const char *from_env = g_getenv("GPUBALANCE_DRI_ROOT");
+
+    if (!dri_root && from_env && *from_env)
+        return from_env;
+#endif
     return dri_root ? dri_root : "/dev/dri";
 }
 

@@ -752,6 +752,39 @@ static void fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_
     gpubalance_context_close(ctx);
 }
 
+/* Placed by gpubalance on the stand-in render node (the stand-in VA-API
+ * driver behind a regular file the stand-in libdrm answer takes for a
+ * node, found through GPUBALANCE_DRI_ROOT, which test builds read), the
+ * wrapper uploads to VA surfaces and runs FFmpeg's own h264_vaapi. An
+ * elementary stream: the stand-in writes no packed headers, so there is
+ * no extradata for a container's global header. */
+static void balance_h264_placed_on_the_standin_render_node_encodes_with_h264_vaapi(void)
+{
+    const char *dir = standin_nvidia("[general]\ndiscover=true\norder=vaapi,software\n", NULL, NULL);
+    /* nv12: the stand-in driver's only image format (a real driver's
+     * list decides whether yuv420p uploads too; the wrapper says when not) */
+    const char *h264[] = {"-pix_fmt", "nv12", "-c:v", "balance_h264", NULL};
+    char *dri = g_build_filename(dir, "dri", NULL), *node = g_build_filename(dri, "renderD128", NULL);
+    char *out = g_build_filename(dir, "vaapi.h264", NULL), *err = NULL, *info;
+
+    g_assert_cmpint(g_mkdir(dri, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(node, "", 0, NULL));
+    g_setenv("GPUBALANCE_DRI_ROOT", dri, TRUE);
+    g_setenv("LIBVA_DRIVER_NAME", "standin", TRUE);
+    g_setenv("LIBVA_DRIVERS_PATH", g_getenv("GPB_STANDIN_DIR"), TRUE);
+    g_setenv("LD_PRELOAD", g_getenv("GPB_STANDIN_DRM_SHIM"), TRUE);
+    if (encode_testsrc(out, h264, &err) != 0)
+        g_error("balance_h264 on the stand-in node failed:\n%s", err);
+    gpb_assert_contains(err, "selected vaapi:renderD128 (h264_vaapi)");
+    info = probe(out);
+    g_assert_cmpstr(info, ==, "h264,320,240,60");
+    g_free(info);
+    g_free(err);
+    g_free(out);
+    g_free(node);
+    g_free(dri);
+}
+
 static const gpb_test_case cases[] = {
     {"encodes_to_mp4_and_mkv_that_ffprobe_decodes", encodes_to_mp4_and_mkv_that_ffprobe_decodes},
     {"generic_options_reach_libx264", generic_options_reach_libx264},
@@ -772,6 +805,8 @@ static const gpb_test_case cases[] = {
      balance_hevc_on_nvenc_0_runs_on_the_gpu_of_that_cuda_ordinal},
     {"fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_the_cap",
      fourth_balance_h264_on_a_full_standin_geforce_falls_back_and_learns_the_cap},
+    {"balance_h264_placed_on_the_standin_render_node_encodes_with_h264_vaapi",
+     balance_h264_placed_on_the_standin_render_node_encodes_with_h264_vaapi},
 };
 
 GPB_TEST_MAIN(cases)
