@@ -848,10 +848,11 @@ static void assert_events_file_refused(const char *events, const char *why)
     g_free(err);
 }
 
-/* The events file replaced by a hard link to another file: refused like a
- * ledger or lock file so linked, and the other file is left as it was
- * (content, mode, times). */
-static void a_hard_linked_events_file_is_refused_untouched(void)
+/* A private file "victim" in the test directory and the events file
+ * replaced by a hard link (or a symbolic link) to it: the events file is
+ * refused with why, and the victim is left as it was (content, mode,
+ * times; hard: the name moved aside is still a link to it). */
+static void assert_events_file_link_refused(gboolean hard, const char *why)
 {
     const char *dir = gpb_test_env(pool_config);
     char *victim = g_build_filename(dir, "victim", NULL), *events;
@@ -863,32 +864,26 @@ static void a_hard_linked_events_file_is_refused_untouched(void)
     g_assert_cmpint(chmod(victim, 0600), ==, 0);
     g_assert_cmpint(stat(victim, &before), ==, 0);
     g_assert_cmpint(unlink(events), ==, 0);
-    g_assert_cmpint(link(victim, events), ==, 0);
-    assert_events_file_refused(events, "has 2 hard links");
-    before.st_nlink = 2; /* the name moved aside is still a link to it */
+    g_assert_cmpint(hard ? link(victim, events) : symlink(victim, events), ==, 0);
+    assert_events_file_refused(events, why);
+    if (hard)
+        before.st_nlink = 2;
     assert_same_file_state(&before, victim, "private");
     g_free(events);
     g_free(victim);
 }
 
+/* The events file replaced by a hard link to another file: refused like a
+ * ledger or lock file so linked. */
+static void a_hard_linked_events_file_is_refused_untouched(void)
+{
+    assert_events_file_link_refused(TRUE, "has 2 hard links");
+}
+
 /* A symbolic link in place of the events file: never followed. */
 static void a_symlinked_events_file_is_refused_untouched(void)
 {
-    const char *dir = gpb_test_env(pool_config);
-    char *victim = g_build_filename(dir, "victim", NULL), *events;
-    struct stat before;
-
-    gpubalance_context_close(gpb_test_open());
-    events = events_file_path();
-    g_assert_true(g_file_set_contents(victim, "private", -1, NULL));
-    g_assert_cmpint(chmod(victim, 0600), ==, 0);
-    g_assert_cmpint(stat(victim, &before), ==, 0);
-    g_assert_cmpint(unlink(events), ==, 0);
-    g_assert_cmpint(symlink(victim, events), ==, 0);
-    assert_events_file_refused(events, "is a symbolic link");
-    assert_same_file_state(&before, victim, "private");
-    g_free(events);
-    g_free(victim);
+    assert_events_file_link_refused(FALSE, "is a symbolic link");
 }
 
 /* An events file of another user, not shared with a group: refused, and
