@@ -35,8 +35,9 @@ packages=(
     # balance_av1's children and AV1 decoding, the complete build's
     # https and DRM, and the series generator (unifdef)
     libsvtav1enc-dev libaom-dev libdav1d-dev libgnutls28-dev libdrm-dev unifdef
-    # tests: unshare(1) for the pid-namespace test
-    util-linux
+    # tests: unshare(1) for the pid-namespace test, valgrind for the
+    # wrapper's memcheck test
+    util-linux valgrind
     # bench/fleet --plot
     gnuplot-nox
     # tests of the operations side: a real node_exporter scraping
