@@ -581,6 +581,41 @@ static void flip_and_check(gpubalance_context *ctx, const gpubalance_stream *s, 
     poke_byte(fd, offset, original);
 }
 
+/* The pool of 3 full: three processes hold its sessions, seen by an open
+ * context, with a 1080p30 stream to place and the ledger open for
+ * writing. */
+typedef struct {
+    gpubalance_context *ctx;
+    gpubalance_stream *s;
+    child holders[3];
+    char *path;
+    int fd;
+} full_pool;
+
+static void full_pool_start(full_pool *f)
+{
+    gpb_test_env(pool_config);
+    f->ctx = gpb_test_open();
+    for (int i = 0; i < 3; i++) {
+        f->holders[i] = start_child(hold_a_lease, NULL);
+        g_assert_true(child_ready(&f->holders[i]));
+    }
+    f->s = gpb_test_stream("h264", 1920, 1080, 30);
+    f->path = gpb_test_ledger_path();
+    f->fd = open(f->path, O_RDWR);
+    g_assert_cmpint(f->fd, >=, 0);
+}
+
+static void full_pool_end(full_pool *f)
+{
+    for (int i = 0; i < 3; i++)
+        g_assert_cmpint(finish_child(&f->holders[i]), ==, 0);
+    close(f->fd);
+    g_free(f->path);
+    gpubalance_stream_free(f->s);
+    gpubalance_context_close(f->ctx);
+}
+
 /* Three processes hold the pool's three sessions; every byte of the
  * device and pool records, the slot map entries and the lease records
  * that decisions read is flipped in turn (and put back), and a 4th stream
@@ -588,88 +623,53 @@ static void flip_and_check(gpubalance_context *ctx, const gpubalance_stream *s, 
  * one: never on the pool. */
 static void flipped_table_bytes_never_breach_a_cap(void)
 {
-    gpubalance_context *ctx;
-    gpubalance_stream *s;
     gpubalance_snapshot *snap;
-    child holders[3];
-    char *path;
-    int fd;
+    full_pool f;
     int live = 0;
 
-    gpb_test_env(pool_config);
-    ctx = gpb_test_open();
-    for (int i = 0; i < 3; i++) {
-        holders[i] = start_child(hold_a_lease, NULL);
-        g_assert_true(child_ready(&holders[i]));
-    }
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    path = gpb_test_ledger_path();
-    fd = open(path, O_RDWR);
-    g_assert_cmpint(fd, >=, 0);
+    full_pool_start(&f);
     for (int device = 0; device < 2; device++)
         for (size_t b = 0; b < offsetof(gpb_device_record, probe_blob); b++)
-            flip_and_check(ctx, s, fd, (off_t)(DEVICE_TABLE + device * sizeof(gpb_device_record) + b),
+            flip_and_check(f.ctx, f.s, f.fd, (off_t)(DEVICE_TABLE + device * sizeof(gpb_device_record) + b),
                            b < GPB_ID_SIZE || b % 4 == 0);
     for (size_t b = 0; b < sizeof(gpb_pool_record); b++)
-        flip_and_check(ctx, s, fd, (off_t)(POOL_TABLE + b), b % 2 == 0);
+        flip_and_check(f.ctx, f.s, f.fd, (off_t)(POOL_TABLE + b), b % 2 == 0);
     for (int slot = 0; slot < GPB_SLOTS; slot++) {
         uint16_t entry;
 
-        g_assert_cmpint(pread(fd, &entry, 2, (off_t)(SLOT_MAP + 2 * slot)), ==, 2);
+        g_assert_cmpint(pread(f.fd, &entry, 2, (off_t)(SLOT_MAP + 2 * slot)), ==, 2);
         if (entry == GPB_FREE_SLOT || entry > 1)
             continue;
         live++;
-        flip_and_check(ctx, s, fd, (off_t)(SLOT_MAP + 2 * slot), false);
-        flip_and_check(ctx, s, fd, (off_t)(SLOT_MAP + 2 * slot + 1), true);
+        flip_and_check(f.ctx, f.s, f.fd, (off_t)(SLOT_MAP + 2 * slot), false);
+        flip_and_check(f.ctx, f.s, f.fd, (off_t)(SLOT_MAP + 2 * slot + 1), true);
         for (size_t b = 0; b < sizeof(gpb_slot_record); b++)
-            flip_and_check(ctx, s, fd, (off_t)(SLOT_TABLE + slot * sizeof(gpb_slot_record) + b), b % 8 == 0);
+            flip_and_check(f.ctx, f.s, f.fd, (off_t)(SLOT_TABLE + slot * sizeof(gpb_slot_record) + b), b % 8 == 0);
     }
     g_assert_cmpint(live, ==, 3);
-    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    g_assert_cmpint(gpubalance_snapshot_take(f.ctx, &snap), ==, 0);
     g_assert_cmpint(gpubalance_snapshot_pool(snap, 0)->sessions, ==, 3);
     gpubalance_snapshot_free(snap);
-    for (int i = 0; i < 3; i++)
-        g_assert_cmpint(finish_child(&holders[i]), ==, 0);
-    close(fd);
-    g_free(path);
-    gpubalance_stream_free(s);
-    gpubalance_context_close(ctx);
+    full_pool_end(&f);
 }
 
 /* The two attacks of the report, written whole: a device id changed and
  * a foreign-session count made "negative". */
 static void a_renamed_device_or_negative_count_is_repaired(void)
 {
-    gpubalance_context *ctx;
-    gpubalance_stream *s;
-    child holders[3];
-    char *path;
+    const off_t foreign = DEVICE_TABLE + offsetof(gpb_device_record, foreign_sessions);
     uint32_t minus_one = UINT32_MAX;
-    int fd;
+    full_pool f;
 
-    gpb_test_env(pool_config);
-    ctx = gpb_test_open();
-    for (int i = 0; i < 3; i++) {
-        holders[i] = start_child(hold_a_lease, NULL);
-        g_assert_true(child_ready(&holders[i]));
-    }
-    s = gpb_test_stream("h264", 1920, 1080, 30);
-    path = gpb_test_ledger_path();
-    fd = open(path, O_RDWR);
-    g_assert_cmpint(pwrite(fd, "sim:gpuX", 8, DEVICE_TABLE), ==, 8);
-    assert_pool_holds(NULL, s, DEVICE_TABLE); /* a new process must not get a second record */
-    assert_pool_holds(ctx, s, DEVICE_TABLE);
-    g_assert_cmpint(pwrite(fd, &minus_one, 4, (off_t)(DEVICE_TABLE + offsetof(gpb_device_record, foreign_sessions))),
-                    ==, 4);
-    assert_pool_holds(ctx, s, DEVICE_TABLE + offsetof(gpb_device_record, foreign_sessions));
-    assert_pool_holds(NULL, s, DEVICE_TABLE + offsetof(gpb_device_record, foreign_sessions));
-    g_assert_cmpint(gpb_test_sessions(ctx, "sim:gpu0") + gpb_test_sessions(ctx, "sim:gpu1"), ==, 3);
-    for (int i = 0; i < 3; i++)
-        finish_child(&holders[i]);
-    close(fd);
-    g_free(path);
-    gpubalance_stream_free(s);
-    gpubalance_context_close(ctx);
+    full_pool_start(&f);
+    g_assert_cmpint(pwrite(f.fd, "sim:gpuX", 8, DEVICE_TABLE), ==, 8);
+    assert_pool_holds(NULL, f.s, DEVICE_TABLE); /* a new process must not get a second record */
+    assert_pool_holds(f.ctx, f.s, DEVICE_TABLE);
+    g_assert_cmpint(pwrite(f.fd, &minus_one, 4, foreign), ==, 4);
+    assert_pool_holds(f.ctx, f.s, foreign);
+    assert_pool_holds(NULL, f.s, foreign);
+    g_assert_cmpint(gpb_test_sessions(f.ctx, "sim:gpu0") + gpb_test_sessions(f.ctx, "sim:gpu1"), ==, 3);
+    full_pool_end(&f);
 }
 
 /* ---- 4. files are what they claim ----------------------------------------- */
