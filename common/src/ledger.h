@@ -29,7 +29,9 @@
 #include "gpubalance.h"
 
 #define GPB_LEDGER_MAGIC "GPBLEDGR"
-#define GPB_LEDGER_FORMAT 4u /* 2: record CRCs, lock files carry their device id; 3: 256 devices; 4: leases lock slot-group files; the header-lock futex */
+/* 2: record CRCs, lock files carry their device id; 3: 256 devices;
+ * 4: leases lock slot-group files; the header-lock futex */
+#define GPB_LEDGER_FORMAT 4u
 #define GPB_LEDGER_FILE "ledger"
 #define GPB_MAX_POOLS 32
 #define GPB_SLOTS 4096
