@@ -674,20 +674,29 @@ static void a_renamed_device_or_negative_count_is_repaired(void)
 
 /* ---- 4. files are what they claim ----------------------------------------- */
 
-static char *lock_file_path(int device)
+/* The last file of dir whose name has prefix and suffix, or NULL. */
+static char *file_in_dir(const char *dir, const char *prefix, const char *suffix)
 {
-    char *dir = g_strdup(g_getenv("GPUBALANCE_DIR"));
     GDir *d = g_dir_open(dir, 0, NULL);
-    char *suffix = g_strdup_printf(".dev%d.lock", device);
     const char *name;
     char *found = NULL;
 
-    while ((name = g_dir_read_name(d)))
-        if (g_str_has_suffix(name, suffix))
+    while (d && (name = g_dir_read_name(d)))
+        if (g_str_has_prefix(name, prefix) && g_str_has_suffix(name, suffix)) {
+            g_free(found);
             found = g_build_filename(dir, name, NULL);
-    g_dir_close(d);
+        }
+    if (d)
+        g_dir_close(d);
+    return found;
+}
+
+static char *lock_file_path(int device)
+{
+    char *suffix = g_strdup_printf(".dev%d.lock", device);
+    char *found = file_in_dir(g_getenv("GPUBALANCE_DIR"), "", suffix);
+
     g_free(suffix);
-    g_free(dir);
     g_assert_nonnull(found);
     return found;
 }
@@ -775,16 +784,8 @@ static void a_foreign_private_file_is_refused(void)
 /* The events file (counters and event log) of the current ledger. */
 static char *events_file_path(void)
 {
-    char *dir = g_strdup(g_getenv("GPUBALANCE_DIR"));
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-    char *found = NULL;
+    char *found = file_in_dir(g_getenv("GPUBALANCE_DIR"), "", ".events");
 
-    while ((name = g_dir_read_name(d)))
-        if (g_str_has_suffix(name, ".events"))
-            found = g_build_filename(dir, name, NULL);
-    g_dir_close(d);
-    g_free(dir);
     g_assert_nonnull(found);
     return found;
 }
@@ -792,16 +793,10 @@ static char *events_file_path(void)
 /* The file moved aside as damaged-PID of the events file at path. */
 static char *events_file_aside(const char *path)
 {
-    char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path), *prefix;
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-    char *found = NULL;
+    char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path);
+    char *prefix = g_strconcat(base, ".damaged-", NULL);
+    char *found = file_in_dir(dir, prefix, "");
 
-    prefix = g_strconcat(base, ".damaged-", NULL);
-    while ((name = g_dir_read_name(d)))
-        if (g_str_has_prefix(name, prefix))
-            found = g_build_filename(dir, name, NULL);
-    g_dir_close(d);
     g_free(prefix);
     g_free(base);
     g_free(dir);
