@@ -216,7 +216,7 @@ int main(int argc, char **argv)
     size_t n = argc > 1 ? (size_t)atol(argv[1]) : 20000;
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
     size_t per_proc = MAX(n / MAX_PROCS, 200);
-    char *dir = g_dir_make_tmp("gpubalance-bench-XXXXXX", NULL);
+    char *dir = bench_make_dir("gpubalance-bench-XXXXXX");
     char *conf = g_build_filename(dir, "bench.conf", NULL);
     char *ledger_dir = g_build_filename(dir, "ledger", NULL);
     double *samples = g_new(double, n);

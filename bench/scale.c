@@ -78,11 +78,6 @@ static double run_median_cpu(char *const argv[], double *cpu)
     return median(t, RUNS_PER_ROUND);
 }
 
-static double run_median(char *const argv[])
-{
-    return run_median_cpu(argv, NULL);
-}
-
 static void write_file(const char *path, const char *text)
 {
     if (!g_file_set_contents(path, text, -1, NULL))
@@ -109,17 +104,22 @@ static void bench_cold_pick(const char *dir, char *const cli_path, char *const l
     write_file(lock_file, "");
     run_once(pick); /* the ledger exists: "cold" is a new process, not a new ledger */
     for (int r = 0; r < rounds; r++) {
-        double t_noop = run_median(noop);
-        double t_lock = run_median(lock);
-        double t_version = run_median(version);
-        double t_pick = run_median(pick);
+        double t_noop[RUNS_PER_ROUND], t_lock[RUNS_PER_ROUND], t_version[RUNS_PER_ROUND], t_pick[RUNS_PER_ROUND];
 
+        /* The four programs run in turn, run after run, so that a burst of
+         * the machine's other load falls on all four alike. */
+        for (int i = 0; i < RUNS_PER_ROUND; i++) {
+            t_noop[i] = run_once(noop);
+            t_lock[i] = run_once(lock);
+            t_version[i] = run_once(version);
+            t_pick[i] = run_once(pick);
+        }
         /* The dynamic loader's share: what `gpubalance --version` (load,
          * relocate, print) costs beyond a libc-only program doing nothing. */
-        loader_us[r] = t_version - t_noop;
-        pick_us[r] = t_pick - loader_us[r];
-        lock_us[r] = t_lock;
-        ratio[r] = pick_us[r] / t_lock;
+        loader_us[r] = median(t_version, RUNS_PER_ROUND) - median(t_noop, RUNS_PER_ROUND);
+        pick_us[r] = median(t_pick, RUNS_PER_ROUND) - loader_us[r];
+        lock_us[r] = median(t_lock, RUNS_PER_ROUND);
+        ratio[r] = pick_us[r] / lock_us[r];
     }
     printf("cold pick: %.0f us without the loader's %.0f us; trivial open+lock program: %.0f us\n",
            median(pick_us, (size_t)rounds), median(loader_us, (size_t)rounds), median(lock_us, (size_t)rounds));
@@ -445,7 +445,7 @@ int main(int argc, char **argv)
         return 2;
     }
     rounds = CLAMP(argc > 4 ? atoi(argv[4]) : 7, 1, MAX_ROUNDS);
-    dir = g_dir_make_tmp("gpubalance-scale-XXXXXX", NULL);
+    dir = bench_make_dir("gpubalance-scale-XXXXXX");
     conf = g_build_filename(dir, "default.conf", NULL);
     write_file(conf, "[general]\norder=nvenc,vaapi,software\n"); /* discovery on, as shipped */
     g_setenv("GPUBALANCE_CONFIG", conf, TRUE);

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "timing.h"
 
+#include <glib.h>
+#include <glib/gstdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -29,4 +31,20 @@ double bench_percentile(double *samples, size_t n, double p)
 double bench_median(double *values, size_t n)
 {
     return bench_percentile(values, n, 0.5);
+}
+
+char *bench_make_dir(const char *prefix)
+{
+    char *template;
+    char *dir;
+
+    if (!g_file_test("/dev/shm", G_FILE_TEST_IS_DIR))
+        return g_dir_make_tmp(prefix, NULL);
+    template = g_build_filename("/dev/shm", prefix, NULL);
+    dir = g_mkdtemp(template);
+    if (!dir) {
+        g_free(template);
+        return g_dir_make_tmp(prefix, NULL);
+    }
+    return dir;
 }

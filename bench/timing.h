@@ -14,4 +14,11 @@ double bench_percentile(double *samples, size_t n, double p);
 /* Sorts values and returns their median (the lower one of an even count). */
 double bench_median(double *values, size_t n);
 
+/* A new directory for a benchmark's ledgers, where gpubalance keeps its
+ * own by default: /dev/shm (tmpfs) when there is one, else the temporary
+ * directory. A ledger on a disk file system (ext4) costs a journalled
+ * page_mkwrite on every first write to a page of its mapping, which no
+ * host running gpubalance pays. Returns NULL on failure. */
+char *bench_make_dir(const char *prefix);
+
 #endif

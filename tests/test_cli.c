@@ -460,6 +460,29 @@ static void a_utf8_label_is_accepted(void)
     }
 }
 
+/* Output that cannot be written (a full disk) fails the command, naming
+ * the cause, instead of leaving a cut-off file that looks whole. */
+static void output_that_cannot_be_written_is_an_error(void)
+{
+    const char *commands[] = {"status --json", "status", "pick --codec h264 --width 640 --height 360"};
+
+    if (access("/dev/full", W_OK) != 0) {
+        g_test_skip("no /dev/full");
+        return;
+    }
+    gpb_test_env(sim_config);
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
+        gchar *script = g_strdup_printf("exec '%s' %s > /dev/full", gpb_test_bin(), commands[i]);
+        const char *argv[] = {"sh", "-c", script, NULL};
+        char *err = NULL;
+
+        g_assert_cmpint(gpb_test_run(argv, NULL, &err), ==, 1);
+        gpb_assert_contains(err, "cannot write the output: ");
+        g_free(err);
+        g_free(script);
+    }
+}
+
 static const gpb_test_case cases[] = {
     GPB_TEST(exec_holds_the_lease_while_cmd_runs),
     GPB_TEST(exec_lease_ends_when_cmd_is_killed),
@@ -473,6 +496,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(status_escapes_what_others_wrote),
     GPB_TEST(long_labels_are_cut_between_characters),
     GPB_TEST(a_utf8_label_is_accepted),
+    GPB_TEST(output_that_cannot_be_written_is_an_error),
 };
 
 GPB_TEST_MAIN(cases)

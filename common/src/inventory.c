@@ -242,33 +242,39 @@ static gpb_device *device_from_config(const gpb_device_config *c, const gpb_inve
 /* AV1 in software needs SVT-AV1 or libaom: GStreamer's svtav1enc/av1enc
  * and FFmpeg's libsvtav1/libaom-av1 all encode through one of them. The
  * device offers AV1 only where one of those libraries loads, so that no
- * AV1 stream is placed on a host with nothing to encode it. */
+ * AV1 stream is placed on a host with nothing to encode it. Loading one
+ * maps ten megabytes and relocates them (about 1 ms, a third of a cold
+ * `gpubalance pick`), so it is tried once per process, and only when an
+ * AV1 stream or a device listing asks (gpb_device_codecs). */
+static gsize software_av1_state; /* 0: not tried; 1: no library; 2: loads */
+
 static bool software_av1_available(void)
 {
     static const char *const libraries[] = {"libSvtAv1Enc.so.1", "libSvtAv1Enc.so.2", "libSvtAv1Enc.so.3",
                                             "libaom.so.3"};
 
-    for (size_t i = 0; i < G_N_ELEMENTS(libraries); i++) {
-        void *handle = dlopen(libraries[i], RTLD_LAZY | RTLD_LOCAL);
+    if (g_once_init_enter(&software_av1_state)) {
+        gsize state = 1;
 
-        if (handle) {
-            dlclose(handle);
-            return true;
+        for (size_t i = 0; i < G_N_ELEMENTS(libraries) && state == 1; i++) {
+            void *handle = dlopen(libraries[i], RTLD_LAZY | RTLD_LOCAL);
+
+            if (handle) {
+                dlclose(handle);
+                state = 2;
+            }
         }
+        g_once_init_leave(&software_av1_state, state);
     }
-    return false;
+    return software_av1_state == 2;
 }
 
-/* The configured codecs, else H.264 and HEVC (x264/x265 are always there
- * where gpubalance is) and AV1 where an AV1 encoder library is. */
-static unsigned software_codecs(const gpb_config *config)
+unsigned gpb_device_codecs(const gpb_device *d, unsigned wanted)
 {
-    unsigned codecs = (1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC);
+    unsigned codecs = d->codecs & wanted;
 
-    if (config->software_codecs)
-        return config->software_codecs;
-    if (software_av1_available())
-        codecs |= 1u << GPUBALANCE_CODEC_AV1;
+    if ((d->codecs_if_library & wanted) && software_av1_available())
+        codecs |= d->codecs_if_library & wanted;
     return codecs;
 }
 
@@ -277,7 +283,13 @@ static gpb_device *software_device(const gpb_config *config)
     gpb_device *d = gpb_device_new("software", GPUBALANCE_BACKEND_SOFTWARE);
 
     d->name = g_strdup("CPU (software encoders)");
-    d->codecs = software_codecs(config);
+    /* The configured codecs, else H.264 and HEVC (x264/x265 are always
+     * there where gpubalance is) and AV1 where an AV1 library loads. */
+    d->codecs = config->software_codecs;
+    if (!d->codecs) {
+        d->codecs = (1u << GPUBALANCE_CODEC_H264) | (1u << GPUBALANCE_CODEC_HEVC);
+        d->codecs_if_library = 1u << GPUBALANCE_CODEC_AV1;
+    }
     d->max_width = GPUBALANCE_MAX_DIMENSION;
     d->max_height = GPUBALANCE_MAX_DIMENSION;
     d->ten_bit = true;

@@ -33,7 +33,8 @@ typedef struct {
     char *name;
     gpubalance_backend backend;
     gpubalance_backend imitates; /* sim: its place in order */
-    unsigned codecs;
+    unsigned codecs;             /* read through gpb_device_codecs() */
+    unsigned codecs_if_library;  /* software: offered if its library loads */
     int max_width;
     int max_height;
     bool ten_bit;
@@ -127,6 +128,9 @@ const char *gpb_discovery_nvidia_root(void);
  * "veryfast" encode keeps about two cores busy) per two online CPUs, at
  * least 1. [software] budget= overrides it; 0 there means no limit. */
 double gpb_software_default_budget(void);
+/* The device's codecs among WANTED (a mask of 1 << gpubalance_codec).
+ * A codec that needs a library is looked for only when asked about. */
+unsigned gpb_device_codecs(const gpb_device *d, unsigned wanted);
 
 /* The probes compiled into this build, NULL-terminated. */
 extern const gpb_probe *const gpb_probes[];

@@ -147,7 +147,7 @@ static bool could_take(const gpubalance_context *ctx, const gpubalance_lease *le
     for (int g = 0; g < o->order.n; g++)
         in_order |= o->order.backends[g] == group;
     return in_order && (o->forced < 0 || o->forced == index) && !gpb_devset_has(&lease->tried, index) &&
-           !d->not_offered_why && d->unavailable_until_ns <= gpb_now_ns() && (d->codecs & (1u << s->codec)) &&
+           !d->not_offered_why && d->unavailable_until_ns <= gpb_now_ns() && gpb_device_codecs(d, 1u << s->codec) &&
            s->width <= d->max_width && s->height <= d->max_height && (s->bit_depth <= 8 || d->ten_bit);
 }
 
@@ -249,7 +249,7 @@ static void fill_policy_state(gpubalance_context *ctx, const gpubalance_lease *l
         p->id = d->id;
         p->backend = d->backend;
         p->order_backend = gpb_order_backend(d->backend, d->imitates);
-        p->codecs = d->codecs;
+        p->codecs = gpb_device_codecs(d, 1u << lease->stream.codec);
         p->max_width = d->max_width;
         p->max_height = d->max_height;
         p->ten_bit = d->ten_bit;

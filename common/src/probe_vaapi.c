@@ -7,6 +7,7 @@
  * so a node gets a throughput budget ([vaapi] budget=, or per device).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
@@ -188,21 +189,32 @@ static gint compare_names(gconstpointer a, gconstpointer b)
     return g_strcmp0(*(char *const *)a, *(char *const *)b);
 }
 
+/* The render nodes of the DRI directory, sorted. opendir(), not
+ * g_dir_open(): GLib formats a translated message for every failure, and
+ * on the many hosts without /dev/dri that loads message catalogues on
+ * each cold start. */
+static GPtrArray *list_render_nodes(void)
+{
+    GPtrArray *nodes = g_ptr_array_new_with_free_func(g_free);
+    DIR *dir = opendir(gpb_discovery_dri_dir());
+    const struct dirent *entry;
+
+    while (dir && (entry = readdir(dir)))
+        if (g_str_has_prefix(entry->d_name, "renderD"))
+            g_ptr_array_add(nodes, g_strdup(entry->d_name));
+    if (dir)
+        closedir(dir);
+    g_ptr_array_sort(nodes, compare_names);
+    return nodes;
+}
+
 static int vaapi_discover(gpb_inventory *inv, const gpb_config *config, gpb_ledger *ledger, bool refresh)
 {
-    GDir *dir = g_dir_open(gpb_discovery_dri_dir(), 0, NULL);
-    GPtrArray *nodes = g_ptr_array_new_with_free_func(g_free);
-    const char *name;
+    GPtrArray *nodes = list_render_nodes();
     int status = 0;
 
-    while (dir && (name = g_dir_read_name(dir)))
-        if (g_str_has_prefix(name, "renderD"))
-            g_ptr_array_add(nodes, g_strdup(name));
-    if (dir)
-        g_dir_close(dir);
     if (nodes->len == 0)
         gpb_inventory_note(inv, "vaapi: no render nodes in %s", gpb_discovery_dri_dir());
-    g_ptr_array_sort(nodes, compare_names);
     for (guint i = 0; i < nodes->len && status >= 0; i++)
         status = gpb_inventory_add(inv, probe_node(inv, config, g_ptr_array_index(nodes, i)));
     g_ptr_array_unref(nodes);

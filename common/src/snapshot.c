@@ -36,7 +36,7 @@ static void copy_devices(gpubalance_context *ctx, gpubalance_snapshot *snap, uin
             .name = keep(snap, d->name),
             .backend = d->backend,
             .order_backend = gpb_order_backend(d->backend, d->imitates),
-            .codecs = d->codecs,
+            .codecs = gpb_device_codecs(d, ~0u),
             .sessions = (int)r->sessions,
             .foreign_sessions = (int)r->foreign_sessions,
             .max_sessions = d->max_sessions,
