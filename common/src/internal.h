@@ -56,6 +56,17 @@ const char *gpb_ffmpeg_encoder(const gpb_device *device, gpubalance_codec codec)
 void gpb_gst_encoder(const gpb_device *device, gpubalance_codec codec, char *buf, size_t size);
 
 gpubalance_context *gpb_context_ref(gpubalance_context *ctx);
+
+/* How often, host-wide, a full sweep rebuilds every count from the locks
+ * (gpb_ledger_sweep): the counts of devices without limits only break
+ * ties, and a snapshot only shows them, so between sweeps a decision
+ * checks the counts' CRCs and a snapshot tests each lease's lock. */
+#define GPB_SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
+
+/* Grants trust the cached counts: makes sure no stray write has lowered
+ * one of this context's devices (gpb_ledger_check_counts). Under the
+ * header lock. */
+void gpb_check_counts(gpubalance_context *ctx);
 void gpb_stream_copy(gpubalance_stream *dst, const gpubalance_stream *src);
 
 /* Takes a lease for lease->stream, skipping lease->tried. Fills the lease

@@ -14,10 +14,8 @@
 #include "policy.h"
 #include "util.h"
 
-/* How often a full sweep refreshes the counters of devices without limits
- * (whose counts only break ties), and how often a waiter looks again when
- * no lease is released (foreign load and learned limits change silently). */
-#define SWEEP_INTERVAL_NS (1000 * 1000 * 1000ull)
+/* How often a waiter looks again when no lease is released (foreign load
+ * and learned limits change silently). */
 #define WAIT_RECHECK_MS 1000
 /* Lease locks a refusal may test (see choose()): up to 8, fewer on devices
  * holding many leases. A test walks one slot group's locks (64 at most),
@@ -122,9 +120,7 @@ static void stale_suspects(gpubalance_context *ctx, const gpb_devset *full, gpb_
     }
 }
 
-/* Grants trust the cached counts: first make sure no stray write has
- * lowered one (see gpb_ledger_check_counts). */
-static void check_counts(gpubalance_context *ctx)
+void gpb_check_counts(gpubalance_context *ctx)
 {
     gpb_devset ours;
 
@@ -452,10 +448,10 @@ static decision decide(gpubalance_lease *lease, const placement_options *o, bool
     uint64_t now = gpb_now_ns();
     int software = ctx->inventory->software;
 
-    if (now - gpb_ledger_last_sweep(ctx->ledger) > SWEEP_INTERVAL_NS)
+    if (now - gpb_ledger_last_sweep(ctx->ledger) > GPB_SWEEP_INTERVAL_NS)
         gpb_ledger_sweep(ctx->ledger); /* stale counts skew the ties */
     else
-        check_counts(ctx);
+        gpb_check_counts(ctx);
     choose(lease, &req, now, thorough, pd, pp, &result);
     if (result.outcome == GPB_CHOSEN) {
         char reason[512];
@@ -764,7 +760,7 @@ int gpubalance_lease_check_open(gpubalance_lease *lease)
     ledger = lease->ctx->ledger;
     if ((status = gpb_ledger_lock(ledger)) < 0)
         return status;
-    check_counts(lease->ctx);
+    gpb_check_counts(lease->ctx);
     r = gpb_ledger_device(ledger, d->ledger_index);
     if (d->enforce_sessions > 0 && r->driver_sessions >= (uint32_t)d->enforce_sessions) {
         gpb_devset only; /* about to refuse: the count may be stale */

@@ -197,7 +197,9 @@ struct gpb_ledger {
     /* This process's lease descriptor in each slot, plus one: 0 (none)
      * is what a new mapping holds, so the table is never filled. */
     int slot_fd_plus_one[GPB_SLOTS];
-    uint8_t *locked_bits; /* scratch for verify: GPB_SLOTS bits per device */
+    uint8_t *locked_bits; /* scratch for verify: GPB_SLOTS bits per device;
+                           * allocated by the first verify (a process that
+                           * places one stream seldom sweeps) */
     int forget_cursor;    /* where gpb_ledger_forget_dead() goes on */
     bool header_locked;   /* this process holds the header lock on fd */
     gpb_ledger_moved_hook moved_hook;
@@ -1345,7 +1347,6 @@ static gpb_ledger *ledger_new(const char *dir)
         ledger->lock_fd[i] = -1;
     for (int g = 0; g < N_GROUPS; g++)
         ledger->group_fd[g] = -1;
-    ledger->locked_bits = g_malloc0((size_t)GPB_MAX_DEVICES * (GPB_SLOTS / 8));
     pthread_mutex_init(&ledger->mutex, NULL);
     return ledger;
 }
@@ -2286,6 +2287,8 @@ int gpb_ledger_forget_dead(gpb_ledger *ledger, const gpb_devset *devices, int ma
         tests++;
         if (slot_is_held(ledger, device, slot))
             continue;
+        if (ledger->gone_hook) /* logged as expired, as a sweep does */
+            ledger->gone_hook(ledger->gone_data, device, &ledger->slots[slot]);
         count_out(&ledger->devices[device], &ledger->slots[slot]);
         forget_slot(ledger, slot, (uint16_t)device);
         forgotten++;
@@ -2358,9 +2361,11 @@ static void restore_lease(gpb_ledger *ledger, int device, int slot)
 void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
 {
     gpb_devset todo, readable;
+    bool locks_read;
 
-    bool locks_read = collect_group_locks(ledger, ledger->locked_bits);
-
+    if (!ledger->locked_bits) /* zeroed by collect_group_locks() */
+        ledger->locked_bits = g_malloc((size_t)GPB_MAX_DEVICES * (GPB_SLOTS / 8));
+    locks_read = collect_group_locks(ledger, ledger->locked_bits);
     gpb_devset_clear(&todo);
     gpb_devset_clear(&readable);
     for (int i = 0; i < GPB_MAX_DEVICES; i++) {
