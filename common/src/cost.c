@@ -22,11 +22,20 @@
  *                      quality at 2x the performance, per engine
  *   Ampere       16    same NVENC as Turing (application note, capability
  *                      table "Ampere and TU GPUs")
- *   Ada          16    assumed at least Turing's (the 8th-gen engine is
- *                      faster; we stay conservative)
+ *   Ada          16    a lower bound: the application note (SDK 12.x,
+ *                      "NVENC Performance") says that "with every
+ *                      generation of NVIDIA GPUs (Maxwell 1st/2nd gen,
+ *                      Pascal, Volta, Turing, Ampere and Ada), NVENC
+ *                      performance has increased steadily", so an Ada
+ *                      engine does at least Ampere's. Its per-engine
+ *                      figures for Pascal, Turing and Ada (Table 2) are
+ *                      published as an image, which no tool here could
+ *                      read: the exact Ada figure is not used
  *   Hopper        0    H100 has no NVENC: the open probe says so and the
  *                      GPU is never offered; no budget
- *   Blackwell    16    assumed as Ada
+ *   Blackwell    16    assumed at least Ada's: the SDK 13.0 note lists
+ *                      Blackwell as an NVENC generation of its own (its
+ *                      capability tables) but gives no figure we could read
  *
  * The GPU's total is this times its engine count: "if the GPU has 2
  * NVENCs (e.g. GP104, AD104), multiply [the per-NVENC figure] by the
