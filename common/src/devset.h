@@ -47,4 +47,27 @@ static inline void gpb_devset_fill(gpb_devset *set)
     memset(set, 0xff, sizeof(*set));
 }
 
+static inline void gpb_devset_remove(gpb_devset *set, int index)
+{
+    set->bits[(unsigned)index / 64] &= ~(UINT64_C(1) << ((unsigned)index % 64));
+}
+
+/* The first index in the set at or after from, or -1: walks a sparse set
+ * a word at a time, so that a loop over it costs what the set holds,
+ * not GPB_MAX_DEVICES. */
+static inline int gpb_devset_next(const gpb_devset *set, int from)
+{
+    for (unsigned w = (unsigned)from / 64; from >= 0 && w < GPB_MAX_DEVICES / 64; w++) {
+        uint64_t bits = set->bits[w];
+
+        if (w == (unsigned)from / 64)
+            bits &= ~UINT64_C(0) << ((unsigned)from % 64);
+        if (bits)
+            return (int)(w * 64 + (unsigned)__builtin_ctzll(bits));
+    }
+    return -1;
+}
+
+#define GPB_DEVSET_FOREACH(set, i) for (int i = gpb_devset_next((set), 0); i >= 0; i = gpb_devset_next((set), i + 1))
+
 #endif

@@ -303,7 +303,12 @@ static void log_placement(gpubalance_lease *lease, const gpb_device *d, const ch
     GString *line = lease_event(lease, fallback ? "fallback" : "placed", d, pid);
     char size[64];
 
-    snprintf(size, sizeof(size), "%dx%d@%g", lease->stream.width, lease->stream.height, lease->stream.fps);
+    /* a whole rate as an integer: formatting a double was the dearest
+     * part of the line */
+    if (lease->stream.fps == (double)(int)lease->stream.fps)
+        snprintf(size, sizeof(size), "%dx%d@%d", lease->stream.width, lease->stream.height, (int)lease->stream.fps);
+    else
+        snprintf(size, sizeof(size), "%dx%d@%g", lease->stream.width, lease->stream.height, lease->stream.fps);
     gpb_kv(line, "codec", gpubalance_codec_name(lease->stream.codec));
     gpb_kv(line, "size", size);
     gpb_kv(line, "reason", reason);

@@ -158,6 +158,14 @@ typedef struct {
     uint32_t crc;
 } device_covered;
 
+/* A device record's counts and their CRC, as a process last checked them
+ * (see counts_as_checked()). */
+typedef struct {
+    uint32_t sessions, driver_sessions;
+    uint64_t load_milli;
+    uint32_t counts_crc, pad; /* pad: zeroed, so memcmp sees no garbage */
+} counts_copy;
+
 struct gpb_ledger {
     char *dir;
     char *path;
@@ -185,6 +193,7 @@ struct gpb_ledger {
     /* What this process registered: the key of each record it uses, so a
      * damaged record is repaired and a replaced ledger re-registered. */
     char *known_device[GPB_MAX_DEVICES];
+    gpb_devset registered; /* the indices whose known_device is set */
     gpubalance_backend known_backend[GPB_MAX_DEVICES];
     char *known_pool[GPB_MAX_POOLS];
     /* The covered fields of each registered record as this process last
@@ -194,6 +203,11 @@ struct gpb_ledger {
     bool sealed_device_known[GPB_MAX_DEVICES];
     gpb_pool_record sealed_pool[GPB_MAX_POOLS];
     bool sealed_pool_known[GPB_MAX_POOLS];
+    /* Each device's counts as this process last found them matching their
+     * CRC: counts equal to their copy need no CRC computed (a decision
+     * checks every device it knows; one or two changed since). */
+    counts_copy checked_counts[GPB_MAX_DEVICES];
+    gpb_devset checked_counts_known;
     /* This process's lease descriptor in each slot, plus one: 0 (none)
      * is what a new mapping holds, so the table is never filled. */
     int slot_fd_plus_one[GPB_SLOTS];
@@ -355,13 +369,38 @@ static uint32_t lock_content_crc(const lock_file_content *c)
  * change of a count happens under the header lock (a release only queues
  * its slot), so each one reseals the CRC, and a decision first recounts
  * from the locks any device whose counts fail it (check_counts). */
+_Static_assert(offsetof(gpb_device_record, load_milli) ==
+                   offsetof(gpb_device_record, sessions) + sizeof(((gpb_device_record *)0)->sessions),
+               "sessions and load_milli are one run of bytes for counts_crc()");
+
 static uint32_t counts_crc(const gpb_device_record *d)
 {
-    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)"counts", 6);
+    /* crc32 of "counts", the CRC's fixed start */
+    static uLong start;
+    uLong crc;
 
-    crc = (uint32_t)crc32(crc, (const Bytef *)&d->sessions, sizeof(d->sessions));
-    crc = (uint32_t)crc32(crc, (const Bytef *)&d->load_milli, sizeof(d->load_milli));
+    if (!__atomic_load_n(&start, __ATOMIC_RELAXED))
+        __atomic_store_n(&start, crc32(0L, (const Bytef *)"counts", 6), __ATOMIC_RELAXED);
+    /* sessions then load_milli: adjacent, so one call covers both */
+    crc = crc32(__atomic_load_n(&start, __ATOMIC_RELAXED), (const Bytef *)&d->sessions,
+                sizeof(d->sessions) + sizeof(d->load_milli));
     return (uint32_t)crc32(crc, (const Bytef *)&d->driver_sessions, sizeof(d->driver_sessions));
+}
+
+static void copy_counts(const gpb_device_record *d, counts_copy *c)
+{
+    *c = (counts_copy){d->sessions, d->driver_sessions, d->load_milli, d->counts_crc, 0};
+}
+
+/* Are the counts of record i as this process last found them valid? */
+static bool counts_as_checked(const gpb_ledger *ledger, int i)
+{
+    counts_copy now;
+
+    if (!gpb_devset_has(&ledger->checked_counts_known, i))
+        return false;
+    copy_counts(&ledger->devices[i], &now);
+    return memcmp(&now, &ledger->checked_counts[i], sizeof(now)) == 0;
 }
 
 static void seal_counts(gpb_device_record *d)
@@ -1418,6 +1457,8 @@ static void forget_registrations(gpb_ledger *ledger)
         g_clear_pointer(&ledger->known_device[i], g_free);
         ledger->sealed_device_known[i] = false;
     }
+    gpb_devset_clear(&ledger->registered);
+    gpb_devset_clear(&ledger->checked_counts_known);
     for (int i = 0; i < GPB_MAX_POOLS; i++) {
         g_clear_pointer(&ledger->known_pool[i], g_free);
         ledger->sealed_pool_known[i] = false;
@@ -1670,13 +1711,11 @@ static void repair_device(gpb_ledger *ledger, int i, const char *id, gpubalance_
  * own keys, and repairs any difference. */
 static void check_registered_records(gpb_ledger *ledger)
 {
-    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+    GPB_DEVSET_FOREACH (&ledger->registered, i) {
         const char *id = ledger->known_device[i];
         gpb_device_record *d = &ledger->devices[i];
         device_covered now;
 
-        if (!id)
-            continue;
         covered_of(d, &now);
         if (ledger->sealed_device_known[i] && memcmp(&now, &ledger->sealed_device[i], sizeof(now)) == 0)
             continue; /* as this process left it or last checked it */
@@ -1709,12 +1748,10 @@ static void check_registered_records(gpb_ledger *ledger)
 /* Seals what this process changed in its records. */
 static void seal_registered_records(gpb_ledger *ledger)
 {
-    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+    GPB_DEVSET_FOREACH (&ledger->registered, i) {
         gpb_device_record *d = &ledger->devices[i];
         device_covered now;
 
-        if (!ledger->known_device[i])
-            continue;
         covered_of(d, &now);
         if (ledger->sealed_device_known[i] && memcmp(&now, &ledger->sealed_device[i], sizeof(now)) == 0)
             continue;
@@ -1861,6 +1898,7 @@ static int register_device(gpb_ledger *ledger, int i, const char *id, gpubalance
 
     g_free(ledger->known_device[i]);
     ledger->known_device[i] = g_strdup(id);
+    gpb_devset_add(&ledger->registered, i);
     ledger->known_backend[i] = backend;
     ledger->sealed_device_known[i] = false;
     if ((fd = device_lock_fd(ledger, i)) < 0)
@@ -1881,6 +1919,7 @@ static int register_device(gpb_ledger *ledger, int i, const char *id, gpubalance
     return i;
 fail:
     g_clear_pointer(&ledger->known_device[i], g_free);
+    gpb_devset_remove(&ledger->registered, i);
     return fd;
 }
 
@@ -2424,11 +2463,16 @@ void gpb_ledger_check_counts(gpb_ledger *ledger, const gpb_devset *devices)
     gpb_devset damaged;
 
     gpb_devset_clear(&damaged);
-    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+    GPB_DEVSET_FOREACH (devices, i) {
         gpb_device_record *d = &ledger->devices[i];
 
-        if (!gpb_devset_has(devices, i) || d->counts_crc == counts_crc(d))
+        if (counts_as_checked(ledger, i))
             continue;
+        if (d->counts_crc == counts_crc(d)) {
+            copy_counts(d, &ledger->checked_counts[i]);
+            gpb_devset_add(&ledger->checked_counts_known, i);
+            continue;
+        }
         if (d->sessions || d->load_milli || d->driver_sessions || d->counts_crc)
             gpb_warning("the counts of device %.*s in ledger %s were damaged; recounted from the locks", GPB_ID_SIZE,
                         d->id, ledger->path);
