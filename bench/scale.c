@@ -39,8 +39,10 @@
 static double last_cpu_us;
 
 /* Wall time of one fork+exec+wait of argv, output discarded; its CPU time
- * in last_cpu_us. */
-static double run_once(char *const argv[])
+ * in last_cpu_us. bind_now: the child runs with LD_BIND_NOW=1, so the
+ * dynamic loader resolves every symbol before main() instead of at each
+ * function's first call. */
+static double run_once_binding(char *const argv[], bool bind_now)
 {
     double t0 = now_us();
     pid_t pid = fork();
@@ -52,6 +54,8 @@ static double run_once(char *const argv[])
 
         dup2(null, 1);
         dup2(null, 2);
+        if (bind_now)
+            setenv("LD_BIND_NOW", "1", 1);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -61,6 +65,11 @@ static double run_once(char *const argv[])
     }
     last_cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     return now_us() - t0;
+}
+
+static double run_once(char *const argv[])
+{
+    return run_once_binding(argv, false);
 }
 
 /* The median wall time of RUNS_PER_ROUND runs; the median CPU time in
@@ -100,30 +109,46 @@ static void bench_cold_pick(const char *dir, char *const cli_path, char *const l
     char *lock[] = {lock_path, lock_file, NULL};
     char *noop[] = {noop_path, NULL};
     double ratio[MAX_ROUNDS], pick_us[MAX_ROUNDS], lock_us[MAX_ROUNDS], loader_us[MAX_ROUNDS];
+    double bound_ratio[MAX_ROUNDS], bound_pick_us[MAX_ROUNDS], bound_loader_us[MAX_ROUNDS];
 
     write_file(lock_file, "");
     run_once(pick); /* the ledger exists: "cold" is a new process, not a new ledger */
     for (int r = 0; r < rounds; r++) {
         double t_noop[RUNS_PER_ROUND], t_lock[RUNS_PER_ROUND], t_version[RUNS_PER_ROUND], t_pick[RUNS_PER_ROUND];
+        double t_bound_version[RUNS_PER_ROUND], t_bound_pick[RUNS_PER_ROUND];
+        double noop_us;
 
-        /* The four programs run in turn, run after run, so that a burst of
-         * the machine's other load falls on all four alike. */
+        /* The programs run in turn, run after run, so that a burst of the
+         * machine's other load falls on all of them alike. */
         for (int i = 0; i < RUNS_PER_ROUND; i++) {
             t_noop[i] = run_once(noop);
             t_lock[i] = run_once(lock);
             t_version[i] = run_once(version);
             t_pick[i] = run_once(pick);
+            t_bound_version[i] = run_once_binding(version, true);
+            t_bound_pick[i] = run_once_binding(pick, true);
         }
         /* The dynamic loader's share: what `gpubalance --version` (load,
-         * relocate, print) costs beyond a libc-only program doing nothing. */
-        loader_us[r] = median(t_version, RUNS_PER_ROUND) - median(t_noop, RUNS_PER_ROUND);
-        pick_us[r] = median(t_pick, RUNS_PER_ROUND) - loader_us[r];
+         * relocate, print) costs beyond a libc-only program doing nothing.
+         * With lazy binding (the default) that misses the symbols pick
+         * resolves at first call and --version never calls: loader work
+         * counted as pick's own. With LD_BIND_NOW both resolve every
+         * symbol before main(), so the difference is pick's own work. */
+        noop_us = median(t_noop, RUNS_PER_ROUND);
         lock_us[r] = median(t_lock, RUNS_PER_ROUND);
+        loader_us[r] = median(t_version, RUNS_PER_ROUND) - noop_us;
+        pick_us[r] = median(t_pick, RUNS_PER_ROUND) - loader_us[r];
         ratio[r] = pick_us[r] / lock_us[r];
+        bound_loader_us[r] = median(t_bound_version, RUNS_PER_ROUND) - noop_us;
+        bound_pick_us[r] = median(t_bound_pick, RUNS_PER_ROUND) - bound_loader_us[r];
+        bound_ratio[r] = bound_pick_us[r] / lock_us[r];
     }
-    printf("cold pick: %.0f us without the loader's %.0f us; trivial open+lock program: %.0f us\n",
-           median(pick_us, (size_t)rounds), median(loader_us, (size_t)rounds), median(lock_us, (size_t)rounds));
+    printf("cold pick: %.0f us without the loader's %.0f us (symbols bound at load: %.0f us without %.0f us); "
+           "trivial open+lock program: %.0f us\n",
+           median(pick_us, (size_t)rounds), median(loader_us, (size_t)rounds), median(bound_pick_us, (size_t)rounds),
+           median(bound_loader_us, (size_t)rounds), median(lock_us, (size_t)rounds));
     print_ratio("cold `gpubalance pick` (loader's share excluded)", ratio, rounds, "open+lock program");
+    print_ratio("  the same, every symbol bound at load (LD_BIND_NOW=1)", bound_ratio, rounds, "open+lock program");
     g_free(lock_file);
 }
 
