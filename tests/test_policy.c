@@ -743,8 +743,35 @@ static void small_streams_leave_capped_sessions_to_big_ones(void)
     g_assert_cmpint(choose(d, 3, pools, &r), !=, 2); /* stays on NVENC */
 }
 
+/* The device sets that decisions and the ledger walk: a walk visits
+ * exactly the members, in order, across word boundaries, and an empty set
+ * or one past its last member ends the walk. */
+static void devset_walk_visits_exactly_its_members(void)
+{
+    static const int members[] = {0, 1, 63, 64, 65, 127, 128, 200, GPB_MAX_DEVICES - 1};
+    gpb_devset set;
+    int seen = 0;
+
+    gpb_devset_clear(&set);
+    g_assert_cmpint(gpb_devset_next(&set, 0), ==, -1);
+    for (size_t i = 0; i < G_N_ELEMENTS(members); i++)
+        gpb_devset_add(&set, members[i]);
+    GPB_DEVSET_FOREACH (&set, i) {
+        g_assert_cmpint(seen, <, (int)G_N_ELEMENTS(members));
+        g_assert_cmpint(i, ==, members[seen]);
+        seen++;
+    }
+    g_assert_cmpint(seen, ==, (int)G_N_ELEMENTS(members));
+    g_assert_cmpint(gpb_devset_next(&set, 66), ==, 127);
+    g_assert_cmpint(gpb_devset_next(&set, GPB_MAX_DEVICES), ==, -1);
+    gpb_devset_remove(&set, 127);
+    g_assert_false(gpb_devset_has(&set, 127));
+    g_assert_cmpint(gpb_devset_next(&set, 66), ==, 128);
+}
+
 static const gpb_test_case cases[] = {
     GPB_TEST(balanced_picks_lowest_utilisation),
+    GPB_TEST(devset_walk_visits_exactly_its_members),
     GPB_TEST(balanced_ties_go_to_fewer_sessions_then_lower_index),
     GPB_TEST(fill_uses_devices_in_order),
     GPB_TEST(order_decides_between_backends),
