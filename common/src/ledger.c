@@ -388,15 +388,10 @@ _Static_assert(offsetof(gpb_device_record, load_milli) ==
 
 static uint32_t counts_crc(const gpb_device_record *d)
 {
-    /* crc32 of "counts", the CRC's fixed start */
-    static uLong start;
-    uLong crc;
+    uLong crc = crc32(0L, (const Bytef *)"counts", 6);
 
-    if (!__atomic_load_n(&start, __ATOMIC_RELAXED))
-        __atomic_store_n(&start, crc32(0L, (const Bytef *)"counts", 6), __ATOMIC_RELAXED);
     /* sessions then load_milli: adjacent, so one call covers both */
-    crc = crc32(__atomic_load_n(&start, __ATOMIC_RELAXED), (const Bytef *)&d->sessions,
-                sizeof(d->sessions) + sizeof(d->load_milli));
+    crc = crc32(crc, (const Bytef *)&d->sessions, sizeof(d->sessions) + sizeof(d->load_milli));
     return (uint32_t)crc32(crc, (const Bytef *)&d->driver_sessions, sizeof(d->driver_sessions));
 }
 
@@ -2440,10 +2435,10 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
     locks_read = collect_group_locks(ledger, ledger->locked_bits);
     gpb_devset_clear(&todo);
     gpb_devset_clear(&readable);
-    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+    GPB_DEVSET_FOREACH (devices, i) {
         gpb_device_record *d = &ledger->devices[i];
 
-        if (!gpb_devset_has(devices, i) || (!d->id[0] && !ledger->known_device[i]))
+        if (!d->id[0] && !ledger->known_device[i])
             continue;
         gpb_devset_add(&todo, i);
         if (locks_read)
@@ -2478,11 +2473,9 @@ void gpb_ledger_verify(gpb_ledger *ledger, const gpb_devset *devices)
         bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8)); /* accounted for */
         count_in(ledger, owner, slot);
     }
-    for (int i = 0; i < GPB_MAX_DEVICES; i++) {
+    GPB_DEVSET_FOREACH (&readable, i) {
         const uint64_t *words = (const uint64_t *)(ledger->locked_bits + (size_t)i * (GPB_SLOTS / 8));
 
-        if (!gpb_devset_has(&readable, i))
-            continue;
         for (int w = 0; w < GPB_SLOTS / 64; w++)
             if (words[w])
                 for (int b = 0; b < 64; b++)
