@@ -392,6 +392,60 @@ static void status_escapes_what_others_wrote(void)
     g_free(out);
 }
 
+/* status --json over more leases than one piece of output holds (they
+ * are written out as they fill), with devices, codecs and labels that
+ * repeat and change from lease to lease (text equal to the previous
+ * lease's is kept rather than set again): every lease is listed once, in
+ * the snapshot's order, with its own values. */
+static void status_json_lists_many_leases_each_with_its_own_values(void)
+{
+    static const char config[] = "[general]\ndiscover=false\n[device:a]\nbackend=sim\n[device:b]\nbackend=sim\n";
+    static const char *const labels[] = {"cam", "cam", "", "bad\xff", "bad\xff", "cam-2"};
+    const char *argv[] = {gpb_test_bin(), "status", "--json", NULL};
+    enum { N_LEASES = 400 };
+    gpubalance_lease *held[N_LEASES];
+    JsonParser *parser = json_parser_new();
+    gpubalance_snapshot *snap;
+    gpubalance_context *ctx;
+    JsonArray *leases;
+    char *out = NULL;
+
+    gpb_test_env(config);
+    ctx = gpb_test_open();
+    for (int i = 0; i < N_LEASES; i++) {
+        gpubalance_stream *s = gpb_test_stream(i % 7 < 4 ? "h264" : "hevc", 640, 360, 30);
+
+        gpubalance_stream_set_device(s, i % 5 < 3 ? "sim:a" : "sim:b");
+        gpubalance_stream_set_label(s, labels[i % G_N_ELEMENTS(labels)]);
+        held[i] = gpb_test_acquire(ctx, s);
+        gpubalance_stream_free(s);
+    }
+    g_assert_cmpint(gpb_test_run(argv, &out, NULL), ==, 0);
+    g_assert_cmpuint(strlen(out), >, 64 * 1024);
+    g_assert_cmpint(gpubalance_snapshot_take(ctx, &snap), ==, 0);
+    leases = json_object_get_array_member(parse_object(parser, out), "leases");
+    g_assert_cmpuint(json_array_get_length(leases), ==, N_LEASES);
+    g_assert_cmpuint(gpubalance_snapshot_n_leases(snap), ==, N_LEASES);
+    for (guint i = 0; i < N_LEASES; i++) {
+        JsonObject *lease = json_array_get_object_element(leases, i);
+        const gpubalance_lease_info *want = gpubalance_snapshot_lease(snap, i);
+        gchar *label = g_utf8_make_valid(want->label, -1);
+
+        g_assert_cmpstr(json_object_get_string_member(lease, "device"), ==, want->device);
+        g_assert_cmpstr(json_object_get_string_member(lease, "codec"), ==, gpubalance_codec_name(want->codec));
+        g_assert_cmpstr(json_object_get_string_member(lease, "label"), ==, label);
+        g_assert_cmpstr(json_object_get_string_member(lease, "state"), ==, "granted");
+        g_assert_cmpint(json_object_get_int_member(lease, "pid"), ==, getpid());
+        g_free(label);
+    }
+    gpubalance_snapshot_free(snap);
+    for (int i = 0; i < N_LEASES; i++)
+        gpubalance_lease_release(held[i]);
+    gpubalance_context_close(ctx);
+    g_object_unref(parser);
+    g_free(out);
+}
+
 /* A label longer than the ledger keeps is cut before a character that
  * does not fit whole, never inside it. */
 static void long_labels_are_cut_between_characters(void)
@@ -494,6 +548,7 @@ static const gpb_test_case cases[] = {
     GPB_TEST(damaged_ledger_message_reaches_the_user),
     GPB_TEST(leases_exclude_each_other_across_pid_namespaces),
     GPB_TEST(status_escapes_what_others_wrote),
+    GPB_TEST(status_json_lists_many_leases_each_with_its_own_values),
     GPB_TEST(long_labels_are_cut_between_characters),
     GPB_TEST(a_utf8_label_is_accepted),
     GPB_TEST(output_that_cannot_be_written_is_an_error),

@@ -299,9 +299,14 @@ static void lease_object_init(lease_object *lo)
     lo->since_second = -1;
 }
 
-/* A string member from text read out of the ledger: made valid UTF-8. */
+/* A string member from text read out of the ledger: made valid UTF-8.
+ * Text equal to the previous lease's is left in place: leases of one
+ * device, codec and state follow each other, and setting a string frees
+ * and copies it (four of each per lease otherwise). */
 static void set_text(JsonNode *node, const char *text)
 {
+    if (g_strcmp0(json_node_get_string(node), text) == 0)
+        return;
     if (g_utf8_validate(text, -1, NULL)) {
         json_node_set_string(node, text);
     } else {
@@ -316,12 +321,12 @@ static void lease_json(lease_object *lo, const gpubalance_lease_info *l)
 {
     set_text(lo->device, l->device);
     json_node_set_int(lo->pid, l->pid);
-    json_node_set_string(lo->codec, gpubalance_codec_name(l->codec));
+    set_text(lo->codec, gpubalance_codec_name(l->codec));
     json_node_set_int(lo->width, l->width);
     json_node_set_int(lo->height, l->height);
     json_node_set_double(lo->fps, l->fps);
     json_node_set_double(lo->cost, l->cost);
-    json_node_set_string(lo->state, gpubalance_lease_state_name(l->state));
+    set_text(lo->state, gpubalance_lease_state_name(l->state));
     set_text(lo->label, l->label);
     if (l->since_unix_ms / 1000 != lo->since_second) { /* leases started in one second share the text */
         gchar *since = iso_time(l->since_unix_ms);
@@ -331,6 +336,20 @@ static void lease_json(lease_object *lo, const gpubalance_lease_info *l)
         g_free(since);
     }
     json_node_set_int(lo->pid_namespace, (gint64)l->pid_namespace);
+}
+
+/* Output is built in a GString and written out in pieces of about this
+ * size: the leases of a large ledger would otherwise take a fresh buffer
+ * of hundreds of kilobytes, page-faulted in a page at a time. */
+#define OUTPUT_CHUNK (64 * 1024)
+
+/* Writes out what out holds and empties it. Not printf("%s"): no strlen,
+ * no copy through stdio's buffer. A write that fails sets stdout's error
+ * flag, which cli_end() reports. */
+static void write_out(GString *out)
+{
+    fwrite(out->str, 1, out->len, stdout);
+    g_string_truncate(out, 0);
 }
 
 /* The "leases" member, appended to out as json-glib would have written it
@@ -359,6 +378,8 @@ static void append_leases_json(GString *out, const gpubalance_snapshot *snap, gb
     json_generator_set_pretty(gen, pretty);
     g_string_append(out, pretty ? ",\n  \"leases\" : [" : ",\"leases\":[");
     for (size_t i = 0; i < n; i++) {
+        if (out->len >= OUTPUT_CHUNK) /* written as it fills: a buffer that stays small stays in cache */
+            write_out(out);
         lease_json(&lease, gpubalance_snapshot_lease(snap, i));
         g_string_append(out, i ? "," : "");
         if (!pretty) {
@@ -397,8 +418,7 @@ static void print_json_then_leases(JsonBuilder *builder, const gpubalance_snapsh
 {
     JsonGenerator *gen = json_generator_new();
     JsonNode *root = json_builder_get_root(json_builder_end_object(builder));
-    /* a pretty lease takes about 290 bytes: one allocation for them all */
-    GString *out = g_string_sized_new(4096 + (snap ? 320 * gpubalance_snapshot_n_leases(snap) : 0));
+    GString *out = g_string_sized_new(OUTPUT_CHUNK + 4096);
 
     json_generator_set_root(gen, root);
     json_generator_set_pretty(gen, pretty);
@@ -413,7 +433,7 @@ static void print_json_then_leases(JsonBuilder *builder, const gpubalance_snapsh
         append_leases_json(out, snap, pretty);
     }
     g_string_append_c(out, '\n');
-    fwrite(out->str, 1, out->len, stdout); /* not printf("%s"): no strlen, no copy through stdio's buffer */
+    write_out(out);
     fflush(stdout);
     g_string_free(out, TRUE);
     json_node_unref(root);
